@@ -1,0 +1,44 @@
+# dpdkvirtio: the two commands of the README.
+#   make demo   set up this host, build, and pump packets vhost-user <-> virtio-user
+#   make test   set up this host, build, and run the whole test suite
+# Both are idempotent. Extra arguments: make demo ARGS="--seconds 5 --json",
+# make test PYTEST_ARGS="-k vhost".
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: demo test bench host build clean
+
+demo: build
+	$(PY) -m dpdkvirtio demo $(ARGS)
+
+test: build
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: build
+	$(PY) -m perf run $(ARGS)
+
+host:
+	scripts/setup-host.sh all
+
+build: host $(VENV)/.installed
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Editable meson-python install: later imports rebuild changed Cython modules by
+# themselves (incrementally, in build/).
+$(VENV)/.installed: $(VENV)/.deps pyproject.toml meson.build
+	CYTHON=$(VENV)/bin/cython $(PY) -m pip install -q --no-build-isolation \
+	    -Cbuild-dir=build -e .
+	touch $@
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,171 @@
+# L1: C structures shared by the control plane and the hot loops in datapath.pyx.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
+from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
+
+cdef enum:
+    DV_MAX_BURST = 512
+    DV_KIND_ETHDEV = 1
+    DV_KIND_VHOST = 2
+
+# One cache line, single writer: whoever polls this rx queue.
+cdef struct dv_rxq_stats:
+    uint64_t packets
+    uint64_t bytes
+    uint64_t bursts               # polls that returned packets
+    uint64_t empty_polls
+    uint64_t not_ready_polls      # polls while the peer or the queue was not ready
+    uint64_t _pad[3]
+
+# One cache line, single writer: whoever transmits on this tx queue.
+cdef struct dv_txq_stats:
+    uint64_t packets              # accepted by the peer's ring
+    uint64_t bytes
+    uint64_t bursts
+    uint64_t failure_drops        # the peer's ring stayed full after the retries
+    uint64_t not_ready_drops      # no peer connected, or its queue disabled
+    uint64_t nombuf_drops         # packets a generator could not build (mempool empty)
+    uint64_t retries
+    uint64_t _pad[1]
+
+cdef struct dv_queue_stats:
+    dv_rxq_stats rx
+    dv_txq_stats tx
+
+# vhost only: a poller marks a queue busy around each burst so that destroy_device
+# can wait until nobody uses the old vid (busy flags on separate cache lines).
+cdef struct dv_vq_sync:
+    int rx_busy
+    int _pad1[15]
+    int tx_busy
+    int _pad2[15]
+
+cdef struct dv_port:
+    int kind
+    uint16_t port_id              # ethdev port id
+    uint16_t n_queues             # queue pairs served (rows of stats)
+    int vid                       # vhost: -1 while no device runs (atomic)
+    uint32_t tx_retries_max
+    rte_mempool *mp               # vhost dequeue allocates from it
+    dv_queue_stats *stats         # n_queues rows, owned by a Counters object
+    dv_vq_sync *sync              # vhost: n_queues rows
+    uint8_t *vring_enabled        # vhost: 2 * n_queues flags (vring index order)
+
+cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil
+cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
+                         bint drop_unsent) noexcept nogil
+cdef void dv_vhost_quiesce(dv_port *p) noexcept nogil
+cdef uint32_t dv_fill_template(rte_mempool *mp, rte_mbuf **pkts, uint32_t n,
+                               const uint8_t *tmpl, uint32_t length) noexcept nogil
+cdef uint32_t dv_fill_rows(rte_mempool *mp, rte_mbuf **pkts, uint32_t n, const uint8_t *data,
+                           Py_ssize_t row_stride, const uint32_t *lengths,
+                           uint32_t fixed_length) noexcept nogil
+cdef uint32_t dv_copy_out(rte_mbuf **pkts, uint32_t n, uint8_t *out, Py_ssize_t row_stride,
+                          uint32_t width, uint32_t *lengths) noexcept nogil
+cdef void dv_lengths(rte_mbuf **pkts, uint32_t n, uint32_t *out) noexcept nogil
+
+# ---- PMD threads ------------------------------------------------------------------------
+
+cdef enum:
+    DV_ACT_RXONLY = 1             # count and free
+    DV_ACT_IO = 2                 # forward to (out_port, out_queue)
+    DV_ACT_MACSWAP = 3            # swap Ethernet addresses, send to (out_port, out_queue)
+    DV_ACT_GEN = 4                # generator: build packets from templates, send
+    DV_PMD_MAX_BURST = 64
+    DV_HIST_BINS = 65             # burst sizes 0..64
+    DV_MAX_VARS = 8
+    DV_OP_INC = 0
+    DV_OP_DEC = 1
+    DV_OP_RANDOM = 2
+
+# One per PMD lcore; single writer: that lcore.
+cdef struct dv_pmd_stats:
+    uint64_t iterations
+    uint64_t busy_cycles          # TSC cycles of iterations that moved packets
+    uint64_t idle_cycles          # TSC cycles of iterations that moved none
+    uint64_t empty_iterations
+    uint64_t rx_packets
+    uint64_t tx_packets
+    uint64_t plan_epoch           # epoch of the plan the lcore runs
+    uint64_t cpu                  # CPU the lcore last pinned itself to
+    uint64_t hist[DV_HIST_BINS]   # how many packets each poll moved
+    uint64_t _pad[7]
+
+# One per (PMD, assignment); single writer: the PMD.
+cdef struct dv_poll_stats:
+    uint64_t cycles
+    uint64_t packets
+    uint64_t polls
+    uint64_t _pad[5]
+
+cdef struct dv_fvar:              # a field-engine variable
+    uint16_t offset               # byte offset in the frame
+    uint8_t size                  # 1, 2 or 4 bytes, big endian
+    uint8_t op                    # DV_OP_*
+    uint8_t in_ip                 # inside the IPv4 header (fix its checksum)
+    uint8_t in_udp                # covered by the UDP checksum
+    uint32_t min
+    uint32_t max
+    uint32_t step
+    uint32_t cur
+
+cdef struct dv_gen:
+    rte_mempool *mp
+    const uint8_t *tmpl_data      # all templates, back to back
+    const uint32_t *tmpl_off
+    const uint16_t *tmpl_len
+    uint32_t n_tmpl
+    uint32_t next_tmpl
+    dv_fvar vars[DV_MAX_VARS]
+    uint32_t n_vars
+    int size_op                   # -1: fixed sizes, else DV_OP_*
+    uint16_t size_min
+    uint16_t size_max
+    uint16_t size_step
+    uint16_t size_cur
+    int fix_ip                    # keep the IPv4 header checksum right
+    int fix_udp                   # keep the UDP checksum right (when the template has one)
+    double pkts_per_tsc           # 0: as fast as possible (written by control)
+    double tokens
+    uint64_t last_tsc
+    uint64_t count_limit          # 0: none
+    uint64_t duration_tsc         # 0: none; the deadline is set when the generator starts
+    uint64_t deadline_tsc
+    uint32_t burst_pkts           # multi-burst: packets per burst (0: continuous)
+    uint32_t n_bursts             # multi-burst: bursts (0: forever)
+    uint64_t ibg_tsc              # multi-burst: gap between bursts
+    uint32_t in_burst_left
+    uint32_t bursts_done
+    uint64_t next_burst_tsc
+    uint64_t built                # packets built and handed to the port
+    uint64_t nombuf               # packets due but not built (mempool empty), paced mode
+    int done                      # a limit was reached (written by the PMD)
+    int paused                    # written by control
+    int started
+    uint64_t rng
+
+cdef struct dv_poll:
+    int action
+    dv_port *port                 # rx port (tx port for DV_ACT_GEN)
+    uint16_t queue
+    dv_port *out_port
+    uint16_t out_queue
+    dv_gen *gen
+    dv_poll_stats *pst
+
+cdef struct dv_plan:
+    uint64_t epoch
+    uint32_t n_polls
+    dv_poll *polls
+
+cdef struct dv_pmd_ctx:
+    dv_plan *plan                 # swapped by control (atomic pointer)
+    uint64_t ack_epoch            # the lcore has finished an iteration with this epoch
+    int stop
+    int cpu_request               # -1: none; else re-pin to this CPU
+    int cpu_ack
+    uint16_t burst_size
+    dv_pmd_stats *stats
+
+cdef int dv_pmd_main(void *arg) noexcept nogil
+cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil

@@ -1,0 +1,544 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""All loops over packets live here (L1). Every function is ``noexcept nogil`` and works
+on C structs prepared by the control plane; the data path never raises, it counts."""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
+    rte_pktmbuf_read, rte_memcpy)
+from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
+from dpdkvirtio._dpdk.rte_ethdev cimport rte_eth_rx_burst, rte_eth_tx_burst
+from dpdkvirtio._dpdk.rte_vhost cimport rte_vhost_enqueue_burst, rte_vhost_dequeue_burst
+from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU_ZERO, CPU_SET,
+    rte_thread_set_affinity)
+from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
+    dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64)
+
+
+cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
+    cdef uint64_t total = 0
+    cdef uint16_t i
+    for i in range(n):
+        total += pkts[i].pkt_len
+    return total
+
+
+cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil:
+    """Receive up to n packets from queue q; the caller owns pkts[0:ret]."""
+    cdef dv_rxq_stats *st = &p.stats[q].rx
+    cdef uint16_t nb = 0
+    cdef int vid
+    cdef dv_vq_sync *sync
+    if p.kind == DV_KIND_ETHDEV:
+        nb = rte_eth_rx_burst(p.port_id, q, pkts, n)
+    else:
+        sync = &p.sync[q]
+        dv_store_seq_int(&sync.rx_busy, 1)
+        vid = dv_load_seq_int(&p.vid)
+        if vid >= 0 and p.vring_enabled[2 * q + 1]:
+            nb = rte_vhost_dequeue_burst(vid, 2 * q + 1, p.mp, pkts, n)
+        else:
+            st.not_ready_polls += 1
+        dv_store_release_int(&sync.rx_busy, 0)
+    if nb:
+        st.packets += nb
+        st.bytes += _sum_len(pkts, nb)
+        st.bursts += 1
+    else:
+        st.empty_polls += 1
+    return nb
+
+
+cdef inline uint16_t _vhost_enqueue(dv_port *p, int vid, uint16_t q, rte_mbuf **pkts,
+                                    uint16_t n, dv_txq_stats *st) noexcept nogil:
+    # Retry while the guest makes room (as OVS does), up to tx_retries_max times.
+    cdef uint16_t sent = 0, k
+    cdef uint32_t retries = 0
+    while True:
+        k = rte_vhost_enqueue_burst(vid, 2 * q, pkts + sent, n - sent)
+        sent += k
+        if sent == n or k == 0 or retries >= p.tx_retries_max:
+            break
+        retries += 1
+    st.retries += retries
+    return sent
+
+
+cdef inline uint16_t _eth_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
+                             dv_txq_stats *st) noexcept nogil:
+    cdef uint16_t sent = 0, k
+    cdef uint32_t retries = 0
+    while True:
+        k = rte_eth_tx_burst(p.port_id, q, pkts + sent, n - sent)
+        sent += k
+        if sent == n or k == 0 or retries >= p.tx_retries_max:
+            break
+        retries += 1
+    st.retries += retries
+    return sent
+
+
+cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
+                         bint drop_unsent) noexcept nogil:
+    """Send pkts[0:n] on queue q. The sent prefix pkts[0:ret] is consumed (handed to the
+    driver, or copied into the guest ring and freed). With drop_unsent the rest is freed
+    and counted as dropped by reason; otherwise pkts[ret:n] stay with the caller."""
+    cdef dv_txq_stats *st = &p.stats[q].tx
+    cdef uint16_t sent = 0
+    cdef uint64_t nbytes
+    cdef int vid
+    cdef bint not_ready = False
+    cdef dv_vq_sync *sync
+    if n == 0:
+        return 0
+    nbytes = _sum_len(pkts, n)
+    if p.kind == DV_KIND_ETHDEV:
+        sent = _eth_tx(p, q, pkts, n, st)
+    else:
+        sync = &p.sync[q]
+        dv_store_seq_int(&sync.tx_busy, 1)
+        vid = dv_load_seq_int(&p.vid)
+        if vid >= 0 and p.vring_enabled[2 * q]:
+            sent = _vhost_enqueue(p, vid, q, pkts, n, st)
+        else:
+            not_ready = True
+        dv_store_release_int(&sync.tx_busy, 0)
+        if sent:
+            # enqueue copied the data: the mbufs are still ours to free
+            rte_pktmbuf_free_bulk(pkts, sent)
+    if sent < n:
+        nbytes -= _sum_len(pkts + sent, n - sent)
+        if drop_unsent:
+            if not_ready:
+                st.not_ready_drops += n - sent
+            else:
+                st.failure_drops += n - sent
+            rte_pktmbuf_free_bulk(pkts + sent, n - sent)
+    st.packets += sent
+    st.bytes += nbytes
+    st.bursts += 1
+    return sent
+
+
+cdef void dv_vhost_quiesce(dv_port *p) noexcept nogil:
+    """After p.vid was set to -1: wait until no poller is inside a burst that may
+    have read the old vid."""
+    cdef uint16_t q
+    for q in range(p.n_queues):
+        while dv_load_seq_int(&p.sync[q].rx_busy) or dv_load_seq_int(&p.sync[q].tx_busy):
+            rte_pause()
+
+
+cdef uint32_t dv_fill_template(rte_mempool *mp, rte_mbuf **pkts, uint32_t n,
+                               const uint8_t *tmpl, uint32_t length) noexcept nogil:
+    """Allocate n mbufs holding a copy of tmpl[0:length]; all or nothing: returns n or 0."""
+    cdef uint32_t i
+    cdef rte_mbuf *m
+    if rte_pktmbuf_alloc_bulk(mp, pkts, n) != 0:
+        return 0
+    for i in range(n):
+        m = pkts[i]
+        memcpy(dv_mbuf_data(m), tmpl, length)
+        m.data_len = <uint16_t>length
+        m.pkt_len = length
+    return n
+
+
+cdef uint32_t dv_fill_rows(rte_mempool *mp, rte_mbuf **pkts, uint32_t n, const uint8_t *data,
+                           Py_ssize_t row_stride, const uint32_t *lengths,
+                           uint32_t fixed_length) noexcept nogil:
+    """Allocate n mbufs, mbuf i holding row i of data (lengths[i] bytes, or fixed_length
+    when lengths is NULL). All or nothing: returns n or 0."""
+    cdef uint32_t i, length
+    cdef rte_mbuf *m
+    if rte_pktmbuf_alloc_bulk(mp, pkts, n) != 0:
+        return 0
+    for i in range(n):
+        m = pkts[i]
+        length = lengths[i] if lengths is not NULL else fixed_length
+        memcpy(dv_mbuf_data(m), data + i * row_stride, length)
+        m.data_len = <uint16_t>length
+        m.pkt_len = length
+    return n
+
+
+cdef uint32_t dv_copy_out(rte_mbuf **pkts, uint32_t n, uint8_t *out, Py_ssize_t row_stride,
+                          uint32_t width, uint32_t *lengths) noexcept nogil:
+    """Copy the first `width` bytes of each packet into row i of out (multi-segment
+    packets are gathered); store full packet lengths when lengths is not NULL."""
+    cdef uint32_t i, k
+    cdef rte_mbuf *m
+    cdef const void *src
+    for i in range(n):
+        m = pkts[i]
+        k = m.pkt_len if m.pkt_len < width else width
+        src = rte_pktmbuf_read(m, 0, k, out + i * row_stride)
+        if src != <const void *>(out + i * row_stride):
+            memcpy(out + i * row_stride, src, k)
+        if lengths is not NULL:
+            lengths[i] = m.pkt_len
+    return n
+
+
+cdef void dv_lengths(rte_mbuf **pkts, uint32_t n, uint32_t *out) noexcept nogil:
+    cdef uint32_t i
+    for i in range(n):
+        out[i] = pkts[i].pkt_len
+
+
+# ---- field engine -----------------------------------------------------------------------
+
+cdef inline uint64_t _rng_next(uint64_t *state) noexcept nogil:
+    # xorshift64*: fast, good enough to spread flows
+    cdef uint64_t x = state[0]
+    x ^= x >> 12
+    x ^= x << 25
+    x ^= x >> 27
+    state[0] = x
+    return x * <uint64_t>0x2545F4914F6CDD1D
+
+
+cdef inline uint32_t _next_value(uint8_t op, uint32_t lo, uint32_t hi, uint32_t step,
+                                 uint32_t *cur, uint64_t *rng) noexcept nogil:
+    """The value for this packet; advances *cur (inc/dec wrap within [lo, hi])."""
+    cdef uint32_t v = cur[0]
+    if op == DV_OP_RANDOM:
+        return lo + <uint32_t>(_rng_next(rng) % (<uint64_t>hi - lo + 1))
+    if op == DV_OP_INC:
+        cur[0] = lo if (v > hi or hi - v < step) else v + step
+    else:
+        cur[0] = hi if (v < lo or v - lo < step) else v - step
+    return v
+
+
+cdef inline uint32_t _load16(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 8) | p[1]
+
+
+cdef inline void _store16(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 8)
+    p[1] = <uint8_t>v
+
+
+cdef inline uint32_t _fold(uint32_t c) noexcept nogil:
+    while c >> 16:
+        c = (c & 0xFFFF) + (c >> 16)
+    return c
+
+
+cdef inline uint32_t _sum16(const uint8_t *p, uint32_t length) noexcept nogil:
+    cdef uint32_t total = 0, i = 0
+    while i + 1 < length:
+        total += _load16(p + i)
+        i += 2
+    if i < length:
+        total += <uint32_t>p[i] << 8
+    return total
+
+
+cdef inline void _apply_delta(uint8_t *csum_field, uint32_t delta, bint udp) noexcept nogil:
+    # RFC 1624: HC' = ~(~HC + sum(~m + m'))
+    cdef uint32_t c = (~_load16(csum_field)) & 0xFFFF
+    c = _fold(c + delta)
+    c = (~c) & 0xFFFF
+    if udp and c == 0:
+        c = 0xFFFF
+    _store16(csum_field, c)
+
+
+cdef enum:
+    _ETH = 14
+    _IP_CSUM = 14 + 10
+    _UDP = 14 + 20
+    _UDP_CSUM = 14 + 20 + 6
+
+
+cdef void _full_checksums(dv_gen *g, uint8_t *p, uint32_t length) noexcept nogil:
+    """Recompute IPv4 lengths and checksums after the packet size changed."""
+    cdef uint32_t c, ulen
+    _store16(p + _ETH + 2, length - _ETH)
+    ulen = length - _UDP
+    _store16(p + _UDP + 4, ulen)
+    if g.fix_ip:
+        _store16(p + _IP_CSUM, 0)
+        _store16(p + _IP_CSUM, (~_fold(_sum16(p + _ETH, 20))) & 0xFFFF)
+    if g.fix_udp and _load16(p + _UDP_CSUM) != 0:
+        _store16(p + _UDP_CSUM, 0)
+        c = _sum16(p + _ETH + 12, 8) + 17 + ulen + _sum16(p + _UDP, ulen)
+        c = (~_fold(c)) & 0xFFFF
+        _store16(p + _UDP_CSUM, c if c else 0xFFFF)
+
+
+cdef void _apply_fields(dv_gen *g, uint8_t *p, uint32_t length, bint sized) noexcept nogil:
+    cdef uint32_t d_ip = 0, d_udp = 0, d, val, i, w, start, end
+    cdef uint32_t old_words[3]
+    cdef dv_fvar *v
+    for i in range(g.n_vars):
+        v = &g.vars[i]
+        if v.offset + v.size > length:
+            continue
+        val = _next_value(v.op, v.min, v.max, v.step, &v.cur, &g.rng)
+        start = v.offset & ~1u
+        end = (v.offset + v.size + 1) & ~1u
+        w = 0
+        while start + 2 * w < end:
+            old_words[w] = _load16(p + start + 2 * w)
+            w += 1
+        if v.size == 1:
+            p[v.offset] = <uint8_t>val
+        elif v.size == 2:
+            _store16(p + v.offset, val)
+        else:
+            _store16(p + v.offset, val >> 16)
+            _store16(p + v.offset + 2, val)
+        d = 0
+        w = 0
+        while start + 2 * w < end:
+            d += ((~old_words[w]) & 0xFFFF) + _load16(p + start + 2 * w)
+            w += 1
+        if v.in_ip:
+            d_ip += d
+        if v.in_udp:
+            d_udp += d
+    if sized:
+        _full_checksums(g, p, length)
+        return
+    if g.fix_ip and d_ip:
+        _apply_delta(p + _IP_CSUM, d_ip, False)
+    if g.fix_udp and d_udp and _load16(p + _UDP_CSUM) != 0:
+        _apply_delta(p + _UDP_CSUM, d_udp, True)
+
+
+cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil:
+    """Allocate and fill n packets from the generator's templates and field engine.
+    All or nothing: returns n or 0 (mempool empty)."""
+    cdef uint16_t i
+    cdef uint32_t t, length
+    cdef rte_mbuf *m
+    cdef uint8_t *data
+    cdef bint sized = g.size_op >= 0
+    if rte_pktmbuf_alloc_bulk(g.mp, pkts, n) != 0:
+        return 0
+    if g.n_tmpl == 1 and g.n_vars == 0 and not sized:
+        length = g.tmpl_len[0]
+        for i in range(n):
+            m = pkts[i]
+            rte_memcpy(dv_mbuf_data(m), g.tmpl_data, length)
+            m.data_len = <uint16_t>length
+            m.pkt_len = length
+        return n
+    for i in range(n):
+        m = pkts[i]
+        t = g.next_tmpl
+        g.next_tmpl = t + 1 if t + 1 < g.n_tmpl else 0
+        length = g.tmpl_len[t]
+        if sized:
+            length = _next_size(g)
+        data = <uint8_t *>dv_mbuf_data(m)
+        rte_memcpy(data, g.tmpl_data + g.tmpl_off[t], length)
+        m.data_len = <uint16_t>length
+        m.pkt_len = length
+        if g.n_vars or sized:
+            _apply_fields(g, data, length, sized)
+    return n
+
+
+cdef inline uint32_t _next_size(dv_gen *g) noexcept nogil:
+    cdef uint32_t cur = g.size_cur
+    cdef uint32_t v = _next_value(<uint8_t>g.size_op, g.size_min, g.size_max, g.size_step,
+                                  &cur, &g.rng)
+    g.size_cur = <uint16_t>cur
+    return v
+
+
+# ---- PMD loop ---------------------------------------------------------------------------
+
+cdef inline uint16_t _gen_poll(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
+                               uint64_t now) noexcept nogil:
+    cdef dv_gen *g = pl.gen
+    cdef uint16_t want = burst, n
+    cdef uint64_t remaining
+    cdef double cap
+    if g.done or g.paused:
+        return 0
+    if not g.started:
+        g.started = 1
+        g.last_tsc = now
+        g.next_burst_tsc = now
+        g.in_burst_left = 0
+        g.deadline_tsc = now + g.duration_tsc if g.duration_tsc else 0
+    if g.deadline_tsc and now >= g.deadline_tsc:
+        g.done = 1
+        return 0
+    if g.burst_pkts:
+        if g.in_burst_left == 0:
+            if g.n_bursts and g.bursts_done >= g.n_bursts:
+                g.done = 1
+                return 0
+            if now < g.next_burst_tsc:
+                g.last_tsc = now
+                return 0
+            g.in_burst_left = g.burst_pkts
+        if want > g.in_burst_left:
+            want = <uint16_t>g.in_burst_left
+    if g.count_limit:
+        remaining = g.count_limit - g.built - g.nombuf
+        if remaining == 0:
+            g.done = 1
+            return 0
+        if want > remaining:
+            want = <uint16_t>remaining
+    if g.pkts_per_tsc > 0:
+        g.tokens += <double>(now - g.last_tsc) * g.pkts_per_tsc
+        g.last_tsc = now
+        cap = burst if burst > 1 else 1
+        if g.tokens > cap:
+            g.tokens = cap
+        if g.tokens < 1.0:
+            return 0
+        if want > <uint16_t>g.tokens:
+            want = <uint16_t>g.tokens
+        g.tokens -= want
+    n = dv_gen_build(g, pkts, want)
+    if n == 0:
+        if g.pkts_per_tsc > 0:
+            # due now and not buildable: the schedule moves on, the packets are counted lost
+            g.nombuf += want
+            pl.port.stats[pl.queue].tx.nombuf_drops += want
+            _after_sent(g, want, now)
+        return 0
+    dv_port_tx(pl.port, pl.queue, pkts, n, True)
+    g.built += n
+    _after_sent(g, n, now)
+    return n
+
+
+cdef inline void _after_sent(dv_gen *g, uint16_t n, uint64_t now) noexcept nogil:
+    if g.burst_pkts:
+        g.in_burst_left -= n if n <= g.in_burst_left else g.in_burst_left
+        if g.in_burst_left == 0:
+            g.bursts_done += 1
+            g.next_burst_tsc = now + g.ibg_tsc
+    if g.count_limit and g.built + g.nombuf >= g.count_limit:
+        g.done = 1
+
+
+cdef inline void _macswap(rte_mbuf **pkts, uint16_t n) noexcept nogil:
+    cdef uint16_t i
+    cdef uint8_t *p
+    cdef uint8_t tmp[6]
+    for i in range(n):
+        p = <uint8_t *>dv_mbuf_data(pkts[i])
+        memcpy(tmp, p, 6)
+        memcpy(p, p + 6, 6)
+        memcpy(p + 6, tmp, 6)
+
+
+cdef int dv_pmd_main(void *arg) noexcept nogil:
+    """The PMD thread: poll every assignment of the current plan, round after round,
+    until told to stop. Picks up new plans, burst sizes and CPU moves between rounds."""
+    cdef dv_pmd_ctx *ctx = <dv_pmd_ctx *>arg
+    cdef dv_pmd_stats *st = ctx.stats
+    cdef rte_mbuf *pkts[DV_PMD_MAX_BURST]
+    cdef dv_plan *plan
+    cdef dv_poll *pl
+    cdef uint64_t t_start, t_prev, t_now, moved
+    cdef uint32_t i
+    cdef uint16_t n, burst
+    cdef int req
+    cdef rte_cpuset_t cs
+    while not dv_load_acquire_int(&ctx.stop):
+        plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
+        burst = ctx.burst_size
+        if burst == 0 or burst > DV_PMD_MAX_BURST:
+            burst = 32
+        t_start = rte_rdtsc()
+        t_prev = t_start
+        moved = 0
+        if plan is not NULL:
+            for i in range(plan.n_polls):
+                pl = &plan.polls[i]
+                if pl.action == DV_ACT_GEN:
+                    n = _gen_poll(pl, pkts, burst, t_prev)
+                    st.tx_packets += n
+                else:
+                    n = dv_port_rx(pl.port, pl.queue, pkts, burst)
+                    if n:
+                        st.rx_packets += n
+                        if pl.action == DV_ACT_RXONLY:
+                            rte_pktmbuf_free_bulk(pkts, n)
+                        else:
+                            if pl.action == DV_ACT_MACSWAP:
+                                _macswap(pkts, n)
+                            st.tx_packets += dv_port_tx(pl.out_port, pl.out_queue, pkts, n, True)
+                t_now = rte_rdtsc()
+                pl.pst.cycles += t_now - t_prev
+                pl.pst.packets += n
+                pl.pst.polls += 1
+                t_prev = t_now
+                st.hist[n if n < DV_HIST_BINS else DV_HIST_BINS - 1] += 1
+                moved += n
+        st.iterations += 1
+        if moved:
+            st.busy_cycles += t_prev - t_start
+        else:
+            st.idle_cycles += t_prev - t_start
+            st.empty_iterations += 1
+        if plan is not NULL:
+            st.plan_epoch = plan.epoch
+            dv_store_release_u64(&ctx.ack_epoch, plan.epoch)
+        req = dv_load_acquire_int(&ctx.cpu_request)
+        if req >= 0 and req != ctx.cpu_ack:
+            CPU_ZERO(&cs)
+            CPU_SET(req, &cs)
+            if rte_thread_set_affinity(&cs) == 0:
+                st.cpu = <uint64_t>req
+            dv_store_release_int(&ctx.cpu_ack, req)
+    dv_store_release_u64(&ctx.ack_epoch, <uint64_t>-1)
+    return 0
+
+
+def pmd_stats_layout():
+    """(sizeof(dv_pmd_stats), scalar fields [(name, offset)], hist offset, hist bins)."""
+    cdef dv_pmd_stats s
+    cdef size_t base = <size_t>&s
+    fields = [
+        ("iterations", <size_t>&s.iterations - base),
+        ("busy_cycles", <size_t>&s.busy_cycles - base),
+        ("idle_cycles", <size_t>&s.idle_cycles - base),
+        ("empty_iterations", <size_t>&s.empty_iterations - base),
+        ("rx_packets", <size_t>&s.rx_packets - base),
+        ("tx_packets", <size_t>&s.tx_packets - base),
+        ("plan_epoch", <size_t>&s.plan_epoch - base),
+        ("cpu", <size_t>&s.cpu - base),
+    ]
+    return sizeof(dv_pmd_stats), fields, <size_t>&s.hist[0] - base, DV_HIST_BINS
+
+
+def poll_stats_layout():
+    cdef dv_poll_stats s
+    cdef size_t base = <size_t>&s
+    return sizeof(dv_poll_stats), [("cycles", <size_t>&s.cycles - base),
+                                   ("packets", <size_t>&s.packets - base),
+                                   ("polls", <size_t>&s.polls - base)]
+
+
+def queue_stats_layout():
+    """(sizeof(dv_queue_stats), [(field name, byte offset), ...]) of the per-queue counter
+    row, read from the C struct so the numpy dtype cannot drift from it."""
+    cdef dv_queue_stats s
+    cdef size_t base = <size_t>&s
+    fields = [
+        ("rx_packets", <size_t>&s.rx.packets - base),
+        ("rx_bytes", <size_t>&s.rx.bytes - base),
+        ("rx_bursts", <size_t>&s.rx.bursts - base),
+        ("rx_empty_polls", <size_t>&s.rx.empty_polls - base),
+        ("rx_not_ready_polls", <size_t>&s.rx.not_ready_polls - base),
+        ("tx_packets", <size_t>&s.tx.packets - base),
+        ("tx_bytes", <size_t>&s.tx.bytes - base),
+        ("tx_bursts", <size_t>&s.tx.bursts - base),
+        ("tx_failure_drops", <size_t>&s.tx.failure_drops - base),
+        ("tx_not_ready_drops", <size_t>&s.tx.not_ready_drops - base),
+        ("tx_nombuf_drops", <size_t>&s.tx.nombuf_drops - base),
+        ("tx_retries", <size_t>&s.tx.retries - base),
+    ]
+    return sizeof(dv_queue_stats), fields

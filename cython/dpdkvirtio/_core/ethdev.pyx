@@ -1,0 +1,211 @@
+# cython: language_level=3
+"""EthPort (L1): a vdev probed at runtime with rte_eal_hotplug_add (never --vdev at init,
+whose failures are only logged), then configured with n queue pairs on one mempool.
+
+Teardown mirrors construction: stop → close (releases the port id) → hotplug remove.
+Every call that may talk to a peer (probe, start, stop, close) runs without the GIL."""
+cimport cython
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+from dpdkvirtio._dpdk.rte_ethdev cimport *
+from dpdkvirtio._core.datapath cimport DV_KIND_ETHDEV
+from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPED, PORT_CLOSED
+from dpdkvirtio._core.mempool cimport Mempool
+from dpdkvirtio._core.errors cimport check_neg_errno, raise_dpdk
+from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
+from dpdkvirtio.errors import PortError, ConfigError
+
+
+cdef int _probe_rc_to_errno(int rc) noexcept:
+    # Drivers often return a bare -1 from probe: that is no errno (not EPERM).
+    return -rc if rc < -1 else 0
+
+
+@cython.no_gc_clear
+cdef class EthPort(Port):
+    """An ethdev port made from a vdev. Use the L2 classes (VirtioUserPort, VdevPort)."""
+
+    def _setup(self, Mempool mempool not None, str devname, str devargs, int n_queues,
+               int rx_ring_size, int tx_ring_size, int tx_retries_max):
+        """Probe ``devname`` with ``devargs``, configure ``n_queues`` queue pairs with rings
+        of the given sizes on ``mempool``. Unwinds everything on failure.
+        Blocks while the driver talks to its peer (virtio-user server mode waits for
+        the vhost-user client to connect)."""
+        eal_check_usable()
+        if self._state != PORT_CREATED or self._probed:
+            raise PortError(None, "port already set up")
+        if n_queues < 1:
+            raise ConfigError("a port needs at least one queue pair")
+        self.name = devname
+        self.devargs = devargs
+        b_name = devname.encode()
+        b_args = devargs.encode()
+        cdef const char *c_name = b_name
+        cdef const char *c_args = b_args
+        cdef int rc
+        with nogil:
+            rc = rte_eal_hotplug_add("vdev", c_name, c_args)
+        if rc != 0:
+            raise_dpdk(PortError, _probe_rc_to_errno(rc), "rte_eal_hotplug_add",
+                       f"probing vdev {devname!r} with devargs {devargs!r} failed; check the "
+                       "driver name, the devargs keys and that the peer is reachable")
+        self._probed = True
+        cdef uint16_t pid
+        cdef rte_eth_dev_info info
+        cdef rte_eth_conf conf
+        try:
+            check_neg_errno(rte_eth_dev_get_port_by_name(c_name, &pid),
+                            "rte_eth_dev_get_port_by_name", PortError,
+                            f"vdev {devname!r} was probed but created no ethdev port")
+            self.port_id = pid
+            check_neg_errno(rte_eth_dev_info_get(pid, &info), "rte_eth_dev_info_get", PortError)
+            if n_queues > info.max_rx_queues or n_queues > info.max_tx_queues:
+                raise ConfigError(
+                    f"{devname}: {n_queues} queue pairs asked, the driver allows "
+                    f"{min(info.max_rx_queues, info.max_tx_queues)} (e.g. virtio-user "
+                    "needs queues=N in its devargs)")
+            self.alloc_port(DV_KIND_ETHDEV, mempool, n_queues, tx_retries_max)
+            self._p.port_id = pid
+            memset(&conf, 0, sizeof(conf))
+            if info.dev_flags is not NULL and (info.dev_flags[0] & RTE_ETH_DEV_INTR_LSC):
+                conf.intr_conf.lsc = 1         # virtio-user server mode reconnects on LSC
+            check_neg_errno(rte_eth_dev_configure(pid, n_queues, n_queues, &conf),
+                            "rte_eth_dev_configure", PortError)
+            self._configured = True
+            socket_id = rte_eth_dev_socket_id(pid)
+            if socket_id < 0:
+                socket_id = 0
+            for q in range(n_queues):
+                check_neg_errno(rte_eth_rx_queue_setup(pid, q, rx_ring_size, socket_id, NULL,
+                                                       mempool.ptr()),
+                                "rte_eth_rx_queue_setup", PortError,
+                                f"rx ring of {rx_ring_size} descriptors on queue {q}: the size "
+                                "must be a power of 2 the driver accepts and the mempool "
+                                "must hold enough mbufs to fill it")
+                check_neg_errno(rte_eth_tx_queue_setup(pid, q, tx_ring_size, socket_id, NULL),
+                                "rte_eth_tx_queue_setup", PortError)
+        except BaseException:
+            self._teardown()
+            raise
+
+    def start(self):
+        """rte_eth_dev_start. Raises PortStateError when closed."""
+        eal_check_usable()
+        if self._state == PORT_STARTED:
+            return
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_CREATED, "start")
+        cdef int rc
+        cdef uint16_t pid = self.port_id
+        with nogil:
+            rc = rte_eth_dev_start(pid)
+        check_neg_errno(rc, "rte_eth_dev_start", PortError,
+                        "the peer may be unreachable or the mempool too small for the rx rings")
+        self._state = PORT_STARTED
+
+    def stop(self):
+        """rte_eth_dev_stop. Stop every poller of this port first."""
+        eal_check_usable()
+        if self._state != PORT_STARTED:
+            return
+        cdef int rc
+        cdef uint16_t pid = self.port_id
+        with nogil:
+            rc = rte_eth_dev_stop(pid)
+        self._state = PORT_STOPPED
+        check_neg_errno(rc, "rte_eth_dev_stop", PortError)
+
+    def close(self):
+        """Stop, close and remove the vdev. Idempotent. Stop every poller first."""
+        if self._state == PORT_CLOSED:
+            return
+        if not eal_alive():
+            self._state = PORT_CLOSED
+            return
+        self._teardown()
+
+    cdef _teardown(self):
+        cdef uint16_t pid = self.port_id
+        cdef int rc
+        b_name = (self.name or "").encode()
+        cdef const char *c_name = b_name
+        if self._state == PORT_STARTED:
+            with nogil:
+                rte_eth_dev_stop(pid)
+        if self._configured or self._probed:
+            with nogil:
+                rte_eth_dev_close(pid)
+        if self._probed:
+            with nogil:
+                rc = rte_eal_hotplug_remove("vdev", c_name)
+        self._probed = False
+        self._configured = False
+        self._state = PORT_CLOSED
+        self.release_port()
+
+    def __dealloc__(self):
+        # Never blocks: a port still open at garbage collection is closed at EAL exit
+        # by the L2 registry; here only the C memory is released when nothing can use it.
+        if self._state == PORT_CLOSED or not eal_alive():
+            self.release_port()
+
+    def link(self):
+        """(up, speed_mbps) without waiting."""
+        eal_check_usable()
+        cdef rte_eth_link link
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_STARTED, "query")
+        check_neg_errno(rte_eth_link_get_nowait(self.port_id, &link), "rte_eth_link_get_nowait",
+                        PortError)
+        return bool(link.link_status), link.link_speed
+
+    def mac(self):
+        eal_check_usable()
+        cdef rte_ether_addr a
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_STARTED, "query")
+        check_neg_errno(rte_eth_macaddr_get(self.port_id, &a), "rte_eth_macaddr_get", PortError)
+        return ":".join(f"{a.addr_bytes[i]:02x}" for i in range(6))
+
+    def driver_name(self):
+        eal_check_usable()
+        cdef rte_eth_dev_info info
+        check_neg_errno(rte_eth_dev_info_get(self.port_id, &info), "rte_eth_dev_info_get", PortError)
+        return info.driver_name.decode()
+
+    def dpdk_stats(self):
+        """rte_eth_stats_get as a dict (the driver's own counters)."""
+        eal_check_usable()
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_STARTED, "query")
+        cdef rte_eth_stats s
+        check_neg_errno(rte_eth_stats_get(self.port_id, &s), "rte_eth_stats_get", PortError)
+        return {"ipackets": s.ipackets, "opackets": s.opackets, "ibytes": s.ibytes,
+                "obytes": s.obytes, "imissed": s.imissed, "ierrors": s.ierrors,
+                "oerrors": s.oerrors, "rx_nombuf": s.rx_nombuf}
+
+    def xstats(self):
+        """The driver's extended stats as a list of (name, value)."""
+        eal_check_usable()
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_STARTED, "query")
+        cdef int n = rte_eth_xstats_get_names(self.port_id, NULL, 0)
+        check_neg_errno(n, "rte_eth_xstats_get_names", PortError)
+        if n == 0:
+            return []
+        cdef rte_eth_xstat_name *names = <rte_eth_xstat_name *>calloc(n, sizeof(rte_eth_xstat_name))
+        cdef rte_eth_xstat *values = <rte_eth_xstat *>calloc(n, sizeof(rte_eth_xstat))
+        try:
+            if names is NULL or values is NULL:
+                raise MemoryError()
+            got = rte_eth_xstats_get_names(self.port_id, names, n)
+            check_neg_errno(got, "rte_eth_xstats_get_names", PortError)
+            got2 = rte_eth_xstats_get(self.port_id, values, n)
+            check_neg_errno(got2, "rte_eth_xstats_get", PortError)
+            m = min(got, got2, n)
+            return [(names[values[i].id].name.decode() if values[i].id < <unsigned>m else str(values[i].id),
+                     values[i].value) for i in range(m)]
+        finally:
+            free(names)
+            free(values)

@@ -1,0 +1,25 @@
+# L1: what every port kind shares: the C dv_port the data path works on, its counters,
+# its mempool, a state machine and the Python burst API.
+from libc.stdint cimport uint16_t
+from dpdkvirtio._core.datapath cimport dv_port
+from dpdkvirtio._core.mempool cimport Mempool
+from dpdkvirtio._core.counters cimport Counters
+
+cdef enum:
+    PORT_CREATED = 0
+    PORT_STARTED = 1
+    PORT_STOPPED = 2
+    PORT_CLOSED = 3
+
+cdef class Port:
+    cdef dv_port *_p
+    cdef readonly Mempool mempool
+    cdef readonly Counters counters
+    cdef readonly str name
+    cdef int _state
+    cdef object __weakref__
+    cdef int alloc_port(self, int kind, Mempool mempool, int n_queues,
+                        int tx_retries_max) except -1
+    cdef void release_port(self) noexcept
+    cdef int require_state(self, int wanted, str action) except -1
+    cdef dv_port *c_port(self) noexcept

@@ -1,0 +1,148 @@
+# cython: language_level=3
+"""Port (L1): the base of EthPort (ethdev: virtio-user and other vdevs) and VhostPort
+(vhost library). It owns the C ``dv_port`` the data path uses and gives Python the
+burst API: rx_burst / tx_burst on a queue pair index."""
+cimport cython
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint8_t, uint16_t
+from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_port_rx,
+    dv_port_tx, DV_KIND_VHOST)
+from dpdkvirtio._core.mbuf cimport Burst
+from dpdkvirtio._core.mempool cimport Mempool
+from dpdkvirtio._core.counters cimport Counters
+from dpdkvirtio._dpdk.dv_shim cimport dv_aligned_zalloc
+from dpdkvirtio.errors import PortStateError, ConfigError
+
+STATE_NAMES = ("created", "started", "stopped", "closed")
+MAX_QUEUES = 1024
+
+
+@cython.no_gc_clear
+cdef class Port:
+    """Base of all ports. Queue indexes are queue *pairs* (rx queue q and tx queue q)."""
+
+    cdef int alloc_port(self, int kind, Mempool mempool, int n_queues,
+                        int tx_retries_max) except -1:
+        if n_queues < 1 or n_queues > MAX_QUEUES:
+            raise ConfigError(f"queues must be 1..{MAX_QUEUES}, got {n_queues}")
+        if tx_retries_max < 0 or tx_retries_max > 32:
+            raise ConfigError(f"tx_retries_max must be 0..32, got {tx_retries_max}")
+        self._p = <dv_port *>calloc(1, sizeof(dv_port))
+        if self._p is NULL:
+            raise MemoryError()
+        self.counters = Counters(n_queues, sizeof(dv_queue_stats), "queue")
+        self._p.kind = kind
+        self._p.n_queues = <uint16_t>n_queues
+        self._p.vid = -1
+        self._p.tx_retries_max = tx_retries_max
+        self._p.stats = <dv_queue_stats *>self.counters.row(0)
+        self._p.mp = mempool.ptr()
+        if kind == DV_KIND_VHOST:
+            self._p.sync = <dv_vq_sync *>dv_aligned_zalloc(n_queues * sizeof(dv_vq_sync))
+            self._p.vring_enabled = <uint8_t *>calloc(2 * n_queues, 1)
+            if self._p.sync is NULL or self._p.vring_enabled is NULL:
+                raise MemoryError()
+        self.mempool = mempool
+        mempool.add_user()
+        self._state = PORT_CREATED
+        return 0
+
+    cdef void release_port(self) noexcept:
+        """Free the C port. Only once nothing (lcore, callback) can touch it any more."""
+        if self._p is not NULL:
+            free(self._p.sync)
+            free(self._p.vring_enabled)
+            free(self._p)
+            self._p = NULL
+        if self.mempool is not None:
+            self.mempool.remove_user()
+            self.mempool = None
+
+    cdef dv_port *c_port(self) noexcept:
+        return self._p
+
+    cdef int require_state(self, int wanted, str action) except -1:
+        if self._state != wanted:
+            hint = None
+            if self._state == PORT_CLOSED:
+                hint = "Create a new port"
+            elif wanted == PORT_STARTED:
+                hint = "Call start() first"
+            raise PortStateError(
+                f"cannot {action} port {self.name!r}: it is {STATE_NAMES[self._state]}", hint)
+        return 0
+
+    @property
+    def state(self):
+        """'created', 'started', 'stopped' or 'closed'."""
+        return STATE_NAMES[self._state]
+
+    @property
+    def closed(self):
+        return self._state == PORT_CLOSED
+
+    @property
+    def n_queues(self):
+        """Queue pairs served."""
+        return self._p.n_queues if self._p is not NULL else 0
+
+    @property
+    def tx_retries_max(self):
+        return self._p.tx_retries_max if self._p is not NULL else 0
+
+    @tx_retries_max.setter
+    def tx_retries_max(self, int value):
+        if value < 0 or value > 32:
+            raise ConfigError(f"tx_retries_max must be 0..32, got {value}")
+        if self._p is not NULL:
+            self._p.tx_retries_max = value
+
+    def rx_burst(self, int queue, Burst burst not None):
+        """Receive into ``burst`` (appended after what it holds, up to its capacity) from
+        rx queue ``queue``. Returns the number received; the burst owns them.
+        Raises PortStateError unless started, IndexError for a bad queue."""
+        if self._state != PORT_STARTED:
+            self.require_state(PORT_STARTED, "receive on")
+        if <unsigned int>queue >= self._p.n_queues:
+            raise IndexError(f"queue {queue} out of range: port {self.name!r} has "
+                             f"{self._p.n_queues} queue(s)")
+        if burst._exports:
+            burst.check_mutable()
+        cdef uint16_t room = burst._capacity - burst._count
+        if room == 0:
+            return 0
+        cdef uint16_t n = dv_port_rx(self._p, <uint16_t>queue, burst._pkts + burst._count, room)
+        burst._count += n
+        return n
+
+    def tx_burst(self, int queue, Burst burst not None, bint drop_unsent=True):
+        """Send the packets held by ``burst`` on tx queue ``queue``. Returns the number
+        the peer accepted; those leave the burst. With ``drop_unsent`` (default) the rest
+        are freed and counted in the port's drop counters by reason (tx_failure_drops,
+        tx_not_ready_drops); otherwise they stay in the burst for a later retry.
+        Raises PortStateError unless started, IndexError for a bad queue."""
+        if self._state != PORT_STARTED:
+            self.require_state(PORT_STARTED, "transmit on")
+        if <unsigned int>queue >= self._p.n_queues:
+            raise IndexError(f"queue {queue} out of range: port {self.name!r} has "
+                             f"{self._p.n_queues} queue(s)")
+        if burst._exports:
+            burst.check_mutable()
+        cdef uint16_t n = burst._count
+        if n == 0:
+            return 0
+        cdef uint16_t sent = dv_port_tx(self._p, <uint16_t>queue, burst._pkts, n, drop_unsent)
+        if drop_unsent:
+            burst._count = 0
+        else:
+            burst.consume_front(sent)
+        return sent
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        raise NotImplementedError

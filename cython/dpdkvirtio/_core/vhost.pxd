@@ -1,0 +1,12 @@
+# L1: VhostPort, a vhost-user socket served through the vhost library.
+from libc.stdint cimport uint64_t
+from dpdkvirtio._core.port cimport Port
+
+cdef class VhostPort(Port):
+    cdef readonly str path
+    cdef readonly uint64_t flags
+    cdef int _slot
+    cdef int _generation
+    cdef bint _registered
+    cdef bint _started
+    cdef _teardown(self)

@@ -1,0 +1,43 @@
+/* dv_shim.h: static-inline C helpers for the Cython layers.
+ * Macros with type arguments, GCC atomics and the thread-local rte_errno
+ * cannot be declared directly in a .pxd; they are wrapped here. */
+#ifndef DV_SHIM_H
+#define DV_SHIM_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <rte_errno.h>
+#include <rte_mbuf.h>
+#include <rte_lcore.h>
+
+/* rte_errno is a per-thread variable: read it on the failing thread, right away. */
+static inline int dv_rte_errno(void) { return rte_errno; }
+static inline void dv_set_rte_errno(int e) { rte_errno = e; }
+
+static inline char *dv_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, char *); }
+
+/* Atomics. seq_cst where a store must be ordered before a later load (Dekker-style
+ * hand-off between a poller and the vhost control thread), acquire/release elsewhere. */
+static inline int dv_load_acquire_int(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void dv_store_release_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int dv_load_seq_int(const int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void dv_store_seq_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t dv_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void dv_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void *dv_load_acquire_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void dv_store_release_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/* 64-byte aligned zeroed allocation for single-writer counter rows (freed with free()). */
+static inline void *dv_aligned_zalloc(size_t size)
+{
+    void *p = NULL;
+    if (size == 0)
+        size = 64;
+    if (posix_memalign(&p, 64, size) != 0)
+        return NULL;
+    memset(p, 0, size);
+    return p;
+}
+
+#endif

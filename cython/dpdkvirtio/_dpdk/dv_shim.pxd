@@ -1,0 +1,17 @@
+# L0: our own static-inline helpers from dv_shim.h (prefix dv_).
+from libc.stdint cimport uint64_t
+from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
+
+cdef extern from "dv_shim.h" nogil:
+    int dv_rte_errno()
+    void dv_set_rte_errno(int e)
+    char *dv_mbuf_data(rte_mbuf *m)
+    int dv_load_acquire_int(const int *p)
+    void dv_store_release_int(int *p, int v)
+    int dv_load_seq_int(const int *p)
+    void dv_store_seq_int(int *p, int v)
+    uint64_t dv_load_acquire_u64(const uint64_t *p)
+    void dv_store_release_u64(uint64_t *p, uint64_t v)
+    void *dv_load_acquire_ptr(void * const *p)
+    void dv_store_release_ptr(void **p, void *v)
+    void *dv_aligned_zalloc(size_t size)

@@ -1,0 +1,519 @@
+"""The demo: a vhost-user port in this process, a virtio-user peer in a second process
+(both this library), each side's loop pinned to its own CPU, 64-byte packets for
+``--seconds``; live Mpps once a second, then a table (or one JSON object).
+
+    python -m dpdkvirtio demo --seconds 10 [--json] [--engine c|python]
+
+Exit status 0 only when sent == received + counted drops.
+
+Protocol with the peer (JSON lines on its stdout, words on its stdin):
+peer → {"event": "ready"}; parent → "go"; peer → {"event": "tick", ...} each second,
+then {"event": "done", ...}; parent drains, sends "quit"; peer → {"event": "bye"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import engines as _engines
+from . import eal as _eal_mod
+from . import stats as _stats
+from .errors import ConfigError, DpdkError
+from .ports import VhostUserPort, VirtioUserPort, Burst
+
+DIRECTIONS = ("to-vhost", "to-virtio")
+ENGINES = ("c", "python")
+
+
+def _template(pkt_size: int) -> bytes:
+    """An Ethernet/IPv4/UDP frame of ``pkt_size`` bytes (without FCS) from 127.0.0.1 to
+    127.0.0.2, with a valid IPv4 header checksum."""
+    from .packets import udp_frame
+    return udp_frame(pkt_size, src_ip="127.0.0.1", dst_ip="127.0.0.2")
+
+
+def _set_pdeathsig():
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class _Side:
+    """One end of the demo: a port, a role ('tx' or 'rx') and a loop (C engine on a
+    pinned PMD lcore, or a Python loop on the calling thread pinned to ``cpu``)."""
+
+    def __init__(self, port, role: str, engine: str, cpu: int, pkt_size: int, burst: int):
+        self.port = port
+        self.role = role
+        self.engine = engine
+        self.cpu = cpu
+        self.burst_size = burst
+        self.template = _template(pkt_size)
+        self.pmd = None
+        self.first_rx = None
+        self.last_rx = None
+        self.t_start = None
+        self.t_stop = None
+
+    # -- C engines ------------------------------------------------------------------------
+    def start_c(self):
+        self.pmd = _engines.Pmd(cpu=self.cpu, burst_size=self.burst_size)
+        if self.role == "tx":
+            self.pmd.add_generator(self.port, 0, _engines.Stream([self.template]))
+        else:
+            self.pmd.add_rxq(self.port, 0, "rxonly")
+        self.t_start = time.monotonic()
+        self.pmd.start()
+
+    def stop_c(self):
+        if self.pmd is not None:
+            self.pmd.stop()
+            self.t_stop = time.monotonic()
+
+    def close(self):
+        if self.pmd is not None:
+            self.pmd.close()
+            self.pmd = None
+
+    # -- counters -------------------------------------------------------------------------
+    def counters(self) -> dict:
+        t = _stats.totals(_stats.queue_counters(self.port))
+        drops = _stats.drops_by_reason(_stats.queue_counters(self.port))
+        return {"tx_packets": t["tx_packets"], "rx_packets": t["rx_packets"], "drops": drops}
+
+    def sent(self) -> int:
+        c = self.counters()
+        return c["tx_packets"] + sum(c["drops"].values())
+
+
+def _pin(cpu: int):
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as e:
+        raise ConfigError(f"cannot pin the loop to CPU {cpu}: {e}") from None
+
+
+def _python_tx_loop(side: _Side, stop_at: float, tick) -> None:
+    """Python loop over the burst API: allocate a burst of template copies, send it."""
+    port, pool, tmpl, n = side.port, side.port.mempool, side.template, side.burst_size
+    burst = Burst(n)
+    alloc, tx = burst.alloc, port.tx_burst
+    side.t_start = time.monotonic()
+    i = 0
+    while True:
+        alloc(pool, n, tmpl)
+        tx(0, burst)
+        i += 1
+        if not i & 1023:
+            now = time.monotonic()
+            if now >= stop_at:
+                break
+            tick(now)
+    side.t_stop = time.monotonic()
+
+
+def _python_rx_loop(side: _Side, should_stop, tick) -> None:
+    """Python loop over the burst API: receive a burst, free it."""
+    port = side.port
+    burst = Burst(side.burst_size)
+    rx, free = port.rx_burst, burst.free
+    side.t_start = time.monotonic()
+    i = 0
+    while True:
+        if rx(0, burst):
+            free()
+        i += 1
+        if not i & 1023:
+            now = time.monotonic()
+            if should_stop(now):
+                break
+            tick(now)
+    side.t_stop = time.monotonic()
+
+
+# ------------------------------------------------------------------------------ peer
+
+class _Words:
+    """Words from the parent on stdin, read from the raw fd (no buffering surprises)."""
+
+    def __init__(self):
+        self._buf = b""
+        self.closed = False
+
+    def poll(self, timeout_s: float = 0.0):
+        """The next word, or None when none arrived within ``timeout_s``."""
+        if b"\n" not in self._buf and not self.closed:
+            r, _, _ = select.select([0], [], [], timeout_s)
+            if r:
+                chunk = os.read(0, 4096)
+                if not chunk:
+                    self.closed = True
+                self._buf += chunk
+        if b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            return line.decode().strip()
+        return "eof" if self.closed else None
+
+    def wait(self, timeout_s: float | None = None, tick=None):
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while deadline is None or time.monotonic() < deadline:
+            w = self.poll(0.05)
+            if w is not None:
+                return w
+            if tick:
+                tick(time.monotonic())
+        return None
+
+
+def run_peer(args) -> int:
+    """The virtio-user process (started by the parent)."""
+    _set_pdeathsig()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    words = _Words()
+    _eal_mod.init(memory_mode=args.memory_mode, workers={1: args.cpu}, log_level="warning")
+    port = VirtioUserPort(args.socket, queues=1, queue_size=args.queue_size)
+    role = "tx" if args.direction == "to-vhost" else "rx"
+    side = _Side(port, role, args.engine, args.cpu, args.pkt_size, args.burst)
+    port.wait_link_up(10)
+    _emit({"event": "ready", "pid": os.getpid(), "memory_mode": _eal_mod.current().memory_mode})
+    if words.wait(60) != "go":
+        return 1
+    stop_at = time.monotonic() + args.seconds
+    next_tick = [time.monotonic() + 1.0]
+
+    def tick(now):
+        if now >= next_tick[0]:
+            next_tick[0] += 1.0
+            _emit({"event": "tick", "t": now, **side.counters()})
+
+    if args.engine == "c":
+        side.start_c()
+        if role == "tx":
+            while time.monotonic() < stop_at:
+                time.sleep(0.05)
+                tick(time.monotonic())
+        else:
+            words.wait(None, tick)             # "stop": the sender is done and drained
+        side.stop_c()
+    else:
+        _pin(args.cpu)
+        if role == "tx":
+            _python_tx_loop(side, stop_at, tick)
+        else:
+            _python_rx_loop(side, lambda now: words.poll(0) is not None, tick)
+    duration = (side.t_stop or time.monotonic()) - (side.t_start or stop_at - args.seconds)
+    _emit({"event": "done", "duration": duration, "t_start": side.t_start, "t_stop": side.t_stop,
+           "first_rx": side.first_rx, **side.counters()})
+    # Keep the port (and the packets in its rings) until the parent has drained them.
+    if role == "tx":
+        words.wait(60)
+    side.close()
+    port.close()
+    _emit({"event": "bye"})
+    return 0
+
+
+# ------------------------------------------------------------------------------ parent
+
+class _Peer:
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.last_tick = None
+        self.prev_tick = None
+        self.done = None
+        self.ready = None
+        self._buf = ""
+
+    def read_events(self, timeout_s: float = 0.0) -> list:
+        out = []
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        if not r:
+            return out
+        chunk = os.read(self.proc.stdout.fileno(), 65536).decode()
+        if not chunk:
+            raise RuntimeError(f"the virtio-user peer exited (status {self.proc.poll()})")
+        self._buf += chunk
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out.append(ev)
+            kind = ev.get("event")
+            if kind == "tick":
+                self.prev_tick, self.last_tick = self.last_tick, ev
+            elif kind == "done":
+                self.done = ev
+            elif kind == "ready":
+                self.ready = ev
+        return out
+
+    def wait_for(self, kind: str, timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for ev in self.read_events(0.1):
+                if ev.get("event") == kind:
+                    return ev
+            if self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"the virtio-user peer did not report {kind!r} within {timeout_s:g} s "
+                           f"(status {self.proc.poll()})")
+
+    def say(self, word: str):
+        try:
+            self.proc.stdin.write(word + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.say("quit")
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        return cpus[-1], cpus[0]        # (our loop, the peer's loop)
+    return cpus[0], cpus[0]
+
+
+def run(args) -> int:
+    own_cpu, peer_cpu = _cpus()
+    eal = _eal_mod.init(memory_mode=args.memory_mode, workers={1: own_cpu}, log_level="warning")
+    sockdir = tempfile.mkdtemp(prefix="dvdemo-", dir="/tmp")
+    sock = os.path.join(sockdir, "vhu0.sock")
+    port = VhostUserPort(sock, queues=1)
+    role = "rx" if args.direction == "to-vhost" else "tx"
+    side = _Side(port, role, args.engine, own_cpu, args.pkt_size, args.burst)
+    peer = None
+    out = sys.stderr if args.json else sys.stdout
+    try:
+        peer = _Peer([sys.executable, "-m", "dpdkvirtio", "demo-peer", "--socket", sock,
+                      "--seconds", str(args.seconds), "--engine", args.engine,
+                      "--direction", args.direction, "--memory-mode", eal.memory_mode,
+                      "--cpu", str(peer_cpu), "--pkt-size", str(args.pkt_size),
+                      "--burst", str(args.burst), "--queue-size", str(args.queue_size)])
+        peer.wait_for("ready", 30)
+        if not port.wait_running(10):
+            raise RuntimeError("the virtio-user peer connected but its device never came up")
+        print(f"dpdkvirtio demo: {eal.version}, memory {eal.memory_mode} ({eal.memory_reason}); "
+              f"vhost-user server (pid {os.getpid()}, CPU {own_cpu}) <- virtio-user "
+              f"(pid {peer.proc.pid}, CPU {peer_cpu})" if role == "rx" else
+              f"dpdkvirtio demo: {eal.version}, memory {eal.memory_mode}; vhost-user server "
+              f"(CPU {own_cpu}) -> virtio-user (pid {peer.proc.pid}, CPU {peer_cpu})", file=out)
+        print(f"  {args.pkt_size}-byte packets, {args.engine} loops, {args.seconds:g} s", file=out)
+        live = _Live(side, peer, out)
+        peer.say("go")
+        t0 = time.monotonic()
+        if role == "rx":
+            _run_receiver(side, peer, live, args)
+        else:
+            _run_sender(side, peer, live, args, t0)
+        result = _result(side, peer, eal, args)
+    finally:
+        if peer is not None:
+            peer.stop()
+        side.close()
+        port.close()
+        try:
+            os.rmdir(sockdir)
+        except OSError:
+            pass
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result)
+    return 0 if result["conserved"] else 1
+
+
+class _Live:
+    """Prints live Mpps once a second from both sides' counters."""
+
+    def __init__(self, side, peer, out):
+        self.side, self.peer, self.out = side, peer, out
+        self.next = time.monotonic() + 1.0
+        self.t0 = time.monotonic()
+        self.prev_own = 0
+        self.prev_peer = 0
+        self.prev_t = self.t0
+
+    def __call__(self, now):
+        if now < self.next:
+            return
+        self.next += 1.0
+        self.peer.read_events(0)
+        c = self.side.counters()
+        own = c["rx_packets"] if self.side.role == "rx" else c["tx_packets"]
+        dt = now - self.prev_t
+        own_rate = (own - self.prev_own) / dt / 1e6
+        self.prev_own, self.prev_t = own, now
+        # the peer's rate between its own last two ticks (same monotonic clock)
+        key = "tx_packets" if self.side.role == "rx" else "rx_packets"
+        tick, prev = self.peer.last_tick, self.peer.prev_tick
+        peer_rate = 0.0
+        if tick and prev and tick["t"] > prev["t"]:
+            peer_rate = (tick[key] - prev[key]) / (tick["t"] - prev["t"]) / 1e6
+        if self.side.role == "rx":
+            print(f"  t={now - self.t0:5.1f}s  virtio-user tx {peer_rate:7.2f} Mpps   "
+                  f"vhost-user rx {own_rate:7.2f} Mpps", file=self.out, flush=True)
+        else:
+            print(f"  t={now - self.t0:5.1f}s  vhost-user tx {own_rate:7.2f} Mpps   "
+                  f"virtio-user rx {peer_rate:7.2f} Mpps", file=self.out, flush=True)
+
+
+def _run_receiver(side, peer, live, args):
+    """We receive; the peer sends for --seconds, then we drain until the ring is empty."""
+    idle_since = [None]
+    last_count = [0]
+
+    def should_stop(now):
+        if peer.done is None:
+            peer.read_events(0)
+            return False
+        count = side.counters()["rx_packets"]
+        if count != last_count[0]:
+            last_count[0] = count
+            idle_since[0] = now
+            return False
+        return now - (idle_since[0] or now) > 0.3
+
+    if args.engine == "c":
+        side.start_c()
+        while True:
+            time.sleep(0.02)
+            now = time.monotonic()
+            live(now)
+            if should_stop(now):
+                break
+        side.stop_c()
+    else:
+        saved = os.sched_getaffinity(0)
+        _pin(side.cpu)
+        try:
+            _python_rx_loop(side, should_stop, live)
+        finally:
+            os.sched_setaffinity(0, saved)
+
+
+def _run_sender(side, peer, live, args, t0):
+    stop_at = t0 + args.seconds
+    if args.engine == "c":
+        side.start_c()
+        while time.monotonic() < stop_at:
+            time.sleep(0.02)
+            live(time.monotonic())
+        side.stop_c()
+    else:
+        saved = os.sched_getaffinity(0)
+        _pin(side.cpu)
+        try:
+            _python_tx_loop(side, stop_at, live)
+        finally:
+            os.sched_setaffinity(0, saved)
+    # The receiver drains what is left in its ring, then reports.
+    time.sleep(0.3)
+    peer.say("stop")
+    peer.wait_for("done", 30)
+
+
+def _result(side, peer, eal, args) -> dict:
+    if peer.done is None:
+        peer.wait_for("done", 30)
+    own = side.counters()
+    theirs = peer.done
+    if side.role == "rx":
+        sent = theirs["tx_packets"] + sum(theirs["drops"].values())
+        received = own["rx_packets"]
+        dropped = dict(theirs["drops"])
+        tx_name, rx_name = "virtio-user", "vhost-user"
+        tx_seconds, rx_seconds = theirs["duration"], None
+    else:
+        sent = own["tx_packets"] + sum(own["drops"].values())
+        received = theirs["rx_packets"]
+        dropped = dict(own["drops"])
+        tx_name, rx_name = "vhost-user", "virtio-user"
+        tx_seconds = (side.t_stop or 0) - (side.t_start or 0)
+        rx_seconds = theirs["duration"]
+    rx_seconds = rx_seconds or tx_seconds
+    tx_accepted = sent - sum(dropped.values())
+    return {
+        "sent": sent,
+        "received": received,
+        "dropped": dropped,
+        "conserved": sent == received + sum(dropped.values()),
+        "mpps": {f"{tx_name} tx": round(tx_accepted / tx_seconds / 1e6, 3) if tx_seconds else 0.0,
+                 f"{rx_name} rx": round(received / tx_seconds / 1e6, 3) if tx_seconds else 0.0},
+        "memory_mode": eal.memory_mode,
+        "engine": args.engine,
+        "direction": args.direction,
+        "pkt_size": args.pkt_size,
+        "seconds": args.seconds,
+        "dpdk_version": eal.version,
+    }
+
+
+def _print_table(r: dict):
+    rows = [("sent", f"{r['sent']:,}"), ("received", f"{r['received']:,}")]
+    for reason, n in r["dropped"].items():
+        rows.append((f"dropped ({reason})", f"{n:,}"))
+    for side, v in r["mpps"].items():
+        rows.append((f"Mpps {side}", f"{v:.2f}"))
+    rows += [("memory mode", r["memory_mode"]), ("engine", r["engine"]),
+             ("conserved (sent == received + drops)", "yes" if r["conserved"] else "NO")]
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v:>16}")
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--seconds", type=float, default=10.0, help="traffic duration (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--engine", choices=ENGINES, default="c",
+                   help="C poll engines on pinned lcores (default) or Python loops")
+    p.add_argument("--python-loops", dest="engine", action="store_const", const="python",
+                   help="same as --engine python")
+    p.add_argument("--direction", choices=DIRECTIONS, default="to-vhost")
+    p.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    p.add_argument("--pkt-size", type=int, default=64, help="frame size without FCS (60..2048)")
+    p.add_argument("--burst", type=int, default=32)
+    p.add_argument("--queue-size", type=int, default=1024)
+
+
+def add_peer_arguments(p: argparse.ArgumentParser):
+    add_arguments(p)
+    p.add_argument("--socket", required=True)
+    p.add_argument("--cpu", type=int, required=True)
+
+
+def check_args(args):
+    if args.seconds <= 0:
+        raise ConfigError("--seconds must be > 0")
+    if not 60 <= args.pkt_size <= 2048:
+        raise ConfigError("--pkt-size must be 60..2048")
+    if not 1 <= args.burst <= 512:
+        raise ConfigError("--burst must be 1..512")

@@ -1,0 +1,160 @@
+"""Exception hierarchy of dpdkvirtio.
+
+Importable without DPDK. Every error that comes from a DPDK call is a
+:class:`DpdkError` (an :class:`OSError`) carrying ``errno``, ``strerror`` and
+``function`` (the C function that failed). Mistakes in arguments that are caught
+before DPDK is called are :class:`ConfigError` (a :class:`ValueError`).
+Every message says what to do next where there is something to do.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "DpdkError",
+    "EalError",
+    "MempoolError",
+    "MempoolBusyError",
+    "PortError",
+    "PortStateError",
+    "VhostError",
+    "PmdError",
+    "ConfigError",
+    "SocketPathError",
+    "PeerTimeoutError",
+    "ForkedProcessError",
+]
+
+
+class DpdkError(OSError):
+    """A DPDK call failed.
+
+    Attributes
+    ----------
+    errno : int or None
+        The errno DPDK reported (positive), or None when the function sets none.
+    strerror : str
+        DPDK's text for the errno (``rte_strerror``) or a description.
+    function : str or None
+        The C function that failed, e.g. ``"rte_eth_dev_start"``.
+    hint : str or None
+        What to do about it, when known.
+    """
+
+    def __init__(self, err, message, function=None, hint=None):
+        if err is None:
+            super().__init__(message)
+        else:
+            super().__init__(err, message)
+        self.function = function
+        self.hint = hint
+        self.message = message
+
+    def __str__(self):
+        parts = []
+        if self.function:
+            parts.append(f"{self.function}() failed")
+        if self.errno is not None:
+            name = _errno.errorcode.get(self.errno, str(self.errno))
+            parts.append(f"{self.message} [{name}]")
+        else:
+            parts.append(self.message)
+        text = ": ".join(parts)
+        if self.hint:
+            text += f". {self.hint}"
+        return text
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.message, self.function, self.hint))
+
+
+class EalError(DpdkError):
+    """EAL initialisation or lcore management failed."""
+
+
+class MempoolError(DpdkError):
+    """A mempool could not be created, or was misused."""
+
+
+class MempoolBusyError(MempoolError):
+    """A mempool cannot be closed while mbufs or ports still use it."""
+
+    def __init__(self, message, hint=None):
+        super().__init__(_errno.EBUSY, message, None, hint)
+
+
+class PortError(DpdkError):
+    """A port operation failed."""
+
+
+class PortStateError(PortError):
+    """The port is in the wrong state for the operation (e.g. used after close)."""
+
+    def __init__(self, message, hint=None):
+        super().__init__(None, message, None, hint)
+
+
+class VhostError(PortError):
+    """A vhost-user socket operation failed."""
+
+
+class PmdError(DpdkError):
+    """A PMD thread (poll-mode lcore) could not be started or reconfigured."""
+
+
+class PeerTimeoutError(DpdkError, TimeoutError):
+    """A peer did not connect or answer within the given time."""
+
+    def __init__(self, message, hint=None):
+        DpdkError.__init__(self, _errno.ETIMEDOUT, message, None, hint)
+
+
+class ForkedProcessError(EalError):
+    """DPDK objects were used in a child created by fork(); use spawn instead."""
+
+    def __init__(self):
+        super().__init__(
+            None,
+            f"DPDK state is not usable in this forked child (pid {os.getpid()})",
+            None,
+            "Start worker processes with multiprocessing's 'spawn' method or "
+            "subprocess, and initialise DPDK in them",
+        )
+
+
+class ConfigError(ValueError):
+    """An argument or setting is invalid; nothing was created."""
+
+
+class SocketPathError(ConfigError):
+    """A vhost-user socket path is unusable (too long, missing directory, ...)."""
+
+
+# errno-specific subclasses chosen by the choke point, so callers can catch
+# e.g. ``MemoryError`` or ``FileExistsError`` as well as the subsystem class.
+_ERRNO_MIXINS = {
+    _errno.ENOMEM: MemoryError,
+    _errno.EEXIST: FileExistsError,
+    _errno.ENOENT: FileNotFoundError,
+    _errno.EBUSY: None,
+    _errno.EPERM: PermissionError,
+    _errno.EACCES: PermissionError,
+}
+_combined: dict = {}
+
+
+def error_class(base, err):
+    """The class to raise for subsystem ``base`` and ``err``: ``base`` itself, or a
+    subclass that also derives from the matching builtin (MemoryError for ENOMEM,
+    FileExistsError for EEXIST, ...)."""
+    mixin = _ERRNO_MIXINS.get(err)
+    if mixin is None:
+        return base
+    key = (base, mixin)
+    cls = _combined.get(key)
+    if cls is None:
+        cls = type(base.__name__, (base, mixin), {"__module__": base.__module__})
+        _combined[key] = cls
+    return cls

@@ -1,0 +1,103 @@
+"""Building and checking test frames (pure Python): Ethernet/IPv4/UDP templates with
+127.0.0.0/8 addresses, the Internet checksum, field offsets for the field engine, and
+a reader for the packets a port received.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import numpy as np
+
+ETH_HLEN = 14
+IPV4_HLEN = 20
+UDP_HLEN = 8
+MIN_FRAME = 60                 # without FCS
+ETHERTYPE_IPV4 = 0x0800
+
+# Offsets of fields in an untagged Ethernet/IPv4(no options)/UDP frame.
+OFFSETS = {
+    "eth.dst": 0, "eth.src": 6, "eth.type": 12,
+    "ip.len": ETH_HLEN + 2, "ip.id": ETH_HLEN + 4, "ip.ttl": ETH_HLEN + 8,
+    "ip.proto": ETH_HLEN + 9, "ip.csum": ETH_HLEN + 10,
+    "ip.src": ETH_HLEN + 12, "ip.dst": ETH_HLEN + 16,
+    "udp.sport": ETH_HLEN + IPV4_HLEN, "udp.dport": ETH_HLEN + IPV4_HLEN + 2,
+    "udp.len": ETH_HLEN + IPV4_HLEN + 4, "udp.csum": ETH_HLEN + IPV4_HLEN + 6,
+}
+SIZES = {"eth.dst": 6, "eth.src": 6, "eth.type": 2, "ip.len": 2, "ip.id": 2, "ip.ttl": 1,
+         "ip.proto": 1, "ip.csum": 2, "ip.src": 4, "ip.dst": 4, "udp.sport": 2,
+         "udp.dport": 2, "udp.len": 2, "udp.csum": 2}
+
+
+def mac_bytes(mac: str) -> bytes:
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"bad MAC address {mac!r}")
+    return bytes(int(p, 16) for p in parts)
+
+
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(size: int = 64, *, src_mac: str = "02:00:00:00:00:01",
+              dst_mac: str = "02:00:00:00:00:02", src_ip: str = "127.0.0.1",
+              dst_ip: str = "127.0.0.2", sport: int = 1024, dport: int = 1024, ttl: int = 64,
+              payload: bytes | None = None, udp_checksum: bool = True) -> bytes:
+    """An Ethernet/IPv4/UDP frame of ``size`` bytes (FCS excluded; >= 60... 42 + payload),
+    IPv4 and UDP checksums filled in. The payload is ``payload`` padded with zeros."""
+    if size < ETH_HLEN + IPV4_HLEN + UDP_HLEN:
+        raise ValueError(f"a UDP frame needs at least {ETH_HLEN + IPV4_HLEN + UDP_HLEN} bytes")
+    plen = size - ETH_HLEN - IPV4_HLEN - UDP_HLEN
+    body = (payload or b"")[:plen].ljust(plen, b"\0")
+    src = ipaddress.IPv4Address(src_ip).packed
+    dst = ipaddress.IPv4Address(dst_ip).packed
+    ip_len = IPV4_HLEN + UDP_HLEN + plen
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, ttl, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+    udp_len = UDP_HLEN + plen
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + body
+    if udp_checksum:
+        pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+        c = inet_checksum(pseudo + udp) or 0xFFFF
+        udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    eth = mac_bytes(dst_mac) + mac_bytes(src_mac) + struct.pack("!H", ETHERTYPE_IPV4)
+    return eth + ip + udp
+
+
+def ipv4_checksum_ok(frame: bytes) -> bool:
+    return inet_checksum(frame[ETH_HLEN:ETH_HLEN + IPV4_HLEN]) == 0
+
+
+def udp_checksum_ok(frame: bytes) -> bool:
+    """True when the UDP checksum verifies (or is 0, meaning none)."""
+    ip = frame[ETH_HLEN:ETH_HLEN + IPV4_HLEN]
+    ulen = struct.unpack_from("!H", frame, ETH_HLEN + IPV4_HLEN + 4)[0]
+    udp = frame[ETH_HLEN + IPV4_HLEN:ETH_HLEN + IPV4_HLEN + ulen]
+    if udp[6:8] == b"\0\0":
+        return True
+    pseudo = ip[12:16] + ip[16:20] + struct.pack("!BBH", 0, 17, ulen)
+    return inet_checksum(pseudo + udp) == 0
+
+
+def field(frame, name: str) -> int:
+    """Read a header field (see OFFSETS) as an integer."""
+    off, size = OFFSETS[name], SIZES[name]
+    return int.from_bytes(bytes(frame[off:off + size]), "big")
+
+
+def fields_of_rows(data: np.ndarray, name: str) -> np.ndarray:
+    """Read field ``name`` from every row of a (n, snaplen) uint8 array (burst.to_numpy)."""
+    off, size = OFFSETS[name], SIZES[name]
+    cols = data[:, off:off + size].astype(np.uint64)
+    out = np.zeros(len(data), dtype=np.uint64)
+    for i in range(size):
+        out = (out << np.uint64(8)) | cols[:, i]
+    return out

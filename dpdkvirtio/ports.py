@@ -1,0 +1,594 @@
+"""Ports: vhost-user (server and client, vhost library) and ethdev vdevs (virtio-user,
+net_null, net_ring, net_tap ...), with mempools sized for them.
+
+    import dpdkvirtio as dv
+    dv.init()
+    with dv.VhostUserPort("/tmp/vhu0.sock", queues=1) as port:
+        port.wait_running(timeout_s=30)
+        burst = dv.Burst(32)
+        n = port.rx_burst(0, burst)
+        burst.free()
+
+Queue indexes are queue pairs: ``rx_burst(q, ...)`` reads the front-end's transmit
+ring q, ``tx_burst(q, ...)`` writes its receive ring q. Ports are closed by
+``close()``, by their ``with`` block, or at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import socket
+import threading
+import time
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+
+from . import eal as _eal_mod
+from . import sockets
+from . import stats as _stats
+from ._core import ethdev as _ethdev
+from ._core import mempool as _mempool
+from ._core import vhost as _vhost
+from ._core.mbuf import Burst, MAX_BURST
+from .errors import (ConfigError, DpdkError, PeerTimeoutError, PortError, PortStateError,
+                     MempoolBusyError)
+
+log = logging.getLogger("dpdkvirtio.ports")
+
+Mempool = _mempool.Mempool
+
+# virtio-net feature bits (virtio spec 1.1, section 5.1.3)
+VIRTIO_NET_F_CSUM = 0
+VIRTIO_NET_F_GUEST_CSUM = 1
+VIRTIO_NET_F_GUEST_TSO4 = 7
+VIRTIO_NET_F_GUEST_TSO6 = 8
+VIRTIO_NET_F_GUEST_ECN = 9
+VIRTIO_NET_F_GUEST_UFO = 10
+VIRTIO_NET_F_HOST_TSO4 = 11
+VIRTIO_NET_F_HOST_TSO6 = 12
+VIRTIO_NET_F_HOST_ECN = 13
+VIRTIO_NET_F_HOST_UFO = 14
+VIRTIO_NET_F_MRG_RXBUF = 15
+VIRTIO_NET_F_STATUS = 16
+VIRTIO_NET_F_CTRL_VQ = 17
+VIRTIO_NET_F_GUEST_ANNOUNCE = 21
+VIRTIO_NET_F_MQ = 22
+VIRTIO_NET_F_MTU = 3
+VIRTIO_F_NOTIFY_ON_EMPTY = 24
+VIRTIO_F_ANY_LAYOUT = 27
+VIRTIO_RING_F_INDIRECT_DESC = 28
+VIRTIO_RING_F_EVENT_IDX = 29
+VHOST_USER_F_PROTOCOL_FEATURES = 30
+VIRTIO_F_VERSION_1 = 32
+VIRTIO_F_IOMMU_PLATFORM = 33
+VIRTIO_F_RING_PACKED = 34
+VIRTIO_F_IN_ORDER = 35
+
+FEATURE_NAMES = {v: k for k, v in globals().items()
+                 if k.startswith(("VIRTIO_", "VHOST_USER_F")) and isinstance(v, int)}
+
+# As OVS-DPDK without userspace TSO: no segmentation/checksum offload from the guest.
+DEFAULT_DISABLED_FEATURES = ((1 << VIRTIO_NET_F_HOST_TSO4) | (1 << VIRTIO_NET_F_HOST_TSO6)
+                             | (1 << VIRTIO_NET_F_HOST_ECN) | (1 << VIRTIO_NET_F_HOST_UFO)
+                             | (1 << VIRTIO_NET_F_CSUM))
+
+
+def feature_names(bits: int) -> list[str]:
+    """Names of the virtio feature bits set in ``bits``."""
+    return [FEATURE_NAMES.get(i, f"bit{i}") for i in range(64) if bits >> i & 1]
+
+
+# ---------------------------------------------------------------------------- mempools
+
+def mempool_size(ports: int = 1, queues: int = 1, rx_ring_size: int = 1024,
+                 tx_ring_size: int = 1024, burst_size: int = 32, lcores: int = 2,
+                 cache_size: int = 256) -> int:
+    """mbufs a pool needs for ``ports`` × ``queues`` with rings of the given sizes, a burst
+    in flight per queue and direction, and per-lcore caches; rounded up to 2**k - 1
+    (the size DPDK's ring-backed pools use best)."""
+    for name, v in (("ports", ports), ("queues", queues), ("burst_size", burst_size),
+                    ("lcores", lcores)):
+        if v < 1:
+            raise ConfigError(f"{name} must be >= 1")
+    per_queue = rx_ring_size + tx_ring_size + 2 * burst_size
+    need = ports * queues * per_queue + lcores * int(cache_size * 1.5) + 512
+    size = 1
+    while size - 1 < need:
+        size <<= 1
+    return size - 1
+
+
+def create_mempool(size: int | None = None, name: str | None = None, *, cache_size: int = 256,
+                   data_room_size: int = 2048 + 128, socket_id: int = -1) -> Mempool:
+    """A packet mempool registered with the running EAL (closed at exit). Raises
+    MempoolError with a hint when DPDK lacks memory."""
+    eal = _eal_mod.current()
+    size = mempool_size() if size is None else size
+    name = name or eal.next_name("dvpool")
+    started = time.time()
+    try:
+        pool = Mempool(name, size, cache_size, data_room_size, socket_id)
+    except DpdkError as e:
+        raise _eal_mod.explain(e, started) from None
+    eal.track(pool)
+    return pool
+
+
+# ---------------------------------------------------------------------------- events
+
+class VhostEvent(NamedTuple):
+    """A vhost-user state change, in the order DPDK reported it."""
+    kind: str          # new_connection, new_device, vring_state_changed, features_changed,
+                       # destroy_device, destroy_connection
+    port: object       # the VhostUserPort / VhostUserClientPort (None if it was closed)
+    vid: int
+    queue: int         # vring index (vring_state_changed) or number of vrings (new_device)
+    enable: int
+    features: int
+    tsc: int
+
+
+_by_slot: dict = {}
+_events_lock = threading.Lock()
+
+
+def poll_events() -> list[VhostEvent]:
+    """Drain the vhost event ring: return every new event and queue each on its port
+    (``port.events()``). Safe from any thread; never blocks."""
+    with _events_lock:
+        raw = _vhost.drain_events()
+        out = []
+        for kind, slot, gen, vid, queue, enable, features, tsc in raw:
+            ref = _by_slot.get((slot, gen))
+            port = ref() if ref is not None else None
+            ev = VhostEvent(kind, port, vid, queue, enable, features, tsc)
+            out.append(ev)
+            if port is not None:
+                port._events.append(ev)
+                if kind == "new_device" and queue > 2 * port.n_queues:
+                    log.warning("%s: the front-end uses %d queue pairs, the port serves %d; "
+                                "the others are not polled", port.name, queue // 2, port.n_queues)
+            log.debug("vhost event %s on %s vid=%d queue=%d enable=%d", kind,
+                      port.name if port is not None else f"slot{slot}", vid, queue, enable)
+        lost = _vhost.events_lost()
+        if lost:
+            log.debug("%d vhost events were dropped before being drained", lost)
+        return out
+
+
+def events_fd() -> int:
+    """Readable when vhost events are waiting (for select/asyncio add_reader)."""
+    return _vhost.events_fd()
+
+
+def _wait_until(predicate, timeout_s: float | None, fd: int | None = None) -> bool:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        if fd is not None:
+            poll_events()
+        if predicate():
+            return True
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        step = 0.05 if remaining is None else min(0.05, remaining)
+        if fd is not None:
+            select.select([fd], [], [], step)
+        else:
+            time.sleep(step)
+
+
+# ---------------------------------------------------------------------------- ports
+
+class _PortMixin:
+    """Python-level behaviour shared by every port kind."""
+
+    _owned_pool = None
+
+    def _init_common(self, mempool, queues, ring_size):
+        self._eal = _eal_mod.ensure()
+        if mempool is None:
+            mempool = create_mempool(mempool_size(queues=queues, rx_ring_size=ring_size,
+                                                  tx_ring_size=ring_size))
+            self._owned_pool = mempool
+        elif not isinstance(mempool, Mempool):
+            raise ConfigError(f"mempool must be a dpdkvirtio Mempool, got {type(mempool).__name__}")
+        self._pmd_users = 0
+        return mempool
+
+    @property
+    def queue_counters(self) -> np.ndarray:
+        """Live per-queue counters (numpy structured array, read-only)."""
+        return _stats.queue_counters(self)
+
+    def stats(self) -> dict:
+        """OVS-style totals and per-queue packet counts (see stats.port_stats)."""
+        return _stats.port_stats(self)
+
+    def drops(self) -> dict:
+        """Drops by reason: tx_failure, tx_not_ready, tx_nombuf."""
+        return _stats.drops_by_reason(self.queue_counters)
+
+    def close(self):
+        """Close the port (idempotent) and the mempool it made for itself. Raises
+        PortStateError while a PMD thread polls it (remove it from the PMD first)."""
+        if getattr(self, "_pmd_users", 0):
+            raise PortStateError(f"port {self.name!r} is still assigned to {self._pmd_users} "
+                                 "PMD thread(s)", "Remove it from the PMDs (or stop them) first")
+        super().close()
+        eal = getattr(self, "_eal", None)
+        if eal is not None:
+            eal.untrack(self)
+        pool, self._owned_pool = self._owned_pool, None
+        if pool is not None:
+            try:
+                pool.close()
+                if eal is not None:
+                    eal.untrack(pool)
+            except MempoolBusyError:
+                log.debug("%s: mempool %s still has mbufs in use; freed at exit", self.name, pool.name)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r} {self.state} queues={self.n_queues}>"
+
+
+class _VhostPortBase(_PortMixin, _vhost.VhostPort):
+    _client = False
+
+    def __init__(self, path, *, queues: int = 1, mempool: Mempool | None = None,
+                 tx_retries_max: int = 8, iommu_support: bool = False,
+                 postcopy_support: bool = False, linear_buffers: bool = False,
+                 external_buffers: bool = False, compliant_ol_flags: bool = True,
+                 disable_features: int = DEFAULT_DISABLED_FEATURES, enable_features: int = 0,
+                 socket_mode: int | None = 0o660, owner: int | str | None = None,
+                 group: int | str | None = None, reconnect: bool = True, start: bool = True):
+        if self._client:
+            path = sockets.check_client_path(path)
+        else:
+            path = sockets.check_server_path(path)
+        if not isinstance(queues, int) or not 1 <= queues <= 128:
+            raise ConfigError(f"queues must be 1..128 queue pairs, got {queues!r}")
+        mempool = self._init_common(mempool, queues, 1024)
+        flags = 0
+        if self._client:
+            flags |= _vhost.FLAG_CLIENT
+            if not reconnect:
+                flags |= _vhost.FLAG_NO_RECONNECT
+        if iommu_support:
+            flags |= _vhost.FLAG_IOMMU_SUPPORT
+        if postcopy_support:
+            flags |= _vhost.FLAG_POSTCOPY_SUPPORT
+        if linear_buffers:
+            flags |= _vhost.FLAG_LINEARBUF_SUPPORT
+        if external_buffers:
+            flags |= _vhost.FLAG_EXTBUF_SUPPORT
+        if compliant_ol_flags:
+            flags |= _vhost.FLAG_NET_COMPLIANT_OL_FLAGS
+        self._events: list = []
+        self._socket_mode = socket_mode
+        self._owner = owner
+        self._group = group
+        started = time.time()
+        try:
+            self._setup(mempool, path, flags, queues, disable_features, enable_features,
+                        tx_retries_max)
+        except DpdkError as e:
+            self._close_pool()
+            raise _eal_mod.explain(e, started) from None
+        except BaseException:
+            self._close_pool()
+            raise
+        _by_slot[(self.slot, self.generation)] = weakref.ref(self)
+        self._eal.track(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    def _close_pool(self):
+        pool, self._owned_pool = self._owned_pool, None
+        if pool is not None:
+            pool.close()
+            self._eal.untrack(pool)
+
+    def start(self):
+        """Listen (server) or connect (client) on the socket."""
+        if self.state == "started":
+            return
+        started = time.time()
+        if self._client:
+            try:
+                super().start()
+            except DpdkError as e:
+                raise _eal_mod.explain(e, started) from None
+            return
+        # The library binds on this thread: a tight umask closes the window before chmod.
+        old = os.umask(0o177)
+        try:
+            super().start()
+        except DpdkError as e:
+            raise _eal_mod.explain(e, started) from None
+        finally:
+            os.umask(old)
+        self._apply_socket_permissions()
+
+    def _apply_socket_permissions(self):
+        if self._socket_mode is not None:
+            os.chmod(self.path, self._socket_mode)
+        if self._owner is not None or self._group is not None:
+            import grp
+            import pwd
+            uid = self._owner if isinstance(self._owner, int) or self._owner is None \
+                else pwd.getpwnam(self._owner).pw_uid
+            gid = self._group if isinstance(self._group, int) or self._group is None \
+                else grp.getgrnam(self._group).gr_gid
+            os.chown(self.path, -1 if uid is None else uid, -1 if gid is None else gid)
+
+    def events(self) -> list[VhostEvent]:
+        """Events of this port since the last call (drains the ring first)."""
+        poll_events()
+        out, self._events = self._events, []
+        return out
+
+    def wait_running(self, timeout_s: float | None = 30.0) -> bool:
+        """Wait until a front-end has set the device up (new_device). Returns False on
+        timeout. Raises PortStateError when the port is closed."""
+        if self.closed:
+            self.require_state(1, "wait on")
+        return _wait_until(lambda: self.running, timeout_s, _vhost.events_fd())
+
+    def wait_stopped(self, timeout_s: float | None = 30.0) -> bool:
+        """Wait until no device runs (the front-end went away)."""
+        return _wait_until(lambda: not self.running, timeout_s, _vhost.events_fd())
+
+    @property
+    def negotiated_features(self) -> int:
+        """Feature bits agreed with the front-end (0 while none is connected)."""
+        st = self.status()
+        return st["features"] if st["running"] else 0
+
+    @property
+    def mode(self) -> str:
+        return "client" if self._client else "server"
+
+    def close(self):
+        _by_slot.pop((self.slot, self.generation), None)
+        super().close()
+
+
+class VhostUserPort(_VhostPortBase):
+    """vhost-user **server** port (OVS ``dpdkvhostuser``): we listen on ``path`` and a
+    front-end (QEMU, virtio-user) connects.
+
+    Parameters
+    ----------
+    path : str
+        Socket path (≤ 107 bytes; its directory must exist; a stale socket is removed,
+        anything else in the way is refused).
+    queues : int
+        Queue pairs to serve (the front-end may use fewer).
+    mempool : Mempool, optional
+        Pool for received packets; by default a pool sized for the port is made.
+    tx_retries_max : int
+        Enqueue retries while the guest makes room (OVS default 8).
+    socket_mode, owner, group :
+        Permissions of the socket file (default 0660).
+    iommu_support, postcopy_support, linear_buffers, external_buffers,
+    compliant_ol_flags, disable_features, enable_features :
+        vhost library flags and feature bits (``rte_vhost_driver_*``).
+    start : bool
+        Start listening now (default).
+
+    Raises
+    ------
+    SocketPathError, ConfigError, VhostError, MempoolError
+    """
+
+
+class VhostUserClientPort(_VhostPortBase):
+    """vhost-user **client** port (OVS ``dpdkvhostuserclient``): we connect to a server
+    socket (QEMU ``server=on``, virtio-user ``server=1``) and reconnect by ourselves when
+    it goes away and comes back (``reconnect=True``). Other parameters as VhostUserPort."""
+
+    _client = True
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _bool_arg(name, value):
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True, False or None, got {value!r}")
+    return f"{name}={int(value)}"
+
+
+class _EthPortBase(_PortMixin, _ethdev.EthPort):
+    def _open(self, devname, devargs, queues, ring_size, mempool, tx_retries_max, start,
+              timeout_s=None, unblock=None):
+        if not isinstance(queues, int) or queues < 1:
+            raise ConfigError(f"queues must be a positive integer, got {queues!r}")
+        if not isinstance(ring_size, int) or ring_size < 16 or ring_size & (ring_size - 1):
+            raise ConfigError(f"ring size must be a power of 2 >= 16, got {ring_size!r}")
+        mempool = self._init_common(mempool, queues, ring_size)
+        started = time.time()
+        try:
+            if timeout_s is None:
+                self._setup(mempool, devname, devargs, queues, ring_size, ring_size, tx_retries_max)
+            else:
+                self._setup_with_timeout(mempool, devname, devargs, queues, ring_size,
+                                         tx_retries_max, timeout_s, unblock)
+        except DpdkError as e:
+            self._close_pool()
+            raise _eal_mod.explain(e, started) from None
+        except BaseException:
+            self._close_pool()
+            raise
+        self._eal.track(self)
+        if start:
+            try:
+                self.start()
+            except DpdkError as e:
+                self.close()
+                raise _eal_mod.explain(e, started) from None
+            except BaseException:
+                self.close()
+                raise
+
+    def _setup_with_timeout(self, mempool, devname, devargs, queues, ring_size, retries,
+                            timeout_s, unblock):
+        # The probe blocks (virtio-user server mode waits in accept()); run it on a helper
+        # thread without the GIL and, on timeout, unblock it by connecting ourselves.
+        result = {}
+
+        def run():
+            try:
+                self._setup(mempool, devname, devargs, queues, ring_size, ring_size, retries)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                result["error"] = e
+
+        t = threading.Thread(target=run, name=f"probe-{devname}", daemon=True)
+        t.start()
+        t.join(timeout_s)
+        if t.is_alive():
+            unblock()
+            t.join()
+            if "error" not in result:
+                self.close()
+            raise PeerTimeoutError(f"no vhost-user back-end connected to {devname} within "
+                                   f"{timeout_s:g} s", "Start the back-end (a vhost-user client "
+                                   "port on the same socket) or raise connect_timeout_s")
+        if "error" in result:
+            raise result["error"]
+
+    def _close_pool(self):
+        pool, self._owned_pool = self._owned_pool, None
+        if pool is not None:
+            pool.close()
+            self._eal.untrack(pool)
+
+    def start(self):
+        started = time.time()
+        try:
+            super().start()
+        except DpdkError as e:
+            raise _eal_mod.explain(e, started) from None
+
+    @property
+    def link_up(self) -> bool:
+        return self.link()[0]
+
+    def wait_link_up(self, timeout_s: float | None = 30.0) -> bool:
+        """Wait until the link is up (the peer is connected). False on timeout."""
+        return _wait_until(lambda: self.link()[0], timeout_s)
+
+
+class VirtioUserPort(_EthPortBase):
+    """virtio-user port (the guest/container side): a ``net_virtio_user`` vdev probed at
+    runtime, talking vhost-user to a back-end on ``path``.
+
+    Parameters
+    ----------
+    path : str
+        vhost-user socket. As client (default) the back-end must be listening; with
+        ``server=True`` we listen and wait up to ``connect_timeout_s`` for a back-end
+        (a vhost-user client) to connect.
+    queues : int
+        Queue pairs (1..8; more than 1 enables the control queue).
+    queue_size : int
+        Virtqueue size (power of 2, default 256).
+    mrg_rxbuf, in_order, packed_vq : bool or None
+        virtio features (None: driver default).
+    mac : str or None
+        ``xx:xx:xx:xx:xx:xx``.
+    mempool, tx_retries_max, start : as for the other ports.
+
+    Raises
+    ------
+    SocketPathError, ConfigError, PortError (with what DPDK logged), PeerTimeoutError
+    """
+
+    def __init__(self, path, *, queues: int = 1, queue_size: int = 256, server: bool = False,
+                 mrg_rxbuf: bool | None = None, in_order: bool | None = None,
+                 packed_vq: bool | None = None, mac: str | None = None,
+                 mempool: Mempool | None = None, tx_retries_max: int = 0,
+                 connect_timeout_s: float = 10.0, start: bool = True):
+        path = sockets.check_server_path(path) if server else sockets.check_client_path(path)
+        if not server and not os.path.exists(path):
+            raise ConfigError(f"no vhost-user back-end is listening on {path!r}; start it first "
+                              "(or use server=True and let the back-end connect)")
+        if not isinstance(queues, int) or not 1 <= queues <= 8:
+            raise ConfigError(f"virtio-user supports 1..8 queue pairs, got {queues!r}")
+        if not isinstance(queue_size, int) or queue_size < 16 or queue_size > 32768 \
+                or queue_size & (queue_size - 1):
+            raise ConfigError(f"queue_size must be a power of 2 in 16..32768, got {queue_size!r}")
+        if mac is not None and not _MAC_RE.match(mac):
+            raise ConfigError(f"mac must look like 02:00:00:00:00:01, got {mac!r}")
+        args = [f"path={path}", f"queues={queues}", f"queue_size={queue_size}"]
+        if server:
+            args.append("server=1")
+        for key, val in (("mrg_rxbuf", mrg_rxbuf), ("in_order", in_order), ("packed_vq", packed_vq)):
+            a = _bool_arg(key, val)
+            if a:
+                args.append(a)
+        eal = _eal_mod.ensure()
+        devname = eal.next_name("net_virtio_user")
+        if mac is None:
+            # A locally administered unicast address, unique per process and port (without
+            # one the driver logs an error and picks a random address).
+            n = int(devname[len("net_virtio_user"):])
+            mac = "02:76:{:02x}:{:02x}:{:02x}:{:02x}".format(
+                (os.getpid() >> 16) & 0xFF, (os.getpid() >> 8) & 0xFF, os.getpid() & 0xFF, n & 0xFF)
+        args.append(f"mac={mac}")
+        self.path = path
+        self.server = server
+
+        def unblock():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+        self._open(devname, ",".join(args), queues, queue_size, mempool, tx_retries_max, start,
+                   timeout_s=connect_timeout_s if server else None, unblock=unblock)
+
+    def close(self):
+        super().close()
+        if self.server and os.path.exists(self.path):
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+class VdevPort(_EthPortBase):
+    """Any ethdev vdev by name and devargs, probed at runtime, e.g.
+    ``VdevPort("net_null0", "size=64,copy=0")``, ``VdevPort("net_ring0")``,
+    ``VdevPort("net_tap0", "iface=dvtap0")``. DPDK refuses unknown devargs keys (the
+    error carries its log)."""
+
+    def __init__(self, devname: str, devargs: str = "", *, queues: int = 1,
+                 ring_size: int = 1024, mempool: Mempool | None = None,
+                 tx_retries_max: int = 0, start: bool = True):
+        if not isinstance(devname, str) or not re.match(r"^[A-Za-z0-9_]+$", devname):
+            raise ConfigError(f"vdev name must be letters, digits and '_', e.g. net_null0; "
+                              f"got {devname!r}")
+        if not isinstance(devargs, str):
+            raise ConfigError("devargs must be a string like 'key=value,key2=value2'")
+        self._open(devname, devargs, queues, ring_size, mempool, tx_retries_max, start)
+
+
+__all__ = ["Burst", "MAX_BURST", "Mempool", "VhostUserPort", "VhostUserClientPort",
+           "VirtioUserPort", "VdevPort", "VhostEvent", "poll_events", "events_fd",
+           "mempool_size", "create_mempool", "feature_names", "DEFAULT_DISABLED_FEATURES"]

@@ -1,0 +1,108 @@
+"""Counters as numpy arrays, and the arithmetic on them (pure Python over L1 buffers).
+
+``queue_counters(port)`` is a live, read-only structured array, one row per queue pair,
+written by the data path while Python reads it. Snapshots and rates are computed
+here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ._core import counters as _counters  # noqa: F401  (buffer owner type)
+from ._core import datapath as _datapath
+
+
+def _dtype_from_layout(layout) -> np.dtype:
+    size, fields = layout
+    dt = np.dtype({"names": [n for n, _ in fields], "formats": ["<u8"] * len(fields),
+                   "offsets": [o for _, o in fields], "itemsize": size})
+    # Tie the dtype to the C struct: a drift between the two must fail loudly at import.
+    if dt.itemsize != size:
+        raise ImportError(f"counter dtype is {dt.itemsize} bytes, the C struct {size}")
+    for name, off in fields:
+        if off + 8 > size:
+            raise ImportError(f"counter field {name} at {off} lies outside the {size}-byte struct")
+    return dt
+
+
+QUEUE_STATS_DTYPE = _dtype_from_layout(_datapath.queue_stats_layout())
+
+# Drop counters, by reason, as the demo and the switch report them.
+DROP_FIELDS = {
+    "tx_failure": "tx_failure_drops",        # peer ring full after retries (OVS tx_failure_drops)
+    "tx_not_ready": "tx_not_ready_drops",    # no peer / queue disabled
+    "tx_nombuf": "tx_nombuf_drops",          # generator found the mempool empty
+}
+
+
+def counters_array(counters, dtype: np.dtype) -> np.ndarray:
+    """A live read-only view of an L1 Counters block as ``dtype`` rows."""
+    arr = np.frombuffer(counters, dtype=dtype)
+    return arr
+
+
+def queue_counters(port) -> np.ndarray:
+    """Per-queue counters of ``port`` (live view; keeps the memory alive)."""
+    return counters_array(port.counters, QUEUE_STATS_DTYPE)
+
+
+def totals(arr: np.ndarray) -> dict[str, int]:
+    """Sum a structured counter array over its rows: {field: int}."""
+    return {name: int(arr[name].sum()) for name in arr.dtype.names}
+
+
+def port_stats(port) -> dict[str, int]:
+    """OVS-style interface statistics of ``port``: rx_packets, rx_bytes, tx_packets,
+    tx_bytes, tx_dropped (all reasons), tx_failure_drops, tx_not_ready_drops,
+    tx_nombuf_drops, tx_retries, and per queue rx_q<N>_good_packets / tx_q<N>_good_packets."""
+    arr = queue_counters(port)
+    t = totals(arr)
+    out = {
+        "rx_packets": t["rx_packets"],
+        "rx_bytes": t["rx_bytes"],
+        "tx_packets": t["tx_packets"],
+        "tx_bytes": t["tx_bytes"],
+        "tx_dropped": sum(t[f] for f in DROP_FIELDS.values()),
+        "tx_failure_drops": t["tx_failure_drops"],
+        "tx_not_ready_drops": t["tx_not_ready_drops"],
+        "tx_nombuf_drops": t["tx_nombuf_drops"],
+        "tx_retries": t["tx_retries"],
+        "rx_bursts": t["rx_bursts"],
+        "tx_bursts": t["tx_bursts"],
+    }
+    for q in range(len(arr)):
+        out[f"rx_q{q}_good_packets"] = int(arr["rx_packets"][q])
+        out[f"rx_q{q}_good_bytes"] = int(arr["rx_bytes"][q])
+        out[f"tx_q{q}_good_packets"] = int(arr["tx_packets"][q])
+        out[f"tx_q{q}_good_bytes"] = int(arr["tx_bytes"][q])
+    return out
+
+
+def drops_by_reason(arr: np.ndarray) -> dict[str, int]:
+    return {reason: int(arr[field].sum()) for reason, field in DROP_FIELDS.items()}
+
+
+class RateMeter:
+    """Rates between successive readings of a counter array:
+
+        meter = RateMeter(queue_counters(port))
+        ...
+        rates = meter.sample()      # {field: per-second rate} since the last sample
+    """
+
+    def __init__(self, arr: np.ndarray):
+        self.arr = arr
+        self._last = arr.copy()
+        self._t = time.perf_counter()
+
+    def sample(self) -> dict[str, float]:
+        now = time.perf_counter()
+        cur = self.arr.copy()
+        dt = max(now - self._t, 1e-9)
+        out = {n: float((cur[n].astype(np.int64) - self._last[n].astype(np.int64)).sum()) / dt
+               for n in cur.dtype.names}
+        self._last, self._t = cur, now
+        return out

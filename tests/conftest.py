@@ -1,0 +1,67 @@
+"""Shared fixtures.
+
+- ``eal``: one DPDK EAL for the whole pytest process (DPDK initialises once per process),
+  memory mode auto. Tests that need other EAL arguments run in a fresh interpreter
+  (tests/isolated) or in a second process (helpers.Agent, dpdk-testpmd).
+- Every test is checked for leftovers: child processes, running PMD threads, ports it
+  opened, and socket files in its directory.
+"""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from tests import helpers
+
+
+def pytest_configure(config):
+    for name, text in [
+        ("slow", "long tests (real guest, soak, large scale); CI runs them"),
+        ("guest", "boots a Linux guest under QEMU (TCG)"),
+        ("testpmd", "uses dpdk-testpmd as the peer"),
+        ("ovs", "uses OVS-DPDK as the peer"),
+        ("isolated", "runs in a fresh interpreter"),
+    ]:
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+@pytest.fixture(scope="session")
+def eal():
+    import dpdkvirtio as dv
+    e = dv.init(memory_mode="auto", file_prefix=helpers.unique_prefix("pyt"), log_level="warning")
+    yield e
+
+
+@pytest.fixture
+def sockdir():
+    d = helpers.short_dir()
+    yield d
+    leftovers = [f for f in os.listdir(d)]
+    shutil.rmtree(d, ignore_errors=True)
+    assert not leftovers, f"files left in the socket directory: {leftovers}"
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(request):
+    yield
+    # child processes must be gone
+    deadline = time.monotonic() + 5
+    while helpers.our_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = helpers.our_processes()
+    assert not left, f"processes outlived the test: {left}"
+    # PMD threads and ports opened by a test are closed by it
+    import dpdkvirtio.eal as eal_mod
+    cur = eal_mod._current
+    if cur is not None and not cur.closed:
+        from dpdkvirtio.engines import Pmd
+        running = [p for p in cur.objects(Pmd) if p.running]
+        for p in running:
+            p.close()
+        assert not running, f"PMD threads left running: {running}"
+        ports = [o for o in cur.objects() if hasattr(o, "rx_burst") and not o.closed]
+        for p in ports:
+            p.close()
+        assert not ports, f"ports left open: {ports}"
