@@ -67,8 +67,8 @@ class EalConfig:
         ``auto`` uses 2 MB hugepages when enough are free, else ``--no-huge`` (memfd
         shared memory, still usable by vhost-user peers).
     memory_mb : int or None
-        ``--no-huge``: memory reserved up front (``-m``); hugepages: an upper bound
-        checked against free pages. Default 512.
+        Memory reserved at init and never exceeded (``-m`` with ``--no-huge``,
+        ``--socket-mem``/``--socket-limit`` with hugepages). Default 512.
     file_prefix : str or None
         Unique per process (default ``dv<pid>``); never reuse another process's.
     log_level : str
@@ -167,8 +167,13 @@ class EalConfig:
             argv += ["--no-huge", "-m", str(mem), "--no-shconf"]
         else:
             # Anonymous hugepages shared through memfds, one fd per segment list, so that
-            # a virtio-user peer stays within vhost-user's 8 memory regions.
-            argv += ["--in-memory", "--single-file-segments"]
+            # a virtio-user peer stays within vhost-user's 8 memory regions. Memory is
+            # reserved at init and capped there: it never grows at runtime, because growth
+            # runs virtio-user's memory callback (a SET_MEM_TABLE to its back-end) under
+            # DPDK's memory hotplug lock, which deadlocks when the back-end is a vhost-user
+            # port of this same process. Beyond the budget allocations fail with ENOMEM.
+            argv += ["--in-memory", "--single-file-segments", f"--socket-mem={mem}",
+                     f"--socket-limit={mem}"]
         if not self.pci:
             argv.append("--no-pci")
         if not self.telemetry:

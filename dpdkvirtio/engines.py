@@ -847,7 +847,9 @@ def parse_rxq_affinity(text: str) -> dict[int, int]:
 def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, action: str = "rxonly",
                 out_port=None) -> list[Assignment]:
     """Spread the rx queues of ``port`` over ``pmds``: round-robin by default, or as an OVS
-    ``pmd-rxq-affinity`` string / {queue: cpu} dict says (CPUs of the given PMDs)."""
+    ``pmd-rxq-affinity`` string / {queue: cpu} dict says (CPUs of the given PMDs). As in
+    OVS, a PMD that gets pinned queues is isolated: the other queues go round-robin to the
+    PMDs without pinned queues."""
     if not pmds:
         raise ConfigError("no PMDs to assign queues to")
     by_cpu = {p.cpu: p for p in pmds}
@@ -864,8 +866,12 @@ def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, actio
         rest = [q for q in range(port.n_queues) if q not in placement]
     else:
         placement, rest = {}, list(range(port.n_queues))
+    # As OVS (pmd-rxq-isolate=true): PMDs with pinned queues take no others, unless every
+    # PMD has pinned queues.
+    pinned = {id(p) for p in placement.values()}
+    free = [p for p in pmds if id(p) not in pinned] or list(pmds)
     for i, q in enumerate(rest):
-        placement[q] = pmds[i % len(pmds)]
+        placement[q] = free[i % len(free)]
     out = []
     for q in sorted(placement):
         kw = {}

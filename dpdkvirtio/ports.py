@@ -21,6 +21,7 @@ import os
 import re
 import select
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -560,16 +561,25 @@ class VirtioUserPort(_EthPortBase):
             finally:
                 s.close()
 
-        self._open(devname, ",".join(args), queues, queue_size, mempool, tx_retries_max, start,
-                   timeout_s=connect_timeout_s if server else None, unblock=unblock)
+        try:
+            self._open(devname, ",".join(args), queues, queue_size, mempool, tx_retries_max,
+                       start, timeout_s=connect_timeout_s if server else None, unblock=unblock)
+        except BaseException:
+            self._remove_server_socket()
+            raise
+
+    def _remove_server_socket(self):
+        # virtio-user leaves its listening socket file behind
+        if self.server:
+            try:
+                if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    os.unlink(self.path)
+            except OSError:
+                pass
 
     def close(self):
         super().close()
-        if self.server and os.path.exists(self.path):
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        self._remove_server_socket()
 
 
 class VdevPort(_EthPortBase):

@@ -23,6 +23,7 @@ def test_default_argv_no_huge():
 def test_hugepage_argv_shares_memory_by_fd():
     argv = EalConfig(file_prefix="x1").to_argv("hugepages", cpus=CPUS)
     assert "--in-memory" in argv and "--single-file-segments" in argv
+    assert "--socket-mem=512" in argv and "--socket-limit=512" in argv   # never grows at runtime
     assert "--no-huge" not in argv
 
 

@@ -1,0 +1,34 @@
+import os
+
+import pytest
+
+
+@pytest.fixture
+def pair(eal, sockdir):
+    """A vhost-user server port and a virtio-user port connected to it (same process)."""
+    import dpdkvirtio as dv
+    v = dv.VhostUserPort(os.path.join(sockdir, "v.sock"))
+    u = dv.VirtioUserPort(v.path, queue_size=256)
+    try:
+        assert v.wait_running(10), "virtio-user never brought the vhost device up"
+        assert u.wait_link_up(5)
+        yield v, u
+    finally:
+        u.close()
+        v.close()
+
+
+def drain(port, queue=0, idle_polls=2000):
+    """Receive and free until the queue has been empty for idle_polls polls."""
+    import dpdkvirtio as dv
+    b = dv.Burst(64)
+    got, idle = 0, 0
+    while idle < idle_polls:
+        n = port.rx_burst(queue, b)
+        if n:
+            got += n
+            b.free()
+            idle = 0
+        else:
+            idle += 1
+    return got

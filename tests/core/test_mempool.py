@@ -1,0 +1,79 @@
+"""Mempools: sizing, introspection, refusal to close while in use, DPDK errors mapped."""
+import pytest
+
+import dpdkvirtio as dv
+from dpdkvirtio.errors import ConfigError, MempoolBusyError, MempoolError
+
+
+def test_create_and_introspect(eal):
+    mp = dv.create_mempool(1023, cache_size=32)
+    try:
+        assert mp.size == 1023 and mp.available == 1023 and mp.in_use == 0
+        assert mp.data_size == 2048
+        b = dv.Burst(64)
+        assert b.alloc(mp, 40, b"\x01" * 60) == 40
+        assert mp.in_use == 40 and mp.available == 1023 - 40
+        with pytest.raises(MempoolBusyError, match="40 mbufs in use.*Free the bursts"):
+            mp.close()
+        b.free()
+        assert mp.in_use == 0
+    finally:
+        mp.close()
+    assert mp.closed
+    mp.close()                                      # idempotent
+    with pytest.raises(MempoolError, match="closed"):
+        mp.available
+
+
+def test_sizing_helper():
+    n = dv.mempool_size(ports=2, queues=2, rx_ring_size=256, tx_ring_size=256, burst_size=32,
+                        lcores=2, cache_size=256)
+    assert (n + 1) & n == 0                          # 2**k - 1
+    assert n >= 2 * 2 * (256 + 256 + 64) + 2 * 384
+    assert dv.mempool_size() < dv.mempool_size(ports=8)
+    with pytest.raises(ConfigError):
+        dv.mempool_size(ports=0)
+
+
+@pytest.mark.parametrize("kw, text", [
+    (dict(size=1), "at least 2"),
+    (dict(size=100, cache_size=512), "cache_size"),
+    (dict(size=1023, cache_size=600), "cache_size"),
+    (dict(size=1023, data_room_size=100), "data_room_size"),
+])
+def test_bad_arguments(eal, kw, text):
+    with pytest.raises(ConfigError, match=text):
+        dv.Mempool("dvbad", **kw)
+
+
+def test_name_rules(eal):
+    with pytest.raises(ConfigError, match="name"):
+        dv.Mempool("x" * 30, 255, 0)
+    mp = dv.Mempool("dvdup", 255, 0)
+    try:
+        with pytest.raises(MempoolError) as ei:
+            dv.Mempool("dvdup", 255, 0)
+        assert ei.value.errno == 17 and isinstance(ei.value, FileExistsError)
+    finally:
+        mp.close()
+
+
+def test_too_big_is_enomem_with_hint(eal):
+    with pytest.raises(MempoolError) as ei:
+        dv.Mempool("dvhuge", 64 * 1024 * 1024, 0)
+    assert ei.value.errno == 12 and isinstance(ei.value, MemoryError)
+    assert "hugepages" in str(ei.value)
+
+
+def test_port_holds_its_pool(eal, sockdir):
+    import os
+    mp = dv.create_mempool(4095)
+    port = dv.VhostUserPort(os.path.join(sockdir, "p.sock"), mempool=mp)
+    try:
+        assert mp.users == 1
+        with pytest.raises(MempoolBusyError, match="open port"):
+            mp.close()
+    finally:
+        port.close()
+    assert mp.users == 0
+    mp.close()

@@ -1,0 +1,328 @@
+"""PMD threads and engines on our own ports, exact counts (sent == received + drops)."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import dpdkvirtio as dv
+from dpdkvirtio import packets
+from dpdkvirtio.errors import ConfigError, PmdError
+from tests.core.conftest import drain
+
+
+def _wait(pred, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _quiesce(port, key="rx_packets", settle=0.3, timeout=20.0):
+    """Wait until a counter stops moving."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        cur = port.stats()[key]
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since > settle:
+            return cur
+        time.sleep(0.02)
+    raise AssertionError("counter kept moving")
+
+
+@pytest.fixture
+def pmds(eal):
+    a, b = dv.Pmd(cpu=0), dv.Pmd(cpu=1)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_generator_to_rxonly_exact(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    b.add_rxq(v, 0, "rxonly")
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=2_000_000, mode="single_burst"))
+    b.start()
+    a.start()
+    assert g.wait_done(30)
+    got = _quiesce(v)
+    a.stop(); b.stop()
+    drops = u.drops()
+    assert g.built == 2_000_000
+    assert g.built == u.stats()["tx_packets"] + sum(drops.values())
+    assert got == u.stats()["tx_packets"]
+    perf = b.perf()
+    assert perf["rx_packets"] == got and perf["busy_cycles"] > 0 and perf["cycles_per_packet"] > 0
+    assert sum(perf["burst_histogram"]) > 0
+    assert sum(i * n for i, n in enumerate(perf["burst_histogram"])) == got
+
+
+def test_generator_on_vhost_to_virtio_rxonly(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    a.add_rxq(u, 0, "rxonly")
+    g = b.add_generator(v, 0, dv.Stream(dv.udp_frame(64), count=1_000_000, mode="single_burst"))
+    a.start(); b.start()
+    assert g.wait_done(30)
+    got = _quiesce(u)
+    a.stop(); b.stop()
+    assert g.built == 1_000_000 == v.stats()["tx_packets"] + sum(v.drops().values())
+    assert got == v.stats()["tx_packets"]
+    assert v.mempool.in_use == 0
+
+
+def test_io_forwarding_between_two_pairs(eal, sockdir, pmds):
+    a, b = pmds
+    v1 = dv.VhostUserPort(os.path.join(sockdir, "1.sock"))
+    v2 = dv.VhostUserPort(os.path.join(sockdir, "2.sock"))
+    u1 = dv.VirtioUserPort(v1.path)
+    u2 = dv.VirtioUserPort(v2.path)
+    try:
+        assert v1.wait_running(10) and v2.wait_running(10)
+        b.add_rxq(v1, 0, "io", out_port=v2)
+        a.add_rxq(u2, 0, "rxonly")
+        g = a.add_generator(u1, 0, dv.Stream(dv.udp_frame(64), count=500_000, mode="single_burst"))
+        b.start(); a.start()
+        assert g.wait_done(30)
+        _quiesce(u2)
+        a.stop(); b.stop()
+        s_u1, s_v1, s_v2, s_u2 = u1.stats(), v1.stats(), v2.stats(), u2.stats()
+        assert g.built == s_u1["tx_packets"] + s_u1["tx_dropped"]
+        assert s_u1["tx_packets"] == s_v1["rx_packets"]
+        assert s_v1["rx_packets"] == s_v2["tx_packets"] + s_v2["tx_dropped"]
+        assert s_v2["tx_packets"] == s_u2["rx_packets"] > 0
+        rows = b.rxq_show()
+        assert rows[0]["action"] == "io" and rows[0]["out_port"] == v2.name
+        assert rows[0]["packets"] == s_v1["rx_packets"]
+    finally:
+        a.close(); b.close()
+        for p in (u1, u2, v1, v2):
+            p.close()
+
+
+def test_macswap_sends_back_with_swapped_addresses(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    b.add_rxq(v, 0, "macswap")                 # back out of the same port and queue
+    b.start()
+    tmpl = dv.udp_frame(64, src_mac="02:00:00:00:00:aa", dst_mac="02:00:00:00:00:bb")
+    burst = dv.Burst(32)
+    burst.alloc(u.mempool, 32, tmpl)
+    assert u.tx_burst(0, burst) == 32
+    got, rx = 0, dv.Burst(32)
+    deadline = time.monotonic() + 10
+    while got < 32 and time.monotonic() < deadline:
+        n = u.rx_burst(0, rx)
+        for i in range(n):
+            f = rx.packet(i)
+            assert f[0:6] == packets.mac_bytes("02:00:00:00:00:aa")
+            assert f[6:12] == packets.mac_bytes("02:00:00:00:00:bb")
+            assert f[12:] == tmpl[12:]
+        got += n
+        rx.free()
+    b.stop()
+    assert got == 32
+
+
+def test_field_engine_sequence_and_checksums(pair, pmds):
+    v, u = pair
+    a, _ = pmds
+    src = dv.FieldVar("ip.src", "127.0.0.1", "127.0.0.10")
+    sport = dv.FieldVar("udp.sport", 1000, 1003, op="dec")
+    dst = dv.FieldVar("ip.dst", "127.1.0.0", "127.1.255.255", op="random")
+    n = 500
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), vars=[src, sport, dst], count=n,
+                                        mode="single_burst", pps=50_000))
+    a.start()
+    frames, rx = [], dv.Burst(64)
+    deadline = time.monotonic() + 20
+    while len(frames) < n and time.monotonic() < deadline:
+        k = v.rx_burst(0, rx)
+        if k:
+            data, lengths = rx.to_numpy(snaplen=64)
+            frames.extend(bytes(row) for row in data)
+            rx.free()
+    a.stop()
+    assert len(frames) == n and u.drops()["tx_failure"] == 0
+    assert [packets.field(f, "ip.src") for f in frames] == src.values(n)
+    assert [packets.field(f, "udp.sport") for f in frames] == sport.values(n)
+    dsts = {packets.field(f, "ip.dst") for f in frames}
+    assert len(dsts) > n // 2 and all(0x7F010000 <= d <= 0x7F01FFFF for d in dsts)
+    assert all(packets.ipv4_checksum_ok(f) and packets.udp_checksum_ok(f) for f in frames)
+
+
+def test_size_engine(pair, pmds):
+    v, u = pair
+    a, _ = pmds
+    n = 200
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), size=dv.SizeVar(64, 70), count=n,
+                                        mode="single_burst", pps=20_000,
+                                        vars=[dv.FieldVar("ip.id", 1, 60000)]))
+    a.start()
+    frames, rx = [], dv.Burst(64)
+    deadline = time.monotonic() + 20
+    while len(frames) < n and time.monotonic() < deadline:
+        k = v.rx_burst(0, rx)
+        frames.extend(rx.packet(i) for i in range(k))
+        rx.free()
+    a.stop()
+    assert [len(f) for f in frames] == [64 + i % 7 for i in range(n)]
+    for f in frames:
+        assert packets.field(f, "ip.len") == len(f) - 14
+        assert packets.field(f, "udp.len") == len(f) - 34
+        assert packets.ipv4_checksum_ok(f) and packets.udp_checksum_ok(f)
+
+
+def test_replay_numpy_and_pcap(pair, pmds, tmp_path):
+    v, u = pair
+    a, _ = pmds
+    frames = [dv.udp_frame(60 + 4 * i, sport=2000 + i) for i in range(10)]
+    data = np.zeros((10, 100), dtype=np.uint8)
+    lengths = np.array([len(f) for f in frames], dtype=np.uint32)
+    for i, f in enumerate(frames):
+        data[i, :len(f)] = np.frombuffer(f, np.uint8)
+    pcap = tmp_path / "t.pcap"
+    dv.write_pcap(pcap, frames)
+    assert dv.read_pcap(pcap) == frames
+    for stream in (dv.Stream.replay(data, lengths, loops=3, pps=20_000),
+                   dv.Stream.from_pcap(pcap, loops=2, pps=20_000)):
+        g = a.add_generator(u, 0, stream)
+        a.start()
+        assert g.wait_done(20)
+        got, rx = [], dv.Burst(64)
+        deadline = time.monotonic() + 5
+        while len(got) < g.built and time.monotonic() < deadline:
+            k = v.rx_burst(0, rx)
+            got.extend(rx.packet(i) for i in range(k))
+            rx.free()
+        a.stop()
+        a.remove_generator(g)
+        assert got == frames * (g.built // 10) and g.built in (20, 30)
+
+
+def test_rate_control(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    b.add_rxq(v, 0)
+    pps = 1_000_000
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), pps=pps))
+    b.start(); a.start()
+    time.sleep(0.5)
+    c0, t0 = v.stats()["rx_packets"], time.monotonic()
+    time.sleep(3)
+    c1, t1 = v.stats()["rx_packets"], time.monotonic()
+    rate = (c1 - c0) / (t1 - t0)
+    assert abs(rate - pps) / pps < 0.05, rate
+    # changed while running
+    assert g.set_rate(pps=200_000) == 200_000
+    time.sleep(0.3)
+    c0, t0 = v.stats()["rx_packets"], time.monotonic()
+    time.sleep(2)
+    rate = (v.stats()["rx_packets"] - c0) / (time.monotonic() - t0)
+    assert abs(rate - 200_000) / 200_000 < 0.05, rate
+    a.stop(); b.stop()
+
+
+def test_start_stop_repin_50_times_under_traffic(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    baseline_v, baseline_u = v.mempool.in_use, u.mempool.in_use
+    b.add_rxq(v, 0)
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), pps=2_000_000))
+    a.start(); b.start()
+    for i in range(50):
+        b.stop()
+        b.start()
+        b.move_rxq(v, 0, a)                     # now a polls v, then back to b
+        a.move_rxq(v, 0, b)
+        b.move_to_cpu(0 if i % 2 else 1)
+        a.burst_size = 16 if i % 2 else 32
+    g.pause()
+    got = _quiesce(v)
+    a.stop(); b.stop()
+    assert g.built == u.stats()["tx_packets"] + sum(u.drops().values())
+    assert got == u.stats()["tx_packets"]
+    assert v.mempool.in_use == baseline_v
+    a.remove(u)
+    b.remove(v)
+    assert u.mempool.in_use <= baseline_u + u.n_queues * 256  # virtio keeps its tx ring filled
+
+
+def test_assign_rxqs_round_robin_and_affinity(eal, sockdir, pmds):
+    a, b = pmds
+    v = dv.VhostUserPort(os.path.join(sockdir, "aq.sock"), queues=4)
+    try:
+        out = dv.assign_rxqs(v, [a, b])
+        assert [(x.queue, p.lcore) for x, p in zip(out, [a, b, a, b])] == \
+            [(0, a.lcore), (1, b.lcore), (2, a.lcore), (3, b.lcore)]
+        a.remove(v); b.remove(v)
+        dv.assign_rxqs(v, [a, b], affinity=f"0:{b.cpu},3:{b.cpu}")
+        assert sorted(x.queue for x in b.assignments()) == [0, 3]
+        assert sorted(x.queue for x in a.assignments()) == [1, 2]
+        with pytest.raises(ConfigError, match="already polled"):
+            a.add_rxq(v, 0)
+        a.remove(v); b.remove(v)
+        with pytest.raises(ConfigError, match="no PMD runs"):
+            dv.assign_rxqs(v, [a], affinity="0:7")
+        with pytest.raises(ConfigError, match="queue 9"):
+            dv.assign_rxqs(v, [a], affinity=f"9:{a.cpu}")
+    finally:
+        a.remove(v); b.remove(v)
+        v.close()
+
+
+@pytest.mark.parametrize("text", ["", "0", "0:", "a:1", "0:1,", "0:1,0:2", "0-1:2", "0:1;1:2"])
+def test_malformed_affinity(text):
+    with pytest.raises(ConfigError):
+        dv.parse_rxq_affinity(text)
+
+
+def test_bad_pmd_input(eal, pair):
+    v, u = pair
+    main = [l["lcore"] for l in eal.lcores() if l["main"]][0]
+    with pytest.raises(PmdError, match="main lcore"):
+        dv.Pmd(lcore=main)
+    with pytest.raises(PmdError, match="not a worker lcore"):
+        dv.Pmd(lcore=99)
+    with pytest.raises(ConfigError, match="not available"):
+        dv.Pmd(cpu=64)
+    a = dv.Pmd()
+    b = dv.Pmd()
+    try:
+        with pytest.raises(PmdError, match="no free worker lcore"):
+            dv.Pmd()
+        a.add_rxq(v, 0)
+        with pytest.raises(ConfigError, match="already polled"):
+            b.add_rxq(v, 0)
+        with pytest.raises(ConfigError, match="out of range"):
+            a.add_rxq(u, 3)
+        with pytest.raises(ConfigError, match="action"):
+            a.add_rxq(u, 0, "bounce")
+        with pytest.raises(ConfigError, match="out_port"):
+            a.add_rxq(u, 0, "io")
+        for bad in (0, -5):
+            with pytest.raises(ConfigError, match="pps must be > 0"):
+                dv.Stream(dv.udp_frame(64), pps=bad)
+        with pytest.raises(ConfigError, match="templates must be"):
+            a.add_generator(u, 0, dv.Stream(b"\0" * 3000))
+        with pytest.raises(ConfigError, match="burst_size"):
+            a.burst_size = 0
+        with pytest.raises(ConfigError, match="percent needs line_rate_bps"):
+            dv.Stream(dv.udp_frame(64), percent=10)
+        with pytest.raises(ConfigError, match="checksum"):
+            dv.FieldVar(offset=24, size=2, min=0, max=5)
+        with pytest.raises(dv.PortStateError, match="PMD"):
+            v.close()                           # still polled
+    finally:
+        a.close()
+        b.close()
+
+
+def test_rate_units():
+    s = dv.Stream(dv.udp_frame(100), bps=8e6)
+    assert s.pps_for() == pytest.approx(10_000)
+    s = dv.Stream(dv.udp_frame(100), percent=50, line_rate_bps=10e9)
+    assert s.pps_for() == pytest.approx(0.5 * 10e9 / ((100 + 24) * 8))
