@@ -317,7 +317,8 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
         affinity = os.sched_getaffinity(0)
         started = time.time()
         try:
-            _eal.init(argv)
+            with _stdout_silenced():
+                _eal.init(argv)
         except DpdkError as e:
             raise explain(e, started) from None
         finally:
@@ -336,6 +337,28 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
         log.info("%s initialised: memory %s (%s), prefix %s, workers %s",
                  _eal.version(), memory_mode, reason, eal.file_prefix, eal.workers)
         return eal
+
+
+class _stdout_silenced:
+    """EAL prints its usage text with printf on bad arguments; keep it off our stdout
+    (the reason reaches the exception through the log)."""
+
+    def __enter__(self):
+        import sys
+        try:
+            sys.stdout.flush()
+            self.saved = os.dup(1)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        except OSError:
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 1)
+            os.close(self.saved)
 
 
 def _atexit(ref):

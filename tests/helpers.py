@@ -91,7 +91,7 @@ class _Reader:
                 self.cond.wait(min(left, 0.2))
 
 
-class TestPmd:
+class Testpmd:
     """dpdk-testpmd driven interactively (-i) over pipes.
 
         with TestPmd(vdev="net_virtio_user0,path=S,queues=1", fwd="txonly") as tp:
@@ -99,6 +99,7 @@ class TestPmd:
     """
 
     PROMPT = r"testpmd> "
+    __test__ = False                  # not a pytest test class
 
     def __init__(self, vdev: str, fwd: str = "rxonly", *, main_cpu: int | None = None,
                  fwd_cpu: int | None = None, memory_mode: str = "hugepages", extra_eal=(),
@@ -117,7 +118,9 @@ class TestPmd:
         eal += list(extra_eal)
         app = ["-i", f"--forward-mode={fwd}", "--total-num-mbufs=16384", "--nb-cores=1",
                "--txd=1024", "--rxd=1024"] + list(extra_app)
-        self.argv = [TESTPMD, *eal, "--", *app]
+        # testpmd's printf output would be block-buffered on a pipe and arrive after the
+        # prompts cmdline writes directly: make it unbuffered.
+        self.argv = ["stdbuf", "-o0", "-e0", TESTPMD, *eal, "--", *app]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.out = _Reader(self.proc.stdout)
@@ -128,10 +131,17 @@ class TestPmd:
             raise RuntimeError(f"dpdk-testpmd did not start:\n{self.out.buf[-3000:]}")
         self.pos = end
 
-    def cmd(self, text: str, timeout: float = 30.0) -> str:
+    def cmd(self, text: str, expect: str = "", timeout: float = 30.0) -> str:
+        """Send a command; wait for ``expect`` (a regex) in its output, then the prompt.
+        Prompts printed by asynchronous events are not mistaken for the reply."""
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
-        end = self.out.wait_for(self.PROMPT, self.pos, timeout)
+        start = self.pos
+        if expect:
+            start = self.out.wait_for(expect, self.pos, timeout)
+            if start is None:
+                raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
+        end = self.out.wait_for(self.PROMPT, start, timeout)
         if end is None:
             raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
         reply = self.out.buf[self.pos:end]
@@ -139,11 +149,12 @@ class TestPmd:
         return reply
 
     def start(self, tx_first: bool = False):
-        return self.cmd("start tx_first" if tx_first else "start")
+        return self.cmd("start tx_first" if tx_first else "start",
+                        expect=r"(?:forwarding packets/burst|already started)")
 
     def stop(self) -> dict:
         """Stop forwarding; the accumulated forward statistics of all ports."""
-        text = self.cmd("stop")
+        text = self.cmd("stop", expect=r"(?:Accumulated forward statistics[\s\S]*?Done\.|not started)")
         m = re.search(r"Accumulated forward statistics.*?RX-packets:\s*(\d+)\s+RX-dropped:\s*(\d+).*?"
                       r"TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)", text, re.S)
         if not m:
@@ -152,13 +163,13 @@ class TestPmd:
                 "tx_dropped": int(m.group(4))}
 
     def port_stats(self, port: int = 0) -> dict:
-        text = self.cmd(f"show port stats {port}")
+        text = self.cmd(f"show port stats {port}", expect=r"Throughput[\s\S]*?#{10}")
         rx = re.search(r"RX-packets:\s*(\d+)", text)
         tx = re.search(r"TX-packets:\s*(\d+)", text)
         return {"rx": int(rx.group(1)) if rx else 0, "tx": int(tx.group(1)) if tx else 0}
 
     def link_up(self, port: int = 0) -> bool:
-        return "Link status: up" in self.cmd(f"show port info {port}")
+        return "Link status: up" in self.cmd(f"show port info {port}", expect=r"Link status: \w+")
 
     def wait_link_up(self, timeout: float = 10.0, port: int = 0) -> bool:
         deadline = time.monotonic() + timeout
@@ -248,9 +259,11 @@ class Agent:
                 _kill(self.proc)
 
     def kill(self):
+        """Kill -9 (a crash); remove the runtime directory it could not."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        shutil.rmtree(f"/var/run/dpdk/dv{self.proc.pid}", ignore_errors=True)
 
     def __enter__(self):
         return self

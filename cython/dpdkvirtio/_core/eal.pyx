@@ -85,10 +85,13 @@ def init(list args):
         if rc < 0:
             err = dv_rte_errno()
     if rc < 0:
-        # EAL resets its run-once flag only for early failures (bad arguments, plugin
-        # load, bus scan); EAGAIN/EINVAL are retryable, the rest poison the process.
-        g_state = 0 if err in (22, 11) else 3
-        raise_dpdk(EalError, err, "rte_eal_init", None)
+        # EAL resets its run-once flag for early failures, but keeps what it parsed (a
+        # second attempt fails with "--lcores is ignored, because (--lcores) is set"):
+        # after any failure this process cannot initialise DPDK any more.
+        g_state = 3
+        raise_dpdk(EalError, err, "rte_eal_init",
+                   "DPDK cannot be initialised again in this process: fix the arguments "
+                   "and start a new process")
     g_state = 1
     g_pid = os.getpid()
     return rc

@@ -1,0 +1,104 @@
+"""Our vhost-user port and our virtio-user port in two processes, in both memory modes."""
+import os
+import time
+
+import pytest
+
+from tests.helpers import Agent, AgentError, cpus, free_hugepages_mb
+
+MODES = ["no-huge", pytest.param("hugepages", marks=pytest.mark.skipif(
+    free_hugepages_mb() < 1200, reason="needs 1.2 GB of free 2 MB hugepages"))]
+
+
+def _settle(agent, name, key, settle=0.4, timeout=30):
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        cur = agent.call("stats", name=name)["stats"][key]
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since > settle:
+            return cur
+        time.sleep(0.05)
+    raise AssertionError(f"{key} kept moving")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_virtio_to_vhost_and_back(mode, sockdir):
+    path = os.path.join(sockdir, "x.sock")
+    c = cpus()
+    with Agent(mode, cpu=c[1]) as back, Agent(mode, cpu=c[0]) as front:
+        back.call("port", name="v", kind="vhost-server", path=path)
+        front.call("port", name="u", kind="virtio-user", path=path, queue_size=1024)
+        assert back.call("wait", name="v", what="running")["done"]
+        # guest side -> back-end
+        back.call("rx", name="v")
+        front.call("gen", name="u", count=1_000_000, tag="g1")
+        assert front.call("gen_wait", tag="g1")["done"]
+        got = _settle(back, "v", "rx_packets")
+        fu = front.call("stats", name="u")
+        assert fu["stats"]["tx_packets"] + sum(fu["drops"].values()) == 1_000_000
+        assert got == fu["stats"]["tx_packets"]
+        # back-end -> guest side (each process's PMD now does both)
+        front.call("rx", name="u")
+        back.call("gen", name="v", count=500_000, tag="g2")
+        assert back.call("gen_wait", tag="g2")["done"]
+        got_u = _settle(front, "u", "rx_packets")
+        bv = back.call("stats", name="v")
+        assert bv["stats"]["tx_packets"] + sum(bv["drops"].values()) == 500_000
+        assert got_u == bv["stats"]["tx_packets"]
+        front.call("close", name="u")
+        back.call("close", name="v")
+    assert os.listdir(sockdir) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_client_reconnects_to_restarted_virtio_server(mode, sockdir):
+    path = os.path.join(sockdir, "c.sock")
+    c = cpus()
+    with Agent(mode, cpu=c[1]) as back:
+        back.call("port", name="c", kind="vhost-client", path=path)
+        back.call("rx", name="c")
+        sent = 0
+        for round_ in range(2):
+            front = Agent(mode, cpu=c[0])
+            try:
+                front.call("port", name="u", kind="virtio-user", path=path, server=True,
+                           connect_timeout_s=20, timeout=40)
+                assert back.call("wait", name="c", what="running", timeout=15)["done"]
+                front.call("gen", name="u", count=200_000, tag="g", pps=2_000_000)
+                assert front.call("gen_wait", tag="g")["done"]
+                s = front.call("stats", name="u")
+                sent += s["stats"]["tx_packets"]
+                assert _settle(back, "c", "rx_packets") == sent
+            finally:
+                if round_ == 0:
+                    front.kill()                     # the server side crashes
+                else:
+                    front.close()
+                if os.path.exists(path):
+                    os.unlink(path)                  # its stale socket, as a restarted QEMU would
+        back.call("close", name="c")
+
+
+def test_peer_killed_mid_traffic_back_end_survives(sockdir):
+    path = os.path.join(sockdir, "k.sock")
+    c = cpus()
+    with Agent("no-huge", cpu=c[1]) as back:
+        back.call("port", name="v", kind="vhost-server", path=path)
+        back.call("rx", name="v")
+        base = back.call("stats", name="v")["in_use"]
+        for i in range(3):
+            front = Agent("no-huge", cpu=c[0])
+            try:
+                front.call("port", name="u", kind="virtio-user", path=path)
+                assert back.call("wait", name="v", what="running")["done"]
+                front.call("gen", name="u")              # unlimited
+                time.sleep(0.5)
+            finally:
+                front.kill()                             # mid-traffic
+            got = _settle(back, "v", "rx_packets")
+            assert got > 0
+            st = back.call("stats", name="v")
+            assert st["in_use"] == base                   # every received mbuf came back
+        back.call("close", name="v")
