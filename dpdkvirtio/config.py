@@ -44,8 +44,13 @@ def _cpu_list(cpus) -> str:
 
 
 def available_cpus() -> list[int]:
-    """CPUs this process may run on."""
-    return sorted(os.sched_getaffinity(0))
+    """CPUs this process may run on: the calling thread's, plus (once DPDK runs) the CPUs
+    the process had when it initialised DPDK (a thread may have narrowed its own)."""
+    cpus = set(os.sched_getaffinity(0))
+    from . import eal as _eal
+    if _eal._current is not None:
+        cpus |= set(_eal._current.cpus)
+    return sorted(cpus)
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ class Eal:
         self.workers = config.resolved_workers()
         self.main_lcore = config.main_lcore
         self.pid = os.getpid()
+        self.cpus: list[int] = sorted(os.sched_getaffinity(0))
         self.runtime_dir = None
         self._objects: list = []          # strong refs: closed in reverse order at exit
         self._lock = threading.RLock()
@@ -328,6 +329,7 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
             except OSError:
                 pass
         eal = Eal(config, argv, memory_mode, reason)
+        eal.cpus = sorted(affinity)
         try:
             eal.runtime_dir = _eal.runtime_dir()
         except DpdkError:

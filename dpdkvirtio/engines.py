@@ -36,6 +36,7 @@ from . import packets as _packets
 from ._core import eal as _core_eal
 from ._core import datapath as _datapath
 from ._core import pmd as _pmd
+from .config import available_cpus
 from .errors import ConfigError, PmdError
 from .stats import counters_array
 
@@ -495,7 +496,7 @@ class GeneratorHandle:
         while not self.done:
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            time.sleep(0.005)
+            time.sleep(0.02)
         return True
 
 
@@ -530,10 +531,9 @@ class Pmd:
                  max_assignments: int = 256):
         eal = _eal_mod.ensure()
         if cpu is not None:
-            import os
-            if cpu not in os.sched_getaffinity(0):
+            if cpu not in available_cpus():
                 raise ConfigError(f"CPU {cpu} is not available to this process "
-                                  f"(available: {sorted(os.sched_getaffinity(0))})")
+                                  f"(available: {available_cpus()})")
         with _owners.lock:
             if lcore is None:
                 free = _free_worker_lcores()
@@ -748,10 +748,10 @@ class Pmd:
 
     def move_to_cpu(self, cpu: int) -> None:
         """Re-pin this PMD's thread to ``cpu`` (while running: between two poll rounds)."""
-        import os
         self._check_open()
-        if cpu not in os.sched_getaffinity(0):
-            raise ConfigError(f"CPU {cpu} is not available to this process")
+        if cpu not in available_cpus():
+            raise ConfigError(f"CPU {cpu} is not available to this process "
+                              f"(available: {available_cpus()})")
         self._t.request_cpu(cpu)
         self._cpu = cpu
 

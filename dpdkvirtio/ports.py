@@ -254,7 +254,8 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
             path = sockets.check_server_path(path)
         if not isinstance(queues, int) or not 1 <= queues <= 128:
             raise ConfigError(f"queues must be 1..128 queue pairs, got {queues!r}")
-        mempool = self._init_common(mempool, queues, 1024)
+        # vhost-user ports own no descriptor rings: the pool only holds bursts in flight
+        mempool = self._init_common(mempool, queues, 0)
         flags = 0
         if self._client:
             flags |= _vhost.FLAG_CLIENT

@@ -1,0 +1,260 @@
+"""A second dpdkvirtio process for tests and benchmarks (``python -m dpdkvirtio._agent``):
+JSON commands on stdin, one JSON reply per line on stdout. It ends (closing everything)
+on "exit", on EOF and when its parent dies. Driven by dpdkvirtio.testing.Agent."""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import dpdkvirtio as dv
+
+state = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
+
+
+def _pdeathsig():
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def op_init(memory_mode="auto", cpu=0):
+    eal = dv.init(memory_mode=memory_mode, workers={1: cpu}, log_level="warning")
+    # keep this (control) thread off the poller's CPU
+    others = set(os.sched_getaffinity(0)) - {cpu}
+    if others:
+        os.sched_setaffinity(0, others)
+    return {"memory_mode": eal.memory_mode, "pid": os.getpid()}
+
+
+def op_port(name, kind, path, **kw):
+    cls = {"virtio-user": dv.VirtioUserPort, "vhost-server": dv.VhostUserPort,
+           "vhost-client": dv.VhostUserClientPort}[kind]
+    t0 = time.perf_counter()
+    port = cls(path, **kw)
+    seconds = time.perf_counter() - t0
+    state["ports"][name] = port
+    return {"name": port.name, "seconds": seconds}
+
+
+def op_wait(name, what="running", timeout=10.0):
+    port = state["ports"][name]
+    ok = port.wait_running(timeout) if what == "running" else port.wait_link_up(timeout)
+    return {"done": bool(ok)}
+
+
+def _pmd():
+    if state["pmd"] is None:
+        state["pmd"] = dv.Pmd(lcore=1)
+    return state["pmd"]
+
+
+def op_gen(name, queue=0, count=0, pkt_size=64, pps=0, vars=None, tag=None, start=True):
+    port = state["ports"][name]
+    fvars = [dv.FieldVar(v.pop("field"), v.pop("min"), v.pop("max"), **v) for v in (vars or [])]
+    stream = dv.Stream(dv.udp_frame(pkt_size), vars=fvars, count=count,
+                       mode="single_burst" if count else "continuous",
+                       pps=pps or None)
+    g = _pmd().add_generator(port, queue, stream)
+    state["gens"][tag or name] = g
+    if start:
+        _pmd().start()
+    return {}
+
+
+def op_rx(name, queue=0, action="rxonly", out=None, start=True):
+    out_port = state["ports"][out] if out else None
+    _pmd().add_rxq(state["ports"][name], queue, action, out_port=out_port)
+    if start:
+        _pmd().start()
+    return {}
+
+
+def op_io(a, b, queue=0, both=True, start=True):
+    """Forward a -> b (and b -> a) on the PMD."""
+    pa, pb = state["ports"][a], state["ports"][b]
+    _pmd().add_rxq(pa, queue, "io", out_port=pb)
+    if both:
+        _pmd().add_rxq(pb, queue, "io", out_port=pa)
+    if start:
+        _pmd().start()
+    return {}
+
+
+def op_rx_all(names, start=True):
+    """rxonly on queue 0 of every named port, one PMD."""
+    for n in names:
+        _pmd().add_rxq(state["ports"][n], 0, "rxonly")
+    if start:
+        _pmd().start()
+    return {}
+
+
+def op_total(names, key):
+    return {"value": sum(state["ports"][n].stats()[key] for n in names)}
+
+
+class _PyLoop(threading.Thread):
+    """A Python loop over the burst API on a thread pinned to one CPU."""
+
+    def __init__(self, port, role, cpu, burst, pkt_size):
+        super().__init__(daemon=True, name=f"pyloop-{role}")
+        self.port, self.role, self.cpu = port, role, cpu
+        self.burst, self.tmpl = burst, dv.udp_frame(pkt_size)
+        self.stop = False
+
+    def run(self):
+        os.sched_setaffinity(threading.get_native_id(), {self.cpu})
+        port, n = self.port, self.burst
+        b = dv.Burst(n)
+        if self.role == "rx":
+            rx, free = port.rx_burst, b.free
+            while not self.stop:
+                for _ in range(1024):
+                    if rx(0, b):
+                        free()
+        else:
+            alloc, tx, pool, tmpl = b.alloc, port.tx_burst, port.mempool, self.tmpl
+            while not self.stop:
+                for _ in range(1024):
+                    alloc(pool, n, tmpl)
+                    tx(0, b)
+
+
+def op_pyloop(name, role="rx", cpu=0, burst=32, pkt_size=64):
+    loop = _PyLoop(state["ports"][name], role, cpu, burst, pkt_size)
+    state["loop"] = loop
+    loop.start()
+    return {}
+
+
+def op_pyloop_stop():
+    loop = state.pop("loop", None)
+    state["loop"] = None
+    if loop is not None:
+        loop.stop = True
+        loop.join()
+    return {}
+
+
+def op_switch(name, ports, flows=(), cpu=None, other_config=None):
+    """A Switch with ports [[name, type, path], ...] and flows [[in, out], ...]."""
+    from dpdkvirtio.switch import Switch
+    oc = dict(other_config or {})
+    if cpu is not None:
+        oc.setdefault("pmd-cpu-mask", hex(1 << cpu))
+    sockdir = {os.path.dirname(p[2]) for p in ports if p[1] == "dpdkvhostuser"}
+    if sockdir:
+        oc.setdefault("vhost-sock-dir", sockdir.pop())
+    sw = Switch(name, oc)
+    state.setdefault("switches", {})[name] = sw
+    for pname, ptype, path in ports:
+        opts = {"vhost-server-path": path} if ptype == "dpdkvhostuserclient" else \
+            {"dpdk-devargs": path} if ptype == "dpdk" else {}
+        sw.add_port(pname, ptype, opts)
+    for i, o in flows:
+        sw.add_flow(i, o)
+    return {}
+
+
+def op_switch_wait(name, timeout=30.0):
+    return {"done": state["switches"][name].wait_connected(timeout_s=timeout)}
+
+
+def op_switch_stats(name):
+    return {"stats": state["switches"][name].all_port_stats()}
+
+
+def op_add_vhost_ports(paths, queues=1):
+    """Create vhost-user server ports one by one on a shared pool, each added to the
+    running PMD at once; the seconds each addition took."""
+    pool = dv.create_mempool(dv.mempool_size(ports=len(paths), queues=queues, rx_ring_size=0,
+                                             tx_ring_size=0))
+    seconds = []
+    for i, path in enumerate(paths):
+        t0 = time.perf_counter()
+        port = dv.VhostUserPort(path, queues=queues, mempool=pool)
+        for q in range(queues):
+            _pmd().add_rxq(port, q, "rxonly")
+        seconds.append(time.perf_counter() - t0)
+        state["ports"][f"p{i}"] = port
+    return {"seconds": seconds}
+
+
+def op_pmd_perf(switch=None):
+    """Busy/idle cycles of the agent's PMD (or of a switch's PMDs, summed)."""
+    pmds = state["switches"][switch].pmds if switch else [_pmd()]
+    perfs = [p.perf() for p in pmds]
+    return {"perf": perfs[0], "busy_cycles": sum(p["busy_cycles"] for p in perfs),
+            "idle_cycles": sum(p["idle_cycles"] for p in perfs)}
+
+
+def op_pmd(action):
+    p = _pmd()
+    getattr(p, action)()
+    return {}
+
+
+def op_gen_wait(tag, timeout=30.0):
+    g = state["gens"][tag]
+    return {"done": g.wait_done(timeout), "built": g.built}
+
+
+def op_stats(name):
+    port = state["ports"][name]
+    return {"stats": port.stats(), "drops": port.drops(),
+            "in_use": port.mempool.in_use if not port.closed else None}
+
+
+def op_remove(name):
+    if state["pmd"] is not None:
+        state["pmd"].remove(state["ports"][name])
+    return {}
+
+
+def op_close(name):
+    port = state["ports"].pop(name)
+    if state["pmd"] is not None:
+        state["pmd"].remove(port)
+    port.close()
+    return {}
+
+
+def op_sleep(seconds):
+    time.sleep(seconds)
+    return {}
+
+
+def main():
+    _pdeathsig()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for line in sys.stdin:
+        msg = json.loads(line)
+        op = msg.pop("op")
+        if op == "exit":
+            op_pyloop_stop()
+            for sw in state.get("switches", {}).values():
+                sw.close()
+            if state["pmd"] is not None:
+                state["pmd"].close()
+            for p in list(state["ports"].values()):
+                p.close()
+            print(json.dumps({"ok": True}), flush=True)
+            return 0
+        try:
+            reply = globals()[f"op_{op}"](**msg)
+            reply["ok"] = True
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            reply = {"ok": False, "type": type(e).__name__, "error": str(e),
+                     "trace": traceback.format_exc()}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,566 @@
+"""An OVS-DPDK-style switch: other_config settings with OVS names, ports added by OVS type,
+port-to-port rules, PMD threads on a CPU mask.
+
+    sw = Switch(other_config={"pmd-cpu-mask": "0x2", "vhost-sock-dir": "/run/dv"})
+    sw.add_port("vhu0", "dpdkvhostuser")                                   # we listen
+    sw.add_port("vhu1", "dpdkvhostuserclient", {"vhost-server-path": "/run/qemu1.sock"})
+    sw.add_port("vu0", "dpdk", {"dpdk-devargs": "net_virtio_user0,path=/run/x.sock"})
+    sw.add_flow("vhu0", "vhu1"); sw.add_flow("vhu1", "vhu0")                # patch both ways
+    print(sw.port_stats("vhu0")["rx_packets"])
+
+Every rx queue of every port is polled by a PMD: a port with a rule forwards to its
+output port (``io``), a port without one (or with ``drop``) counts and frees (``rxonly``)
+so that no guest ring stalls. Rules, ports and settings change while traffic flows; the
+other ports lose nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import eal as _eal_mod
+from . import sockets
+from .config import EalConfig, LOG_LEVELS, available_cpus
+from .engines import Pmd, parse_rxq_affinity
+from .errors import ConfigError, DpdkError, PortError
+from .ports import (VdevPort, VhostUserClientPort, VhostUserPort, create_mempool,
+                    mempool_size)
+
+log = logging.getLogger("dpdkvirtio.switch")
+
+PORT_TYPES = ("dpdkvhostuser", "dpdkvhostuserclient", "dpdk")
+# other_config keys (OVS names) and what they mean here
+OTHER_CONFIG = {
+    "dpdk-lcore-mask": "hex CPU mask for the main lcore (control, stats)",
+    "pmd-cpu-mask": "hex CPU mask: one PMD thread per CPU",
+    "dpdk-socket-mem": "MB of DPDK memory per NUMA node, e.g. '1024' or '1024,0'",
+    "vhost-sock-dir": "directory of dpdkvhostuser sockets (must exist, not world-writable)",
+    "per-port-memory": "true: a mempool per port; false (default): shared mempools",
+    "vhost-iommu-support": "true: offer vIOMMU support on vhost-user ports",
+    "vhost-postcopy-support": "true: allow postcopy live migration on vhost-user ports",
+    "tx-retries-max": "default enqueue retries for vhost-user ports (0..32, default 8)",
+    "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
+    "dpdk-extra": "further EAL arguments, space separated",
+    "log-level": "DPDK log level (emerg .. debug)",
+}
+PORT_OPTIONS = ("n_rxq", "n_rxq_desc", "n_txq_desc", "pmd-rxq-affinity", "tx-retries-max",
+                "vhost-server-path", "dpdk-devargs", "socket-mode", "socket-group")
+SHARED_POOL_PORTS = 8            # ports per shared mempool
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _bool(key, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def parse_cpu_mask(key: str, value) -> list[int]:
+    """'0x6' (or an int) → [1, 2]."""
+    try:
+        mask = int(value, 16) if isinstance(value, str) else int(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a hexadecimal CPU mask like 0x2, got {value!r}") from None
+    if mask <= 0:
+        raise ConfigError(f"{key} selects no CPU ({value!r})")
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def check_port_name(name) -> str:
+    """OVS rules: no '/', no '..', not empty; we also keep names short and printable."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("a port name must be a non-empty string")
+    if "/" in name or ".." in name or "\\" in name:
+        raise ConfigError(f"port name {name!r} must not contain '/', '\\' or '..'")
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"port name {name!r}: use 1-64 letters, digits, '_', '-', '.', ':'")
+    return name
+
+
+@dataclass
+class SwitchConfig:
+    """other_config, validated; see OTHER_CONFIG."""
+    lcore_cpus: list[int] | None = None
+    pmd_cpus: list[int] | None = None
+    socket_mem_mb: int | None = None
+    vhost_sock_dir: str | None = None
+    per_port_memory: bool = False
+    iommu: bool = False
+    postcopy: bool = False
+    tx_retries_max: int = 8
+    memory_mode: str = "auto"
+    extra_args: tuple = ()
+    log_level: str = "warning"
+
+    @classmethod
+    def from_other_config(cls, oc: dict | None) -> "SwitchConfig":
+        oc = dict(oc or {})
+        unknown = sorted(set(oc) - set(OTHER_CONFIG))
+        if unknown:
+            raise ConfigError(f"unknown other_config key(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(OTHER_CONFIG)}")
+        c = cls()
+        avail = available_cpus()
+        if "dpdk-lcore-mask" in oc:
+            c.lcore_cpus = parse_cpu_mask("dpdk-lcore-mask", oc["dpdk-lcore-mask"])
+        if "pmd-cpu-mask" in oc:
+            c.pmd_cpus = parse_cpu_mask("pmd-cpu-mask", oc["pmd-cpu-mask"])
+        for key, cpus_ in (("dpdk-lcore-mask", c.lcore_cpus), ("pmd-cpu-mask", c.pmd_cpus)):
+            for cpu in cpus_ or ():
+                if cpu not in avail:
+                    raise ConfigError(f"{key} names CPU {cpu}, which this process cannot use "
+                                      f"(available: {avail})")
+        if c.lcore_cpus and c.pmd_cpus and set(c.lcore_cpus) & set(c.pmd_cpus):
+            raise ConfigError(f"pmd-cpu-mask and dpdk-lcore-mask overlap on CPU(s) "
+                              f"{sorted(set(c.lcore_cpus) & set(c.pmd_cpus))}: a PMD thread "
+                              "must not share its CPU with the main lcore")
+        if "dpdk-socket-mem" in oc:
+            try:
+                parts = [int(x) for x in str(oc["dpdk-socket-mem"]).split(",")]
+            except ValueError:
+                raise ConfigError("dpdk-socket-mem must look like '1024' or '1024,0'") from None
+            if any(p < 0 for p in parts) or sum(parts) < 64:
+                raise ConfigError("dpdk-socket-mem must be at least 64 MB in total")
+            c.socket_mem_mb = sum(parts)
+        if "vhost-sock-dir" in oc:
+            c.vhost_sock_dir = sockets.check_socket_dir(os.path.abspath(oc["vhost-sock-dir"]),
+                                                        allow_world_writable_sticky=False)
+        c.per_port_memory = _bool("per-port-memory", oc.get("per-port-memory", False))
+        c.iommu = _bool("vhost-iommu-support", oc.get("vhost-iommu-support", False))
+        c.postcopy = _bool("vhost-postcopy-support", oc.get("vhost-postcopy-support", False))
+        if "tx-retries-max" in oc:
+            c.tx_retries_max = _retries(oc["tx-retries-max"])
+        c.memory_mode = oc.get("memory-mode", "auto")
+        if c.memory_mode not in ("auto", "hugepages", "no-huge"):
+            raise ConfigError("memory-mode must be auto, hugepages or no-huge")
+        c.extra_args = tuple(str(oc.get("dpdk-extra", "")).split())
+        c.log_level = oc.get("log-level", "warning")
+        if c.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
+        return c
+
+    def eal_config(self) -> EalConfig:
+        avail = available_cpus()
+        pmd = self.pmd_cpus or [avail[-1]]
+        main = self.lcore_cpus or ([c for c in avail if c not in pmd] or avail)
+        workers = {i + 1: cpu for i, cpu in enumerate(pmd)}
+        return EalConfig(workers=workers, main_lcore=0, main_cpus=tuple(main),
+                         memory_mode=self.memory_mode, memory_mb=self.socket_mem_mb or 1024,
+                         log_level=self.log_level, extra_args=self.extra_args)
+
+
+def _retries(v) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tx-retries-max must be an integer 0..32, got {v!r}") from None
+    if not 0 <= n <= 32:
+        raise ConfigError(f"tx-retries-max must be 0..32, got {n}")
+    return n
+
+
+def _pow2(key, v, lo=64, hi=4096) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}") from None
+    if not lo <= n <= hi or n & (n - 1):
+        raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}")
+    return n
+
+
+@dataclass
+class SwitchPort:
+    name: str
+    type: str
+    options: dict
+    port: object
+    ofport: int
+    pool_owned: bool = False
+    added_at: float = field(default_factory=time.time)
+
+    def describe(self) -> dict:
+        p = self.port
+        d = {"name": self.name, "type": self.type, "ofport": self.ofport,
+             "options": dict(self.options), "queues": p.n_queues, "state": p.state,
+             "mempool": {"name": p.mempool.name, "size": p.mempool.size}
+             if p.mempool is not None else None}
+        if hasattr(p, "status"):
+            st = p.status()
+            d.update(mode=p.mode, socket=p.path, running=st["running"],
+                     features=hex(st["features"]), num_of_vrings=st["n_vrings"],
+                     connections=st["connections"])
+        else:
+            d.update(devargs=p.devargs, link_up=p.link()[0] if not p.closed else False)
+        return d
+
+
+class Switch:
+    """A bridge. See the module docstring.
+
+    Parameters
+    ----------
+    name : str
+    other_config : dict
+        OVS other_config keys (see OTHER_CONFIG). The DPDK-level ones (masks, memory)
+        apply when this switch initialises DPDK; if DPDK already runs, the running EAL's
+        worker lcores are used for PMDs.
+    """
+
+    def __init__(self, name: str = "br0", other_config: dict | None = None):
+        self.name = check_port_name(name)
+        self.config = SwitchConfig.from_other_config(other_config)
+        self.other_config = dict(other_config or {})
+        self._eal = _eal_mod.ensure(self.config.eal_config())
+        self._lock = threading.RLock()
+        self.ports: dict[str, SwitchPort] = {}
+        self.rules: dict[str, str] = {}        # in_port -> out_port or "drop"
+        self._next_ofport = 1
+        self._pools: list = []                # shared pools: [pool, ports using it]
+        self.pmds: list[Pmd] = []
+        self._closed = False
+        cpus_ = self.config.pmd_cpus or sorted(set(self._eal.workers.values()))[-1:]
+        try:
+            for cpu in cpus_:
+                pmd = Pmd(cpu=cpu)
+                pmd.start()
+                self.pmds.append(pmd)
+        except BaseException:
+            for p in self.pmds:
+                p.close()
+            raise
+
+    # -- helpers ------------------------------------------------------------------------
+    def _check_open(self):
+        if self._closed:
+            raise PortError(None, f"switch {self.name!r} is closed")
+
+    def _pmd_for_cpu(self, cpu: int) -> Pmd:
+        for p in self.pmds:
+            if p.cpu == cpu:
+                return p
+        raise ConfigError(f"pmd-rxq-affinity names CPU {cpu}, where no PMD of this switch runs "
+                          f"(PMD CPUs: {[p.cpu for p in self.pmds]})")
+
+    def _pool_for_new_port(self, queues: int, ring: int):
+        if self.config.per_port_memory:
+            return create_mempool(mempool_size(queues=queues, rx_ring_size=ring,
+                                               tx_ring_size=ring, lcores=len(self.pmds) + 1)), True
+        for entry in self._pools:
+            if entry[1] < SHARED_POOL_PORTS:
+                entry[1] += 1
+                return entry[0], False
+        pool = create_mempool(mempool_size(ports=SHARED_POOL_PORTS, queues=1, rx_ring_size=ring,
+                                           tx_ring_size=ring, lcores=len(self.pmds) + 1))
+        self._pools.append([pool, 1])
+        return pool, False
+
+    def _release_pool(self, sp: SwitchPort):
+        pool = sp.port.mempool
+        if sp.pool_owned:
+            return                              # the port closes its own
+        for entry in self._pools:
+            if entry[0] is pool:
+                entry[1] -= 1
+
+    # -- ports --------------------------------------------------------------------------
+    def add_port(self, name: str, type: str, options: dict | None = None) -> SwitchPort:
+        """Add a port by OVS type: ``dpdkvhostuser`` (we listen on vhost-sock-dir/name),
+        ``dpdkvhostuserclient`` (options vhost-server-path), ``dpdk`` (options
+        dpdk-devargs, e.g. a virtio-user or any vdev). Options: n_rxq, n_rxq_desc,
+        n_txq_desc, pmd-rxq-affinity, tx-retries-max, socket-mode, socket-group.
+        Nothing is left half-created on failure."""
+        with self._lock:
+            self._check_open()
+            check_port_name(name)
+            if name in self.ports:
+                raise ConfigError(f"port {name!r} already exists on {self.name}")
+            if type not in PORT_TYPES:
+                raise ConfigError(f"unknown port type {type!r}; use one of {', '.join(PORT_TYPES)}")
+            options = {str(k): v for k, v in (options or {}).items()}
+            unknown = sorted(set(options) - set(PORT_OPTIONS))
+            if unknown:
+                raise ConfigError(f"unknown option(s) {', '.join(unknown)} for port {name!r}; "
+                                  f"known: {', '.join(PORT_OPTIONS)}")
+            n_rxq = int(options.get("n_rxq", 1))
+            if not 1 <= n_rxq <= 128:
+                raise ConfigError(f"n_rxq must be 1..128, got {n_rxq}")
+            ring = _pow2("n_rxq_desc", options.get("n_rxq_desc", 1024))
+            if "n_txq_desc" in options:
+                _pow2("n_txq_desc", options["n_txq_desc"])
+            retries = _retries(options.get("tx-retries-max", self.config.tx_retries_max))
+            affinity = parse_rxq_affinity(options["pmd-rxq-affinity"]) \
+                if "pmd-rxq-affinity" in options else {}
+            for q, cpu in affinity.items():
+                if q >= n_rxq:
+                    raise ConfigError(f"pmd-rxq-affinity names queue {q}; port {name!r} has "
+                                      f"{n_rxq} (set n_rxq)")
+                self._pmd_for_cpu(cpu)
+            if type == "dpdkvhostuser":
+                if not self.config.vhost_sock_dir:
+                    raise ConfigError("dpdkvhostuser ports need other_config:vhost-sock-dir")
+                path = os.path.join(self.config.vhost_sock_dir, name)
+                sockets.check_server_path(path)
+            elif type == "dpdkvhostuserclient":
+                path = options.get("vhost-server-path")
+                if not path:
+                    raise ConfigError(f"port {name!r}: dpdkvhostuserclient needs "
+                                      "options:vhost-server-path")
+                sockets.check_client_path(path)
+            else:
+                devargs = options.get("dpdk-devargs")
+                if not devargs or not isinstance(devargs, str):
+                    raise ConfigError(f"port {name!r}: type dpdk needs options:dpdk-devargs, e.g. "
+                                      "net_virtio_user0,path=/tmp/x.sock")
+                from .pmdinfo import check_devargs
+                devname, _, args = devargs.partition(",")
+                for warning in check_devargs(devname, args):
+                    log.warning("port %s: %s", name, warning)
+            pool, owned = self._pool_for_new_port(n_rxq, ring)
+            try:
+                if type == "dpdkvhostuser":
+                    mode = int(str(options.get("socket-mode", "0660")), 8)
+                    port = VhostUserPort(path, queues=n_rxq, mempool=pool, tx_retries_max=retries,
+                                         iommu_support=self.config.iommu,
+                                         postcopy_support=self.config.postcopy, socket_mode=mode,
+                                         group=options.get("socket-group"))
+                elif type == "dpdkvhostuserclient":
+                    port = VhostUserClientPort(path, queues=n_rxq, mempool=pool,
+                                               tx_retries_max=retries,
+                                               iommu_support=self.config.iommu,
+                                               postcopy_support=self.config.postcopy)
+                else:
+                    port = VdevPort(devname, args, queues=n_rxq, ring_size=ring, mempool=pool,
+                                    tx_retries_max=retries)
+            except BaseException:
+                if owned:
+                    pool.close()
+                    self._eal.untrack(pool)
+                else:
+                    for entry in self._pools:
+                        if entry[0] is pool:
+                            entry[1] -= 1
+                raise
+            if owned:
+                port._owned_pool = pool
+            sp = SwitchPort(name, type, options, port, self._next_ofport, owned)
+            self._next_ofport += 1
+            self.ports[name] = sp
+            try:
+                self._assign(sp, affinity)
+            except BaseException:
+                del self.ports[name]
+                self._unassign(sp)
+                port.close()
+                self._release_pool(sp)
+                raise
+            log.info("%s: added port %s (%s)", self.name, name, type)
+            return sp
+
+    def _assign(self, sp: SwitchPort, affinity: dict | None = None):
+        """(Re)create the PMD assignments of sp's rx queues from the rules."""
+        if affinity is None:
+            affinity = parse_rxq_affinity(sp.options["pmd-rxq-affinity"]) \
+                if "pmd-rxq-affinity" in sp.options else {}
+        rule = self.rules.get(sp.name)
+        out = self.ports[rule].port if rule and rule != "drop" else None
+        pinned = {id(self._pmd_for_cpu(c)) for c in affinity.values()}
+        free = [p for p in self.pmds if id(p) not in pinned] or self.pmds
+        for q in range(sp.port.n_queues):
+            pmd = self._pmd_for_cpu(affinity[q]) if q in affinity else free[q % len(free)]
+            if out is None:
+                pmd.add_rxq(sp.port, q, "rxonly")
+            else:
+                oq = q if q < out.n_queues else self.pmds.index(pmd) % out.n_queues
+                pmd.add_rxq(sp.port, q, "io", out_port=out, out_queue=oq)
+
+    def _unassign(self, sp: SwitchPort, as_output_too: bool = True):
+        for pmd in self.pmds:
+            if as_output_too:
+                pmd.remove(sp.port)
+            else:
+                for a in pmd.assignments():
+                    if a.port is sp.port and a.action != "generator":
+                        pmd.remove(sp.port, a.queue, generators=False)
+
+    def del_port(self, name: str) -> None:
+        """Remove a port (and the rules that name it). Other ports keep forwarding."""
+        with self._lock:
+            self._check_open()
+            sp = self.ports.get(name)
+            if sp is None:
+                raise ConfigError(f"no port {name!r} on {self.name}")
+            feeding = [i for i, o in self.rules.items() if o == name]
+            for i in feeding:                     # those ports now drop
+                del self.rules[i]
+                self._reassign(i)
+            self.rules.pop(name, None)
+            self._unassign(sp)
+            del self.ports[name]
+            sp.port.close()
+            self._release_pool(sp)
+            log.info("%s: deleted port %s", self.name, name)
+
+    def _reassign(self, name: str):
+        sp = self.ports[name]
+        self._unassign(sp, as_output_too=False)
+        self._assign(sp)
+
+    # -- rules --------------------------------------------------------------------------
+    def add_flow(self, in_port: str, out_port: str) -> None:
+        """Forward everything received on ``in_port`` to ``out_port`` ("drop" drops)."""
+        with self._lock:
+            self._check_open()
+            if in_port not in self.ports:
+                raise ConfigError(f"no port {in_port!r} on {self.name}")
+            if out_port != "drop" and out_port not in self.ports:
+                raise ConfigError(f"no port {out_port!r} on {self.name} (or use 'drop')")
+            if out_port == in_port:
+                raise ConfigError("a port cannot forward to itself")
+            old = self.rules.get(in_port)
+            self.rules[in_port] = out_port
+            try:
+                self._reassign(in_port)
+            except BaseException:
+                if old is None:
+                    self.rules.pop(in_port, None)
+                else:
+                    self.rules[in_port] = old
+                self._reassign(in_port)
+                raise
+
+    def del_flow(self, in_port: str) -> None:
+        """Back to dropping what ``in_port`` receives."""
+        with self._lock:
+            if self.rules.pop(in_port, None) is not None:
+                self._reassign(in_port)
+
+    def set_port_options(self, name: str, options: dict) -> None:
+        """Change tx-retries-max or pmd-rxq-affinity of a running port."""
+        with self._lock:
+            sp = self.ports.get(name)
+            if sp is None:
+                raise ConfigError(f"no port {name!r} on {self.name}")
+            unknown = sorted(set(options) - {"tx-retries-max", "pmd-rxq-affinity"})
+            if unknown:
+                raise ConfigError(f"option(s) {', '.join(unknown)} cannot change on a running port "
+                                  "(delete and add the port again)")
+            if "tx-retries-max" in options:
+                sp.port.tx_retries_max = _retries(options["tx-retries-max"])
+                sp.options["tx-retries-max"] = options["tx-retries-max"]
+            if "pmd-rxq-affinity" in options:
+                aff = parse_rxq_affinity(options["pmd-rxq-affinity"])
+                for q, cpu in aff.items():
+                    if q >= sp.port.n_queues:
+                        raise ConfigError(f"pmd-rxq-affinity names queue {q}; port {name!r} has "
+                                          f"{sp.port.n_queues}")
+                    self._pmd_for_cpu(cpu)
+                old = sp.options.get("pmd-rxq-affinity")
+                sp.options["pmd-rxq-affinity"] = options["pmd-rxq-affinity"]
+                try:
+                    self._reassign(name)
+                except BaseException:
+                    if old is None:
+                        sp.options.pop("pmd-rxq-affinity", None)
+                    else:
+                        sp.options["pmd-rxq-affinity"] = old
+                    self._reassign(name)
+                    raise
+
+    # -- observation --------------------------------------------------------------------
+    def port_stats(self, name: str) -> dict:
+        """OVS-style statistics of a port (rx_packets, tx_dropped, tx_failure_drops, ...)."""
+        sp = self.ports.get(name)
+        if sp is None:
+            raise ConfigError(f"no port {name!r} on {self.name}")
+        return sp.port.stats()
+
+    def all_port_stats(self) -> dict[str, dict]:
+        return {n: sp.port.stats() for n, sp in list(self.ports.items())}
+
+    def mempools(self) -> list[dict]:
+        pools = {}
+        for sp in self.ports.values():
+            mp = sp.port.mempool
+            if mp is not None and not mp.closed:
+                pools.setdefault(mp.name, {"name": mp.name, "size": mp.size, "in_use": mp.in_use,
+                                           "ports": []})["ports"].append(sp.name)
+        return list(pools.values())
+
+    def show(self) -> dict:
+        return {
+            "bridge": self.name,
+            "other_config": dict(self.other_config),
+            "dpdk": {"version": self._eal.version, "memory_mode": self._eal.memory_mode,
+                     "file_prefix": self._eal.file_prefix},
+            "pmds": [{"lcore": p.lcore, "cpu": p.cpu, "running": p.running} for p in self.pmds],
+            "ports": [sp.describe() for sp in self.ports.values()],
+            "rules": [{"in_port": i, "out_port": o} for i, o in self.rules.items()],
+            "mempools": self.mempools(),
+        }
+
+    def pmd_rxq_show(self) -> list[dict]:
+        out = []
+        names = {id(sp.port): n for n, sp in self.ports.items()}
+        for p in self.pmds:
+            for row in p.rxq_show():
+                row = dict(row)
+                for key in ("port", "out_port"):
+                    if key in row:
+                        row[key] = next((n for pid, n in names.items()
+                                         if self.ports[n].port.name == row[key]), row[key])
+                out.append({"pmd_cpu": p.cpu, "lcore": p.lcore, **row})
+        return out
+
+    def pmd_perf_show(self) -> list[dict]:
+        return [p.perf() for p in self.pmds]
+
+    def wait_connected(self, names=None, timeout_s: float = 30.0) -> bool:
+        """Wait until the named vhost-user ports (default: all) have a running device."""
+        names = list(self.ports) if names is None else names
+        deadline = time.monotonic() + timeout_s
+        for n in names:
+            p = self.ports[n].port
+            if hasattr(p, "wait_running"):
+                if not p.wait_running(max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
+
+    # -- teardown -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the PMDs, close every port (server sockets are removed) and the pools."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for p in self.pmds:
+                p.close()
+            for sp in list(self.ports.values()):
+                try:
+                    sp.port.close()
+                except DpdkError as e:
+                    log.warning("closing port %s: %s", sp.name, e)
+            self.ports.clear()
+            for pool, _ in self._pools:
+                try:
+                    pool.close()
+                    self._eal.untrack(pool)
+                except DpdkError as e:
+                    log.debug("pool %s freed at exit: %s", pool.name, e)
+            self._pools.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

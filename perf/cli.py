@@ -1,0 +1,360 @@
+"""python -m perf: run scenarios side by side with their peers, compare with a baseline,
+search the zero-loss throughput.
+
+    python -m perf run [SCENARIO ...] [--seconds 5] [--trials 3] [--json FILE]
+    python -m perf compare BASELINE.json NEW.json [--tolerance 0.05]
+    python -m perf ndr [--loss 0] [--seconds 2]
+    python -m perf list
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+
+from perf import host, stats
+from perf.scenarios import BACK, FRONT, SCENARIOS, STANDARD, Options, Unsupported
+
+
+class Refused(Exception):
+    """Measuring now would give wrong numbers (or no numbers)."""
+
+
+def _guard(force: bool):
+    busy = host.busy_pollers([FRONT, BACK], ignore_pids={os.getpid()})
+    if busy and not force:
+        lines = "\n".join(f"  pid {b['pid']} on CPU {b['cpu']} at {b['share'] * 100:.0f}%: {b['cmd']}"
+                          for b in busy)
+        raise Refused("busy pollers are running on the CPUs the benchmark needs; they would "
+                      f"halve the figures. Stop them first (kill PID), or pass --force:\n{lines}")
+
+
+def _available_sides(name: str) -> dict:
+    from dpdkvirtio.testing import ovs_dpdk_available
+    sides = {k: v for k, v in SCENARIOS[name].items() if k not in ("what",)}
+    if "ovs-dpdk" in sides and not ovs_dpdk_available():
+        sides["ovs-dpdk"] = None
+    return sides
+
+
+def measure_side(setup, o: Options) -> dict:
+    o.extra.pop("cycles", None)
+    with setup(o) as read:
+        return stats.sample_rate(read, o.seconds, o.warmup_s, cycles=o.extra.pop("cycles", None))
+
+
+def run_scenario(name: str, o: Options, trials: int, log=print) -> dict:
+    """Alternate trials (ours, peers, ours, peers ...) and summarise: a JSON record."""
+    sides = _available_sides(name)
+    values: dict[str, list[float]] = {k: [] for k, v in sides.items() if v is not None}
+    busy: list[float] = []
+    errors: dict[str, str] = {}
+    for t in range(trials):
+        for side, setup in sides.items():
+            if setup is None or side in errors:
+                continue
+            try:
+                r = measure_side(setup, o)
+            except Unsupported as e:
+                errors[side] = f"unsupported: {e}"
+                log(f"  {name} [{side}]: {errors[side]}")
+                continue
+            except (RuntimeError, OSError, TimeoutError) as e:
+                errors[side] = str(e).splitlines()[0][:300]
+                log(f"  {name} [{side}] failed: {errors[side]}")
+                continue
+            values[side].append(r["pps"] / 1e6)
+            extra = ""
+            if side == "ours" and r.get("busy_pct") is not None:
+                busy.append(r["busy_pct"])
+                extra = f", our poller busy {r['busy_pct']:.0f}%"
+            log(f"  {name} trial {t + 1}/{trials} {side:>9}: {r['pps'] / 1e6:7.2f} Mpps "
+                f"(periods {', '.join(f'{p / 1e6:.1f}' for p in r['periods'])}{extra})")
+    summ = {k: stats.summary(v) for k, v in values.items()}
+    ours = summ.get("ours", {}).get("median")
+    peers = {}
+    for side in sides:
+        if side == "ours":
+            continue
+        peers[side] = summ[side]["median"] if side in summ else None
+    tp = peers.get("testpmd")
+    rec = {
+        "scenario": name,
+        "what": SCENARIOS[name]["what"],
+        "ours_mpps": round(ours, 3) if ours is not None else None,
+        "peers": {k: (round(v, 3) if v is not None else None) for k, v in peers.items()},
+        "ratio": round(ours / tp, 3) if ours and tp else None,
+        "ratios": {k: round(ours / v, 3) for k, v in peers.items() if ours and v},
+        "pkt_size": o.pkt_size,
+        "queues": o.queues,
+        "memory_mode": o.memory_mode,
+        "trials": trials,
+        "seconds": o.seconds,
+        "spread": {k: {"min": round(s["min"], 3), "max": round(s["max"], 3)}
+                   for k, s in summ.items() if s["min"] is not None},
+        "raw_mpps": {k: [round(x, 3) for x in v] for k, v in values.items()},
+        # < 100: our poller had time to spare, the rate was set by its peer
+        "ours_busy_pct": round(stats.summary(busy)["median"], 1) if busy else None,
+    }
+    if name == "scale-ports":
+        rec["ports"] = o.ports
+        if "add_port_ms" in o.extra:
+            ms = o.extra.pop("add_port_ms")
+            rec["add_port_ms"] = {"max": max(ms), "median": sorted(ms)[len(ms) // 2]}
+    if errors:
+        rec["errors"] = errors
+    return rec
+
+
+def cmd_run(args) -> int:
+    names = args.scenarios or STANDARD
+    for n in names:
+        if n not in SCENARIOS:
+            raise SystemExit(f"perf: unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    from dpdkvirtio import hugepages
+    memory_mode = args.memory_mode
+    if memory_mode == "auto":
+        memory_mode = "hugepages" if hugepages.read_info().free_mb() >= 2048 else "no-huge"
+    _guard(args.force)
+    fp = host.fingerprint()
+    records = []
+    print(f"perf: {fp['dpdk_version']}, {fp['cpu_model']}, {fp['cpu_count']} CPUs, memory "
+          f"{memory_mode}; back-end poller on CPU {BACK}, front-end on CPU {FRONT}", flush=True)
+    for name in names:
+        port_counts = args.ports if name == "scale-ports" else [1]
+        for n_ports in port_counts:
+            o = Options(pkt_size=args.pkt_size, queues=args.queues, seconds=args.seconds,
+                        warmup_s=args.warmup, memory_mode=memory_mode, burst=args.burst,
+                        ports=n_ports)
+            label = f"{name} ({n_ports} ports)" if name == "scale-ports" else name
+            print(f"{label}: {SCENARIOS[name]['what']}", flush=True)
+            rec = run_scenario(name, o, args.trials, log=lambda s: print(s, flush=True))
+            rec["host"] = fp
+            rec["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            records.append(rec)
+    _scale_summary(records)
+    print()
+    print(format_table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"\nwritten: {args.json}")
+    return 0
+
+
+def _scale_summary(records):
+    scale = {r["ports"]: r for r in records if r["scenario"] == "scale-ports" and r.get("ours_mpps")}
+    if 1 in scale:
+        for n, r in scale.items():
+            r["vs_one_port"] = round(r["ours_mpps"] / scale[1]["ours_mpps"], 3)
+
+
+def format_table(records) -> str:
+    peers = sorted({p for r in records for p in r["peers"]})
+    head = ["scenario", "ours Mpps"] + [f"{p} Mpps" for p in peers] + ["ours/testpmd"]
+    head.insert(2, "ours busy%")
+    if "ovs-dpdk" in peers:
+        head.append("ours/ovs")
+    rows = [head]
+    for r in records:
+        name = r["scenario"] + (f" x{r['ports']}" if "ports" in r else "")
+        row = [name, _f(r["ours_mpps"]), _f(r.get("ours_busy_pct"), "{:.0f}")] + \
+            [_f(r["peers"].get(p)) for p in peers]
+        row.append(_f(r["ratio"], "{:.2f}"))
+        if "ovs-dpdk" in peers:
+            row.append(_f(r["ratios"].get("ovs-dpdk"), "{:.2f}"))
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(*rows)]
+    lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                       for i, (x, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+# ------------------------------------------------------------------------- compare
+
+def _key(r):
+    return (r["scenario"], r.get("pkt_size"), r.get("queues"), r.get("ports", 1))
+
+
+def compare(base: list, new: list, tolerance: float, absolute: bool = False):
+    """Rows (key, base value, new value, change, verdict) and whether anything regressed.
+    Ratios to testpmd are compared, unless ``absolute`` and the hosts match."""
+    by_key = {_key(r): r for r in base}
+    rows, regressed = [], False
+    for r in new:
+        b = by_key.get(_key(r))
+        if b is None:
+            rows.append((_key(r), None, r.get("ratio"), None, "new"))
+            continue
+        same = host.same_host(b.get("host", {}), r.get("host", {}))
+        field = "ours_mpps" if (absolute and same) else "ratio"
+        bv, nv = b.get(field), r.get(field)
+        if bv is None or nv is None:
+            rows.append((_key(r), bv, nv, None, "no data"))
+            continue
+        change = (nv - bv) / bv if bv else 0.0
+        verdict = "ok"
+        if change < -tolerance:
+            verdict = "REGRESSION"
+            regressed = True
+        elif change > tolerance:
+            verdict = "better"
+        rows.append((_key(r), bv, nv, change, f"{verdict} ({field})"))
+    return rows, regressed
+
+
+def cmd_compare(args) -> int:
+    base = json.load(open(args.baseline))
+    new = json.load(open(args.new))
+    rows, regressed = compare(base, new, args.tolerance, args.absolute)
+    width = max([len(f"{k[0]} {k[1]}B q{k[2]} p{k[3]}") for k, *_ in rows] + [10])
+    print(f"{'scenario':<{width}}  {'baseline':>9}  {'new':>9}  {'change':>8}  verdict")
+    for k, bv, nv, ch, verdict in rows:
+        name = f"{k[0]} {k[1]}B q{k[2]} p{k[3]}"
+        print(f"{name:<{width}}  {_f(bv, '{:.3f}'):>9}  {_f(nv, '{:.3f}'):>9}  "
+              f"{'-' if ch is None else f'{ch * 100:+.1f}%':>8}  {verdict}")
+    if regressed:
+        print(f"\nregression beyond {args.tolerance * 100:.0f}%")
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------- NDR / PDR
+
+def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 0.02,
+        max_iterations: int = 14, ceiling_pps: float = 40e6, log=print) -> dict:
+    """RFC 2544-style search: the highest rate our virtio-user generator (front-end CPU) can
+    offer to our vhost-user rxonly port (back-end CPU) with a loss ratio <= ``loss``
+    (0: NDR, else PDR), by binary search over the generator's paced rate. Each trial sends
+    rate x trial_s packets; loss = (sent - received) / sent, after the rings drained."""
+    import tempfile
+    from dpdkvirtio.testing import Agent
+
+    d = tempfile.mkdtemp(prefix="dvndr-", dir="/tmp")
+    path = os.path.join(d, "n.sock")
+    trials = []
+    try:
+        with Agent(o.memory_mode, cpu=BACK) as back, Agent(o.memory_mode, cpu=FRONT) as front:
+            back.call("port", name="v", kind="vhost-server", path=path)
+            front.call("port", name="u", kind="virtio-user", path=path, queue_size=o.ring_size)
+            back.call("wait", name="v", what="running")
+            back.call("rx", name="v")
+
+            def trial(pps: float, k: int) -> dict:
+                count = max(1, int(pps * trial_s))
+                rx0 = back.call("stats", name="v")["stats"]["rx_packets"]
+                t0 = time.monotonic()
+                front.call("gen", name="u", count=count, pkt_size=o.pkt_size, pps=pps, tag=f"t{k}")
+                front.call("gen_wait", tag=f"t{k}", timeout=trial_s * 10 + 10)
+                elapsed = time.monotonic() - t0
+                front.call("remove", name="u")
+                time.sleep(0.3)                       # let the ring drain
+                got = back.call("stats", name="v")["stats"]["rx_packets"] - rx0
+                return {"pps": pps, "offered_pps": count / elapsed, "sent": count,
+                        "received": got, "loss": (count - got) / count}
+
+            lo, hi, best = 0.0, ceiling_pps, None
+            for k in range(max_iterations):
+                rate = (lo + hi) / 2
+                r = trial(rate, k)
+                trials.append(r)
+                ok = r["loss"] <= loss
+                log(f"  offered {rate / 1e6:7.3f} Mpps (achieved {r['offered_pps'] / 1e6:7.3f}): "
+                    f"sent {r['sent']:,} received {r['received']:,} loss {r['loss']:.2e} "
+                    f"{'pass' if ok else 'fail'}")
+                if ok:
+                    lo, best = rate, r
+                else:
+                    hi = rate
+                if (hi - lo) / hi < precision:
+                    break
+            back.call("close", name="v")
+            front.call("close", name="u")
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+    rate = min(best["pps"], best["offered_pps"]) if best else 0.0
+    return {"scenario": "ndr" if loss == 0 else "pdr", "loss": loss,
+            "rate_mpps": round(rate / 1e6, 3), "trials": trials, "pkt_size": o.pkt_size,
+            "memory_mode": o.memory_mode, "trial_seconds": trial_s}
+
+
+def cmd_ndr(args) -> int:
+    _guard(args.force)
+    o = Options(pkt_size=args.pkt_size, memory_mode=args.memory_mode
+                if args.memory_mode != "auto" else "hugepages")
+    r = ndr(o, args.loss, args.seconds, args.precision)
+    r["host"] = host.fingerprint()
+    print(f"\n{r['scenario'].upper()} (loss <= {args.loss:g}): {r['rate_mpps']:.3f} Mpps "
+          f"at {o.pkt_size} bytes")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
+
+
+def cmd_list(args) -> int:
+    for name, s in SCENARIOS.items():
+        peers = [k for k in s if k not in ("ours", "what")]
+        print(f"{name:14} peers: {', '.join(peers):18} {s['what']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="measure scenarios side by side with their peers")
+    r.add_argument("scenarios", nargs="*", help=f"default: {' '.join(STANDARD)}")
+    r.add_argument("--seconds", type=float, default=5.0, help="measured seconds per trial")
+    r.add_argument("--warmup", type=float, default=1.0)
+    r.add_argument("--trials", type=int, default=3)
+    r.add_argument("--pkt-size", type=int, default=64)
+    r.add_argument("--queues", type=int, default=1)
+    r.add_argument("--burst", type=int, default=32)
+    r.add_argument("--ports", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64],
+                   help="scale-ports: port counts (default 1,8,64)")
+    r.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    r.add_argument("--json", metavar="FILE")
+    r.add_argument("--force", action="store_true", help="measure even with busy pollers around")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("compare", help="compare a new run with a baseline")
+    c.add_argument("baseline")
+    c.add_argument("new")
+    c.add_argument("--tolerance", type=float, default=0.05)
+    c.add_argument("--absolute", action="store_true",
+                   help="compare absolute Mpps when the host fingerprints match")
+    c.set_defaults(func=cmd_compare)
+    n = sub.add_parser("ndr", help="zero-loss (or <= --loss) throughput by binary search")
+    n.add_argument("--loss", type=float, default=0.0)
+    n.add_argument("--seconds", type=float, default=2.0)
+    n.add_argument("--precision", type=float, default=0.02)
+    n.add_argument("--pkt-size", type=int, default=64)
+    n.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    n.add_argument("--json", metavar="FILE")
+    n.add_argument("--force", action="store_true")
+    n.set_defaults(func=cmd_ndr)
+    sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
+    args = p.parse_args(argv)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return args.func(args)
+    except Refused as e:
+        print(f"perf: refused: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("perf: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130

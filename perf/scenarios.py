@@ -1,0 +1,375 @@
+"""Benchmark scenarios: each names the sides to measure (ours, dpdk-testpmd, OVS-DPDK) and,
+for each side, how to set it up and where to read the packet counter.
+
+Placement on two CPUs (MEASURING.md): the back-end poller (vhost side, the switch) on the
+last CPU, the front-end poller (virtio-user side) on the first; every process's main
+lcore sleeps. Each side is a context manager yielding ``read()``, a cumulative packet
+count at the measurement point, which is the same place for ours and the peers: the
+receiver, or for a forwarder the front-end that gets its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from dpdkvirtio.testing import Agent, OvsDpdk, Testpmd, cpus
+
+FRONT, BACK = cpus()[0], cpus()[-1]
+
+
+class Unsupported(Exception):
+    """This side cannot run this configuration (recorded as null, with the reason)."""
+
+
+@dataclass
+class Options:
+    pkt_size: int = 64
+    queues: int = 1
+    seconds: float = 5.0
+    warmup_s: float = 1.0
+    memory_mode: str = "hugepages"
+    burst: int = 32
+    ring_size: int = 1024
+    ports: int = 1                      # scale-ports only
+    extra: dict = field(default_factory=dict)
+
+
+def _vu_vdev(i: int, path: str, o: Options, **kw) -> str:
+    args = [f"path={path}", f"queues={o.queues}", f"queue_size={o.ring_size}"]
+    args += [f"{k}={v}" for k, v in kw.items()]
+    return f"net_virtio_user{i},{','.join(args)}"
+
+
+def _vh_vdev(i: int, path: str, o: Options, **kw) -> str:
+    args = [f"iface={path}", f"queues={o.queues}"] + [f"{k}={v}" for k, v in kw.items()]
+    return f"net_vhost{i},{','.join(args)}"
+
+
+def _testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
+    app = [f"--rxq={o.queues}", f"--txq={o.queues}", f"--txpkts={o.pkt_size}"]
+    app += kw.pop("extra_app", [])
+    n = len(vdevs) if isinstance(vdevs, list) else 1
+    mbufs = max(16384, n * o.queues * (2 * o.ring_size + 512) + 4096)
+    other = FRONT if cpu == BACK else BACK
+    return Testpmd(vdevs, fwd, fwd_cpu=cpu, main_cpu=other, memory_mode=o.memory_mode,
+                   extra_app=app, mbufs=mbufs, burst=o.burst, **kw)
+
+
+def _agent(cpu, o: Options, memory_mb=None) -> Agent:
+    a = Agent(o.memory_mode, cpu=cpu)
+    return a
+
+
+def _cycles(ag, o: Options, switch=None):
+    """Let the runner read our poller's busy/idle cycles."""
+    def read():
+        r = ag.call("pmd_perf", switch=switch)
+        return r["busy_cycles"], r["idle_cycles"]
+    o.extra["cycles"] = read
+
+
+@contextlib.contextmanager
+def _sockdir():
+    d = tempfile.mkdtemp(prefix="dvperf-", dir="/tmp")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _started(tp: Testpmd, tx_first: int = 0):
+    if tx_first:
+        tp.cmd(f"start tx_first {tx_first}", expect=r"(?:forwarding packets/burst|already started)")
+    else:
+        tp.start()
+    return tp
+
+
+# ------------------------------------------------------------------ vhost side, rx
+
+@contextlib.contextmanager
+def vhost_rx_ours(o: Options, pyloop: bool = False):
+    with _sockdir() as d, _agent(BACK, o) as ag:
+        path = os.path.join(d, "s.sock")
+        ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        with _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as feeder:
+            ag.call("wait", name="v", what="running")
+            if pyloop:
+                ag.call("pyloop", name="v", role="rx", cpu=BACK, burst=o.burst)
+            else:
+                for q in range(o.queues):
+                    ag.call("rx", name="v", queue=q, start=False)
+                ag.call("pmd", action="start")
+                _cycles(ag, o)
+            _started(feeder)
+            yield lambda: ag.call("stats", name="v")["stats"]["rx_packets"]
+            feeder.stop()
+
+
+@contextlib.contextmanager
+def vhost_rx_testpmd(o: Options):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
+                _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as feeder:
+            back.wait_link_up(10)
+            _started(back)
+            _started(feeder)
+            yield lambda: back.port_stats(0)["rx"]
+            feeder.stop()
+            back.stop()
+
+
+# ------------------------------------------------------------------ vhost side, tx
+
+@contextlib.contextmanager
+def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
+    with _sockdir() as d, _agent(BACK, o) as ag:
+        path = os.path.join(d, "s.sock")
+        ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        with _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as drain:
+            ag.call("wait", name="v", what="running")
+            _started(drain)
+            if pyloop:
+                ag.call("pyloop", name="v", role="tx", cpu=BACK, burst=o.burst, pkt_size=o.pkt_size)
+            else:
+                fvars = [{"field": "ip.src", "min": "127.0.0.1", "max": "127.0.255.254"}] if vary else []
+                for q in range(o.queues):
+                    ag.call("gen", name="v", queue=q, pkt_size=o.pkt_size, vars=fvars, tag=f"g{q}",
+                            start=False)
+                ag.call("pmd", action="start")
+                _cycles(ag, o)
+            yield lambda: drain.port_stats(0)["rx"]
+            drain.stop()
+
+
+@contextlib.contextmanager
+def vhost_tx_testpmd(o: Options, vary: bool = False):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        extra = ["--txonly-multi-flow"] if vary else []
+        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o, extra_app=extra) as back, \
+                _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as drain:
+            back.wait_link_up(10)
+            _started(drain)
+            _started(back)
+            yield lambda: drain.port_stats(0)["rx"]
+            back.stop()
+            drain.stop()
+
+
+# ------------------------------------------------------------------ virtio side
+
+@contextlib.contextmanager
+def virtio_tx_ours(o: Options):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, _agent(FRONT, o) as ag:
+            ag.call("port", name="u", kind="virtio-user", path=path, queues=o.queues,
+                    queue_size=o.ring_size)
+            back.wait_link_up(10)
+            _started(back)
+            for q in range(o.queues):
+                ag.call("gen", name="u", queue=q, pkt_size=o.pkt_size, tag=f"g{q}", start=False)
+            ag.call("pmd", action="start")
+            _cycles(ag, o)
+            yield lambda: back.port_stats(0)["rx"]
+            back.stop()
+
+
+@contextlib.contextmanager
+def virtio_tx_testpmd(o: Options):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
+                _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as front:
+            back.wait_link_up(10)
+            _started(back)
+            _started(front)
+            yield lambda: back.port_stats(0)["rx"]
+            front.stop()
+            back.stop()
+
+
+@contextlib.contextmanager
+def virtio_rx_ours(o: Options):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o) as back, _agent(FRONT, o) as ag:
+            ag.call("port", name="u", kind="virtio-user", path=path, queues=o.queues,
+                    queue_size=o.ring_size)
+            for q in range(o.queues):
+                ag.call("rx", name="u", queue=q, start=False)
+            ag.call("pmd", action="start")
+            _cycles(ag, o)
+            back.wait_link_up(10)
+            _started(back)
+            yield lambda: ag.call("stats", name="u")["stats"]["rx_packets"]
+            back.stop()
+
+
+@contextlib.contextmanager
+def virtio_rx_testpmd(o: Options):
+    with _sockdir() as d:
+        path = os.path.join(d, "s.sock")
+        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o) as back, \
+                _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as front:
+            back.wait_link_up(10)
+            _started(front)
+            _started(back)
+            yield lambda: front.port_stats(0)["rx"]
+            back.stop()
+            front.stop()
+
+
+# ------------------------------------------------------------------ switch forwarding
+#
+# Topology for two CPUs: a closed PVP-style loop. One front-end dpdk-testpmd (CPU 0) owns
+# two virtio-user ports in io mode and injects a fixed number of bursts (start tx_first);
+# the switch (CPU 1) forwards port A -> B and B -> A between two vhost-user ports. Every
+# poller owns its CPU, packets circulate, and the front-end's receive rate is the
+# switch's forwarding rate. The switch does two copies per packet (dequeue from one guest
+# ring, enqueue into another), the front-end none, so the switch is the bottleneck being
+# measured. The same front-end, the same loop and the same reading serve ours, testpmd
+# (io over two net_vhost ports) and OVS-DPDK (two dpdkvhostuserclient ports, one flow each
+# way, PMD on CPU 1).
+
+TX_FIRST_BURSTS = 8
+
+
+@contextlib.contextmanager
+def switch_fwd_ours(o: Options):
+    with _sockdir() as d, _agent(BACK, o) as ag:
+        pa, pb = os.path.join(d, "a"), os.path.join(d, "b")    # vhost-sock-dir/<port name>
+        ag.call("switch", name="sw", ports=[["a", "dpdkvhostuser", pa], ["b", "dpdkvhostuser", pb]],
+                flows=[["a", "b"], ["b", "a"]], cpu=BACK)
+        with _testpmd([_vu_vdev(0, pa, o), _vu_vdev(1, pb, o)], "io", FRONT, o) as front:
+            ag.call("switch_wait", name="sw")
+            _cycles(ag, o, switch="sw")
+            _started(front, TX_FIRST_BURSTS)
+            yield lambda: front.total_stats()["rx"]
+            front.stop()
+
+
+@contextlib.contextmanager
+def switch_fwd_testpmd(o: Options):
+    with _sockdir() as d:
+        pa, pb = os.path.join(d, "a.sock"), os.path.join(d, "b.sock")
+        with _testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as back, \
+                _testpmd([_vu_vdev(0, pa, o), _vu_vdev(1, pb, o)], "io", FRONT, o) as front:
+            back.wait_link_up(10, 0)
+            back.wait_link_up(10, 1)
+            _started(back)
+            _started(front, TX_FIRST_BURSTS)
+            yield lambda: front.total_stats()["rx"]
+            front.stop()
+            back.stop()
+
+
+@contextlib.contextmanager
+def switch_fwd_ovs(o: Options):
+    with _sockdir() as d:
+        with OvsDpdk(d, lcore_cpu=FRONT, pmd_cpu=BACK, memory_mode=o.memory_mode) as ovs:
+            pa, pb = os.path.join(d, "a.sock"), os.path.join(d, "b.sock")
+            ovs.add_vhost_client_port("a", pa)
+            ovs.add_vhost_client_port("b", pb)
+            ovs.add_flow("in_port=a,actions=output:b")
+            ovs.add_flow("in_port=b,actions=output:a")
+            with _testpmd([_vu_vdev(0, pa, o, server=1), _vu_vdev(1, pb, o, server=1)], "io",
+                          FRONT, o, timeout=60) as front:
+                front.wait_link_up(20, 0)
+                front.wait_link_up(20, 1)
+                time.sleep(1)
+                _started(front, TX_FIRST_BURSTS)
+                yield lambda: front.total_stats()["rx"]
+                front.stop()
+
+
+# ------------------------------------------------------------------ many ports
+
+MAX_ETHPORTS = 32          # RTE_MAX_ETHPORTS of Debian's DPDK: a testpmd has at most 32 ports
+
+
+@contextlib.contextmanager
+def scale_ports_ours(o: Options):
+    n = o.ports
+    with _sockdir() as d, _agent(BACK, o) as ag, contextlib.ExitStack() as feeders:
+        paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
+        ag.call("pmd", action="start")
+        _cycles(ag, o)
+        added = ag.call("add_vhost_ports", paths=paths, timeout=120)
+        o.extra["add_port_ms"] = [round(s * 1000, 3) for s in added["seconds"]]
+        # our vhost-user ports are not ethdevs and have no 32-port limit; the feeders are
+        # testpmds, so more than 32 ports take several (all on the front-end CPU)
+        tps = []
+        for k in range(0, n, MAX_ETHPORTS):
+            chunk = paths[k:k + MAX_ETHPORTS]
+            tps.append(feeders.enter_context(_testpmd(
+                [_vu_vdev(i, p, o) for i, p in enumerate(chunk)], "txonly", FRONT, o, timeout=120)))
+        for i in range(n):
+            if not ag.call("wait", name=f"p{i}", what="running", timeout=30)["done"]:
+                raise RuntimeError(f"vhost-user port p{i} never came up")
+        for tp in tps:
+            _started(tp)
+        names = [f"p{i}" for i in range(n)]
+        yield lambda: ag.call("total", names=names, key="rx_packets")["value"]
+        for tp in tps:
+            tp.stop()
+
+
+@contextlib.contextmanager
+def scale_ports_testpmd(o: Options):
+    n = o.ports
+    if n > MAX_ETHPORTS:
+        raise Unsupported(f"testpmd supports at most {MAX_ETHPORTS} ports (RTE_MAX_ETHPORTS)")
+    with _sockdir() as d:
+        paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
+        with _testpmd([_vh_vdev(i, p, o) for i, p in enumerate(paths)], "rxonly", BACK, o,
+                      timeout=120) as back, \
+                _testpmd([_vu_vdev(i, p, o) for i, p in enumerate(paths)], "txonly", FRONT, o,
+                         timeout=120) as feeder:
+            _started(back)
+            _started(feeder)
+            yield lambda: back.total_stats()["rx"]
+            feeder.stop()
+            back.stop()
+
+
+SCENARIOS = {
+    "vhost-rx": {"ours": vhost_rx_ours, "testpmd": vhost_rx_testpmd,
+                 "what": "our rxonly engine on a vhost-user port vs testpmd net_vhost rxonly; "
+                         "fed by testpmd virtio-user txonly"},
+    "vhost-tx": {"ours": vhost_tx_ours, "testpmd": vhost_tx_testpmd,
+                 "what": "our generator on a vhost-user port vs testpmd net_vhost txonly; "
+                         "drained by testpmd virtio-user rxonly"},
+    "vhost-tx-vary": {"ours": lambda o: vhost_tx_ours(o, vary=True),
+                      "testpmd": lambda o: vhost_tx_testpmd(o, vary=True),
+                      "what": "vhost-tx with the IPv4 source changing per packet and checksums "
+                              "fixed (testpmd --txonly-multi-flow)"},
+    "virtio-tx": {"ours": virtio_tx_ours, "testpmd": virtio_tx_testpmd,
+                  "what": "our generator on a virtio-user port vs testpmd virtio-user txonly; "
+                          "received by testpmd net_vhost rxonly"},
+    "virtio-rx": {"ours": virtio_rx_ours, "testpmd": virtio_rx_testpmd,
+                  "what": "our rxonly engine on a virtio-user port vs testpmd virtio-user rxonly; "
+                          "fed by testpmd net_vhost txonly"},
+    "switch-fwd": {"ours": switch_fwd_ours, "testpmd": switch_fwd_testpmd, "ovs-dpdk": switch_fwd_ovs,
+                   "what": "forwarding between two vhost-user ports in a closed loop with a "
+                           "testpmd io front-end: our Switch vs testpmd io vs OVS-DPDK"},
+    "pyloop-rx": {"ours": lambda o: vhost_rx_ours(o, pyloop=True), "testpmd": vhost_rx_testpmd,
+                  "what": "a Python loop (rx_burst + free) on a vhost-user port vs testpmd "
+                          "net_vhost rxonly"},
+    "pyloop-tx": {"ours": lambda o: vhost_tx_ours(o, pyloop=True), "testpmd": vhost_tx_testpmd,
+                  "what": "a Python loop (alloc from a template + tx_burst) on a vhost-user port "
+                          "vs testpmd net_vhost txonly"},
+    "scale-ports": {"ours": scale_ports_ours, "testpmd": scale_ports_testpmd,
+                    "what": "1, 8, 64 vhost-user ports served by one PMD lcore, fed by one "
+                            "testpmd txonly with as many virtio-user ports"},
+}
+
+STANDARD = ["vhost-rx", "vhost-tx", "vhost-tx-vary", "virtio-tx", "virtio-rx", "switch-fwd",
+            "pyloop-rx", "pyloop-tx", "scale-ports"]
