@@ -1,6 +1,7 @@
 # dpdkvirtio: the two commands of the README.
 #   make demo   set up this host, build, and pump packets vhost-user <-> virtio-user
 #   make test   set up this host, build, and run the whole test suite
+#   make bench  the standard benchmark set side by side with dpdk-testpmd (and OVS-DPDK)
 # Both are idempotent. Extra arguments: make demo ARGS="--seconds 5 --json",
 # make test PYTEST_ARGS="-k vhost".
 SHELL := /bin/bash
@@ -18,7 +19,8 @@ test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: build
-	$(PY) -m perf run $(ARGS)
+	mkdir -p perf/results
+	$(PY) -m perf run --json perf/results/latest.json $(ARGS)
 
 host:
 	scripts/setup-host.sh all
