@@ -23,10 +23,10 @@ def _pdeathsig():
         pass
 
 
-def op_init(memory_mode="auto", cpu=0):
+def op_init(memory_mode="auto", cpu=0, control_cpus=None):
     eal = dv.init(memory_mode=memory_mode, workers={1: cpu}, log_level="warning")
-    # keep this (control) thread off the poller's CPU
-    others = set(os.sched_getaffinity(0)) - {cpu}
+    # keep this (control) thread off the poller's CPU, or where the caller says
+    others = set(control_cpus) if control_cpus else set(os.sched_getaffinity(0)) - {cpu}
     if others:
         os.sched_setaffinity(0, others)
     return {"memory_mode": eal.memory_mode, "pid": os.getpid()}

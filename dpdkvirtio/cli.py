@@ -1,18 +1,52 @@
-"""The ``dpdkvirtio`` command line (also ``python -m dpdkvirtio``).
+"""The ``dpdkvirtio`` command line (also ``python -m dpdkvirtio``), in the spirit of
+ovs-vsctl / ovs-appctl:
 
-User mistakes end in one readable line on stderr and a non-zero exit status, never
-a traceback (set DPDKVIRTIO_DEBUG=1 to see one).
+    dpdkvirtio run TOPOLOGY.toml [--dry-run]      run a switch in the foreground
+    dpdkvirtio ctl show | add-port | del-port | set | add-flow | del-flow |
+                   pmd-rxq-show | pmd-perf-show | port-stats | stop      [--json]
+    dpdkvirtio top                                live per-port Mpps and per-PMD load
+    dpdkvirtio drivers [NAME ...]                 PMDs on this host and their devargs
+    dpdkvirtio doctor                             is this host ready?
+    dpdkvirtio hugepages [show | reserve N | mount [PATH]]
+    dpdkvirtio demo                               vhost-user <-> virtio-user, live Mpps
+
+User mistakes end in one readable line on stderr and a non-zero exit status, never a
+traceback (set DPDKVIRTIO_DEBUG=1 to see one).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 
 from .errors import ConfigError, DpdkError
 
+
+class UsageError(Exception):
+    """A command-line mistake (exit status 2)."""
+
+
+def _print_json(obj):
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table(headers, rows) -> str:
+    rows = [[("-" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+            for r in rows]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ demo
 
 def _demo(args) -> int:
     from . import demo
@@ -25,18 +59,311 @@ def _demo_peer(args) -> int:
     return demo.run_peer(args)
 
 
+# ------------------------------------------------------------------------------ run
+
+def _run(args) -> int:
+    from . import topology
+    from .control import ControlServer
+    from .ports import poll_events
+    plan = topology.plan(topology.load(args.topology))
+    if args.dry_run:
+        _print_json(plan.as_dict()) if args.json else print(plan.text())
+        return 0
+    ctl_dir = os.path.dirname(plan.control_socket)
+    if ctl_dir == topology.DEFAULT_RUN_DIR and not os.path.isdir(ctl_dir):
+        os.makedirs(ctl_dir, mode=0o750, exist_ok=True)
+    print(plan.text(), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sw = topology.build(plan)
+    # From here this thread and every thread it starts (the control socket's) stay on the
+    # main lcore's CPUs, off the PMD threads' CPUs, as OVS keeps its non-PMD threads.
+    try:
+        os.sched_setaffinity(0, plan.main_cpus)
+    except OSError:
+        pass
+    if not args.verbose:
+        logging.getLogger("dpdkvirtio.dpdk").setLevel(logging.WARNING)
+    server = None
+    try:
+        server = ControlServer(sw, plan.control_socket, on_stop=stop.set)
+        print(f"switch {sw.name} running (DPDK {sw._eal.version}, memory {sw._eal.memory_mode}); "
+              f"control socket {plan.control_socket}; Ctrl-C or SIGTERM stops it", flush=True)
+        names = {}
+        while not stop.wait(0.5):
+            names = {id(sp.port): n for n, sp in list(sw.ports.items())}
+            for ev in poll_events():
+                name = names.get(id(ev.port))
+                if name is None:
+                    continue
+                if ev.kind == "new_device":
+                    print(f"{time.strftime('%H:%M:%S')} port {name}: front-end up "
+                          f"({ev.queue} vrings)", flush=True)
+                elif ev.kind == "destroy_device":
+                    print(f"{time.strftime('%H:%M:%S')} port {name}: front-end gone", flush=True)
+                elif ev.kind == "connection_refused":
+                    print(f"{time.strftime('%H:%M:%S')} port {name}: refused a second front-end "
+                          "(the port is in use)", flush=True)
+    finally:
+        if server is not None:
+            server.close()
+        final = sw.all_port_stats()
+        sw.close()
+        print("\nstopped; final counters:")
+        print(_table(["port", "rx_packets", "tx_packets", "tx_dropped", "tx_failure_drops",
+                      "tx_not_ready_drops"],
+                     [[n, s["rx_packets"], s["tx_packets"], s["tx_dropped"], s["tx_failure_drops"],
+                       s["tx_not_ready_drops"]] for n, s in final.items()]))
+    return 0
+
+
+# ------------------------------------------------------------------------------ ctl
+
+def _ctl(args) -> int:
+    from .control import find_socket, request
+    path = find_socket(args.socket)
+    a = args.ctl_args
+    cmd = args.ctl_cmd
+    need = {"show": 0, "add-port": 2, "del-port": 1, "set": 2, "add-flow": 2, "del-flow": 1,
+            "pmd-rxq-show": 0, "pmd-perf-show": 0, "port-stats": 0, "stop": 0}
+    if len(a) < need[cmd]:
+        raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
+    if cmd == "add-port":
+        res = request(path, cmd, name=a[0], type=a[1], options=a[2:])
+    elif cmd == "del-port":
+        res = request(path, cmd, name=a[0])
+    elif cmd == "set":
+        res = request(path, cmd, name=a[0], options=a[1:])
+    elif cmd == "add-flow":
+        res = request(path, cmd, in_port=a[0], out_port=a[1])
+    elif cmd == "del-flow":
+        res = request(path, cmd, in_port=a[0])
+    elif cmd == "port-stats":
+        res = request(path, cmd, name=a[0] if a else None)
+    else:
+        if a:
+            raise UsageError(f"ctl {cmd} takes no arguments")
+        res = request(path, cmd)
+    if args.json:
+        _print_json(res)
+        return 0
+    _print_ctl(cmd, res)
+    return 0
+
+
+def _print_ctl(cmd, res):
+    if cmd == "show":
+        print(f"bridge {res['bridge']} (DPDK {res['dpdk']['version']}, memory "
+              f"{res['dpdk']['memory_mode']})")
+        for p in res["pmds"]:
+            print(f"  pmd lcore {p['lcore']} cpu {p['cpu']} {'running' if p['running'] else 'stopped'}")
+        for p in res["ports"]:
+            extra = f" socket={p['socket']} running={p['running']}" if "socket" in p else \
+                f" devargs={p.get('devargs')} link_up={p.get('link_up')}"
+            print(f"  port {p['name']} (ofport {p['ofport']}) type={p['type']} queues={p['queues']}"
+                  f"{extra}")
+        for r in res["rules"]:
+            print(f"  rule {r['in_port']} -> {r['out_port']}")
+        for m in res["mempools"]:
+            print(f"  mempool {m['name']} size={m['size']} in_use={m['in_use']} ports={','.join(m['ports'])}")
+    elif cmd == "pmd-rxq-show":
+        print(_table(["pmd cpu", "port", "queue", "action", "to", "packets", "usage %"],
+                     [[r["pmd_cpu"], r["port"], r["queue"], r["action"], r.get("out_port", ""),
+                       r["packets"], f"{r['usage_pct']:.1f}"] for r in res]))
+    elif cmd == "pmd-perf-show":
+        for p in res:
+            print(f"pmd lcore {p['lcore']} cpu {p['cpu']}:")
+            print(f"  iterations {p['iterations']}  busy {p['busy_pct']:.1f}%  rx packets "
+                  f"{p['rx_packets']}  tx packets {p['tx_packets']}")
+            print(f"  cycles/packet {p['cycles_per_packet']:.1f}  packets/poll "
+                  f"{p['packets_per_poll']:.2f}  empty iterations {p['empty_iterations']}")
+            hist = p["burst_histogram"]
+            nz = [(i, n) for i, n in enumerate(hist) if n]
+            print("  burst sizes: " + ", ".join(f"{i}:{n}" for i, n in nz[:12]) +
+                  (" ..." if len(nz) > 12 else ""))
+    elif cmd == "port-stats":
+        keys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped", "tx_failure_drops",
+                "tx_not_ready_drops", "tx_retries"]
+        print(_table(["port"] + keys, [[n] + [s[k] for k in keys] for n, s in res.items()]))
+    else:
+        print(json.dumps(res) if not isinstance(res, str) else res)
+
+
+# ------------------------------------------------------------------------------ top
+
+def _top(args) -> int:
+    from .control import find_socket, request
+    path = find_socket(args.socket)
+    tty = sys.stdout.isatty()
+    prev = None
+    n = 0
+    while args.count is None or n < args.count + 1:
+        stats = request(path, "port-stats")
+        perf = request(path, "pmd-perf-show")
+        now = time.monotonic()
+        if prev is not None:
+            pt, pstats, pperf = prev
+            dt = now - pt
+            rows = []
+            for name, s in stats.items():
+                p = pstats.get(name)
+                if p is None:
+                    continue
+                rows.append([name, f"{(s['rx_packets'] - p['rx_packets']) / dt / 1e6:.3f}",
+                             f"{(s['tx_packets'] - p['tx_packets']) / dt / 1e6:.3f}",
+                             f"{(s['tx_dropped'] - p['tx_dropped']) / dt:.0f}"])
+            pmds = []
+            for cur, old in zip(perf, pperf):
+                busy = cur["busy_cycles"] - old["busy_cycles"]
+                idle = cur["idle_cycles"] - old["idle_cycles"]
+                pkts = cur["rx_packets"] + cur["tx_packets"] - old["rx_packets"] - old["tx_packets"]
+                pmds.append([cur["cpu"], f"{100 * busy / max(1, busy + idle):.1f}",
+                             f"{busy / pkts:.1f}" if pkts else "-", f"{pkts / dt / 1e6:.3f}"])
+            if tty:
+                print("\033[2J\033[H", end="")
+            print(time.strftime("%H:%M:%S"), f"(every {args.interval:g} s)")
+            print(_table(["port", "rx Mpps", "tx Mpps", "drops/s"], rows))
+            print()
+            print(_table(["pmd cpu", "busy %", "cycles/pkt", "Mpps"], pmds), flush=True)
+            if not tty:
+                print()
+        prev = (now, stats, perf)
+        n += 1
+        if args.count is not None and n > args.count:
+            break
+        time.sleep(args.interval)
+    return 0
+
+
+# ------------------------------------------------------------------------------ drivers
+
+def _drivers(args) -> int:
+    from . import pmdinfo
+    drvs = list(pmdinfo.drivers())
+    if args.names:
+        wanted = []
+        for n in args.names:
+            d = pmdinfo.find_driver(n)
+            if d is None:
+                raise UsageError(f"no driver matches {n!r} on this host")
+            wanted.append(d)
+        drvs = wanted
+    if not drvs:
+        raise DpdkError(None, "no PMD plugin files found (is the dpdk package installed?)")
+    if args.json:
+        _print_json(drvs)
+        return 0
+    print(f"{len(drvs)} drivers in {pmdinfo.plugin_dir()}")
+    for d in drvs:
+        keys = " ".join(f"{k}={v}" for k, v in d["params"].items())
+        kind = f"{d['pci_ids']} PCI ids" if d["pci_ids"] else ("vdev" if d["params"] else "")
+        print(f"  {d['name']:<24} {kind:<12} {keys}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ doctor
+
+def _doctor(args) -> int:
+    from . import doctor
+    checks = doctor.run(args.sock_dir)
+    if args.json:
+        _print_json(checks)
+    else:
+        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for c in checks:
+            print(f"[{mark[c['verdict']]}] {c['check']}: {c['detail']}")
+            if c["todo"]:
+                print(f"       -> {c['todo']}")
+    return 1 if any(c["verdict"] == "fail" for c in checks) else 0
+
+
+# ------------------------------------------------------------------------------ hugepages
+
+def _hugepages(args) -> int:
+    from . import hugepages
+    if args.action == "reserve":
+        if args.pages is None or args.pages < 0:
+            raise UsageError("hugepages reserve needs a number of pages, e.g. 1024")
+        got = hugepages.reserve(args.pages, args.size)
+        print(f"{got} pages of {args.size} kB reserved" + ("" if got == args.pages else
+              f" (asked for {args.pages}: memory is fragmented or short)"))
+        return 0 if got == args.pages else 1
+    if args.action == "mount":
+        path = args.path or hugepages.DEFAULT_MOUNT
+        hugepages.mount(path, args.size)
+        print(f"hugetlbfs ({args.size} kB pages) mounted at {path}")
+        return 0
+    info = hugepages.read_info()
+    if args.json:
+        _print_json({"pools": [vars(p) for p in info.pools], "mounts": [vars(m) for m in info.mounts]})
+        return 0
+    print(_table(["size", "node", "total", "free", "free MB"],
+                 [[f"{p.size_kb // 1024} MB", "all" if p.node is None else p.node, p.total, p.free,
+                   p.free_mb] for p in info.pools]))
+    print("mounts: " + (", ".join(f"{m.path} ({m.options})" for m in info.mounts) or "none"))
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+
+CTL_COMMANDS = ["show", "add-port", "del-port", "set", "add-flow", "del-flow", "pmd-rxq-show",
+                "pmd-perf-show", "port-stats", "stop"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import demo
-    p = argparse.ArgumentParser(prog="dpdkvirtio",
-                                description="vhost-user / virtio-user data planes on DPDK")
+    p = argparse.ArgumentParser(prog="dpdkvirtio", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    d = sub.add_parser("demo", help="pump packets between a vhost-user and a virtio-user port")
-    demo.add_arguments(d)
-    d.set_defaults(func=_demo)
-    dp = sub.add_parser("demo-peer", help=argparse.SUPPRESS)
-    demo.add_peer_arguments(dp)
-    dp.set_defaults(func=_demo_peer)
+
+    r = sub.add_parser("run", help="run a switch from a TOML topology in the foreground")
+    r.add_argument("topology")
+    r.add_argument("--dry-run", action="store_true", help="check it and print the plan; create nothing")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_run)
+
+    c = sub.add_parser("ctl", help="query or change a running switch",
+                       description="add-port NAME TYPE [key=value ...]; del-port NAME; "
+                       "set NAME key=value ...; add-flow IN OUT|drop; del-flow IN; "
+                       "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; stop")
+    c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
+    c.add_argument("ctl_args", nargs="*", metavar="ARG")
+    c.add_argument("--socket", help="control socket (default: the one in /run/dpdkvirtio)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_ctl)
+
+    t = sub.add_parser("top", help="live per-port Mpps and per-PMD load of a running switch")
+    t.add_argument("--socket")
+    t.add_argument("--interval", type=float, default=1.0)
+    t.add_argument("--count", type=int, help="stop after this many refreshes")
+    t.set_defaults(func=_top)
+
+    d = sub.add_parser("drivers", help="poll-mode drivers on this host and their devargs")
+    d.add_argument("names", nargs="*", metavar="NAME")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_drivers)
+
+    o = sub.add_parser("doctor", help="check this host: hugepages, CPUs, sockets, DPDK")
+    o.add_argument("--sock-dir", default="/run/dpdkvirtio")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=_doctor)
+
+    h = sub.add_parser("hugepages", help="show, reserve or mount hugepages")
+    h.add_argument("action", nargs="?", choices=("show", "reserve", "mount"), default="show")
+    h.add_argument("pages", nargs="?", type=int, help="reserve: number of pages")
+    h.add_argument("--path", help="mount: where (default /dev/hugepages)")
+    h.add_argument("--size", type=int, default=2048, help="page size in kB (default 2048)")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=_hugepages)
+
+    m = sub.add_parser("demo", help="pump packets between a vhost-user and a virtio-user port")
+    demo.add_arguments(m)
+    m.set_defaults(func=_demo)
+    mp = sub.add_parser("demo-peer", help=argparse.SUPPRESS)
+    demo.add_peer_arguments(mp)
+    mp.set_defaults(func=_demo_peer)
     return p
 
 
@@ -45,19 +372,31 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # What DPDK logs while a command sets things up travels inside the exception if the
+        # command fails; the plan already lists devargs warnings. `run` turns DPDK's
+        # warnings back on once the switch runs.
+        logging.getLogger("dpdkvirtio.dpdk").setLevel(logging.CRITICAL)
+        logging.getLogger("dpdkvirtio.switch").setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .control import ControlError
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, DpdkError, OSError, RuntimeError) as e:
+    except (UsageError, ConfigError) as e:
         if os.environ.get("DPDKVIRTIO_DEBUG"):
             raise
         print(f"dpdkvirtio: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ConfigError) else 1
+        return 2
+    except (ControlError, DpdkError, OSError, RuntimeError) as e:
+        if os.environ.get("DPDKVIRTIO_DEBUG"):
+            raise
+        print(f"dpdkvirtio: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

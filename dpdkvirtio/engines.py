@@ -844,6 +844,35 @@ def parse_rxq_affinity(text: str) -> dict[int, int]:
     return out
 
 
+def place_rxqs(n_rxq: int, affinity: dict[int, int], load: dict[int, int],
+               isolated: set[int]) -> dict[int, int]:
+    """Where the rx queues of one port go: {queue: cpu}. Pinned queues (``affinity``) go
+    where they are pinned, and their CPUs become isolated (OVS pmd-rxq-isolate=true); the
+    other queues go, one by one, to the least loaded non-isolated CPU of ``load`` (ties:
+    the lowest CPU), or to the least loaded CPU when every one is isolated. ``load`` (rx
+    queues per CPU) and ``isolated`` are updated. Pure: no DPDK."""
+    if not load:
+        raise ConfigError("no PMD CPUs to place queues on")
+    out: dict[int, int] = {}
+    for q, cpu in affinity.items():
+        if cpu not in load:
+            raise ConfigError(f"pmd-rxq-affinity puts queue {q} on CPU {cpu}, where no PMD runs "
+                              f"(PMD CPUs: {sorted(load)})")
+        if not 0 <= q < n_rxq:
+            raise ConfigError(f"pmd-rxq-affinity names queue {q}; the port has {n_rxq} queue(s)")
+        out[q] = cpu
+        load[cpu] += 1
+        isolated.add(cpu)
+    for q in range(n_rxq):
+        if q in out:
+            continue
+        candidates = [c for c in load if c not in isolated] or list(load)
+        cpu = min(candidates, key=lambda c: (load[c], c))
+        out[q] = cpu
+        load[cpu] += 1
+    return out
+
+
 def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, action: str = "rxonly",
                 out_port=None) -> list[Assignment]:
     """Spread the rx queues of ``port`` over ``pmds``: round-robin by default, or as an OVS
@@ -853,29 +882,15 @@ def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, actio
     if not pmds:
         raise ConfigError("no PMDs to assign queues to")
     by_cpu = {p.cpu: p for p in pmds}
+    amap = {}
     if affinity is not None:
         amap = parse_rxq_affinity(affinity) if isinstance(affinity, str) else dict(affinity)
-        for q, cpu in amap.items():
-            if not 0 <= q < port.n_queues:
-                raise ConfigError(f"pmd-rxq-affinity names queue {q}; port {port.name!r} has "
-                                  f"{port.n_queues} queue(s)")
-            if cpu not in by_cpu:
-                raise ConfigError(f"pmd-rxq-affinity puts queue {q} on CPU {cpu}, where no PMD "
-                                  f"runs (PMD CPUs: {sorted(c for c in by_cpu if c is not None)})")
-        placement = {q: by_cpu[cpu] for q, cpu in amap.items()}
-        rest = [q for q in range(port.n_queues) if q not in placement]
-    else:
-        placement, rest = {}, list(range(port.n_queues))
-    # As OVS (pmd-rxq-isolate=true): PMDs with pinned queues take no others, unless every
-    # PMD has pinned queues.
-    pinned = {id(p) for p in placement.values()}
-    free = [p for p in pmds if id(p) not in pinned] or list(pmds)
-    for i, q in enumerate(rest):
-        placement[q] = free[i % len(free)]
+    load = {p.cpu: sum(1 for a in p.assignments() if a.action != "generator") for p in pmds}
+    placement = place_rxqs(port.n_queues, amap, load, set())
     out = []
     for q in sorted(placement):
         kw = {}
         if out_port is not None:
             kw = {"out_port": out_port, "out_queue": q if q < out_port.n_queues else 0}
-        out.append(placement[q].add_rxq(port, q, action, **kw))
+        out.append(by_cpu[placement[q]].add_rxq(port, q, action, **kw))
     return out

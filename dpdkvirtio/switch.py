@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from . import eal as _eal_mod
 from . import sockets
 from .config import EalConfig, LOG_LEVELS, available_cpus
-from .engines import Pmd, parse_rxq_affinity
+from .engines import Pmd, parse_rxq_affinity, place_rxqs
 from .errors import ConfigError, DpdkError, PortError
 from .ports import (VdevPort, VhostUserClientPort, VhostUserPort, create_mempool,
                     mempool_size)
@@ -199,7 +199,7 @@ class SwitchPort:
             st = p.status()
             d.update(mode=p.mode, socket=p.path, running=st["running"],
                      features=hex(st["features"]), num_of_vrings=st["n_vrings"],
-                     connections=st["connections"])
+                     connections=st["connections"], refused=st["refused"])
         else:
             d.update(devargs=p.devargs, link_up=p.link()[0] if not p.closed else False)
         return d
@@ -228,6 +228,9 @@ class Switch:
         self._next_ofport = 1
         self._pools: list = []                # shared pools: [pool, ports using it]
         self.pmds: list[Pmd] = []
+        self._load: dict[int, int] = {}       # rx queues per PMD CPU
+        self._isolated: set[int] = set()      # PMD CPUs with pinned queues
+        self._placement: dict[str, dict[int, int]] = {}   # port -> {queue: cpu}
         self._closed = False
         cpus_ = self.config.pmd_cpus or sorted(set(self._eal.workers.values()))[-1:]
         try:
@@ -235,6 +238,7 @@ class Switch:
                 pmd = Pmd(cpu=cpu)
                 pmd.start()
                 self.pmds.append(pmd)
+                self._load[pmd.cpu] = 0
         except BaseException:
             for p in self.pmds:
                 p.close()
@@ -357,9 +361,12 @@ class Switch:
             self._next_ofport += 1
             self.ports[name] = sp
             try:
-                self._assign(sp, affinity)
+                self._placement[name] = place_rxqs(port.n_queues, affinity, self._load,
+                                                   self._isolated)
+                self._assign(sp)
             except BaseException:
                 del self.ports[name]
+                self._unplace(name)
                 self._unassign(sp)
                 port.close()
                 self._release_pool(sp)
@@ -367,17 +374,21 @@ class Switch:
             log.info("%s: added port %s (%s)", self.name, name, type)
             return sp
 
-    def _assign(self, sp: SwitchPort, affinity: dict | None = None):
-        """(Re)create the PMD assignments of sp's rx queues from the rules."""
-        if affinity is None:
-            affinity = parse_rxq_affinity(sp.options["pmd-rxq-affinity"]) \
-                if "pmd-rxq-affinity" in sp.options else {}
+    def _unplace(self, name: str):
+        for cpu in self._placement.pop(name, {}).values():
+            self._load[cpu] -= 1
+        pinned = set()
+        for pname, sp in self.ports.items():
+            if "pmd-rxq-affinity" in sp.options:
+                pinned |= set(parse_rxq_affinity(sp.options["pmd-rxq-affinity"]).values())
+        self._isolated = pinned
+
+    def _assign(self, sp: SwitchPort):
+        """(Re)create the PMD assignments of sp's rx queues from its placement and the rules."""
         rule = self.rules.get(sp.name)
         out = self.ports[rule].port if rule and rule != "drop" else None
-        pinned = {id(self._pmd_for_cpu(c)) for c in affinity.values()}
-        free = [p for p in self.pmds if id(p) not in pinned] or self.pmds
-        for q in range(sp.port.n_queues):
-            pmd = self._pmd_for_cpu(affinity[q]) if q in affinity else free[q % len(free)]
+        for q, cpu in sorted(self._placement[sp.name].items()):
+            pmd = self._pmd_for_cpu(cpu)
             if out is None:
                 pmd.add_rxq(sp.port, q, "rxonly")
             else:
@@ -407,6 +418,7 @@ class Switch:
             self.rules.pop(name, None)
             self._unassign(sp)
             del self.ports[name]
+            self._unplace(name)
             sp.port.close()
             self._release_pool(sp)
             log.info("%s: deleted port %s", self.name, name)
@@ -465,17 +477,12 @@ class Switch:
                         raise ConfigError(f"pmd-rxq-affinity names queue {q}; port {name!r} has "
                                           f"{sp.port.n_queues}")
                     self._pmd_for_cpu(cpu)
-                old = sp.options.get("pmd-rxq-affinity")
                 sp.options["pmd-rxq-affinity"] = options["pmd-rxq-affinity"]
-                try:
-                    self._reassign(name)
-                except BaseException:
-                    if old is None:
-                        sp.options.pop("pmd-rxq-affinity", None)
-                    else:
-                        sp.options["pmd-rxq-affinity"] = old
-                    self._reassign(name)
-                    raise
+                self._unassign(sp, as_output_too=False)
+                self._unplace(name)
+                self._placement[name] = place_rxqs(sp.port.n_queues, aff, self._load,
+                                                   self._isolated)
+                self._assign(sp)
 
     # -- observation --------------------------------------------------------------------
     def port_stats(self, name: str) -> dict:

@@ -67,6 +67,25 @@ class _Reader:
                 self.buf += chunk.decode("utf-8", "replace")
                 self.cond.notify_all()
 
+    def wait_count(self, text: str, count: int, start: int, timeout: float):
+        """Index just after the ``count``-th occurrence of ``text`` at or after ``start``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                pos, found = start, 0
+                while found < count:
+                    i = self.buf.find(text, pos)
+                    if i < 0:
+                        break
+                    found += 1
+                    pos = i + len(text)
+                if found == count:
+                    return pos
+                left = deadline - time.monotonic()
+                if left <= 0 or self.eof:
+                    return None
+                self.cond.wait(min(left, 0.2))
+
     def wait_for(self, pattern: str, start: int, timeout: float):
         """Index just after the first match of ``pattern`` at or after ``start``."""
         rx = re.compile(pattern)
@@ -126,13 +145,19 @@ class Testpmd:
             raise RuntimeError(f"dpdk-testpmd did not start:\n{self.out.buf[-3000:]}")
         self.pos = end
 
-    def cmd(self, text: str, expect: str = "", timeout: float = 30.0) -> str:
-        """Send a command; wait for ``expect`` (a regex) in its output, then the prompt.
-        Prompts printed by asynchronous events are not mistaken for the reply."""
+    def cmd(self, text: str, expect: str = "", timeout: float = 30.0,
+            expect_count: tuple | None = None) -> str:
+        """Send a command; wait for ``expect`` (a regex) in its output, or for
+        ``expect_count`` = (text, n) occurrences, then the prompt. Prompts printed by
+        asynchronous events are not mistaken for the reply."""
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
         start = self.pos
-        if expect:
+        if expect_count:
+            start = self.out.wait_count(expect_count[0], expect_count[1], self.pos, timeout)
+            if start is None:
+                raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
+        elif expect:
             start = self.out.wait_for(expect, self.pos, timeout)
             if start is None:
                 raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
@@ -165,8 +190,7 @@ class Testpmd:
 
     def total_stats(self) -> dict:
         """RX/TX packets summed over all ports ('show port stats all')."""
-        text = self.cmd("show port stats all",
-                        expect=r"(?:Throughput[\s\S]*?#{10}[\s\S]*?){%d}" % self.n_ports, timeout=30)
+        text = self.cmd("show port stats all", expect_count=("Tx-pps:", self.n_ports), timeout=30)
         rx = sum(int(x) for x in re.findall(r"RX-packets:\s*(\d+)", text))
         tx = sum(int(x) for x in re.findall(r"TX-packets:\s*(\d+)", text))
         return {"rx": rx, "tx": tx}
@@ -210,7 +234,7 @@ class Agent:
     """A second process of our own (tests/agent.py) driven with JSON commands."""
 
     def __init__(self, memory_mode: str = "auto", cpu: int | None = None, timeout: float = 60.0,
-                 env=None):
+                 env=None, control_cpus=None):
         c = cpus()
         self.cpu = c[0] if cpu is None else cpu
         self.proc = subprocess.Popen([sys.executable, "-m", "dpdkvirtio._agent"],
@@ -218,7 +242,7 @@ class Agent:
                                      stderr=subprocess.PIPE, env=env)
         self.timeout = timeout
         self._buf = b""
-        self.call("init", memory_mode=memory_mode, cpu=self.cpu)
+        self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
 
     def call(self, op: str, timeout: float | None = None, **kw):
         msg = json.dumps({"op": op, **kw}) + "\n"

@@ -137,6 +137,10 @@ def cmd_run(args) -> int:
             rec["host"] = fp
             rec["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             records.append(rec)
+            if args.json:                     # after every record: an interrupted run keeps them
+                _scale_summary(records)
+                with open(args.json, "w") as f:
+                    json.dump(records, f, indent=1)
     _scale_summary(records)
     print()
     print(format_table(records))

@@ -46,9 +46,11 @@ cdef enum:
     EV_FEATURES_CHANGED = 4
     EV_DESTROY_DEVICE = 5
     EV_DESTROY_CONNECTION = 6
+    EV_CONNECTION_REFUSED = 7
 
 EVENT_NAMES = {1: "new_connection", 2: "new_device", 3: "vring_state_changed",
-               4: "features_changed", 5: "destroy_device", 6: "destroy_connection"}
+               4: "features_changed", 5: "destroy_device", 6: "destroy_connection",
+               7: "connection_refused"}
 
 cdef struct dv_vhost_slot:
     char path[PATH_MAX_LEN]
@@ -60,6 +62,7 @@ cdef struct dv_vhost_slot:
     uint32_t n_vrings             # vrings the front-end set up
     uint32_t connections          # connections seen (reconnects)
     uint32_t devices              # new_device calls seen
+    uint32_t refused              # extra front-ends turned away while one was connected
 
 cdef struct dv_vhost_event:
     uint32_t kind
@@ -129,7 +132,11 @@ cdef int _slot_of_locked(int vid) noexcept nogil:
     if 0 <= vid < RTE_MAX_VHOST_DEVICE:
         s = g_vid_slot[vid]
     if s < 0:
+        # no new_connection seen for this vid: only adopt it when the port has no other
+        # connection (never let a refused front-end's vid reach the active one's state)
         s = _slot_by_path_locked(vid)
+        if s >= 0 and g_slots[s].vid >= 0 and g_slots[s].vid != vid:
+            return -1
         if s >= 0 and 0 <= vid < RTE_MAX_VHOST_DEVICE:
             g_vid_slot[vid] = s
     return s
@@ -138,14 +145,22 @@ cdef int _slot_of_locked(int vid) noexcept nogil:
 cdef int _on_new_connection(int vid) noexcept nogil:
     pthread_mutex_lock(&g_lock)
     cdef int s = _slot_by_path_locked(vid)
+    cdef int rc = 0
     if s >= 0:
-        if 0 <= vid < RTE_MAX_VHOST_DEVICE:
-            g_vid_slot[vid] = s
-        g_slots[s].vid = vid
-        g_slots[s].connections += 1
-        _push_locked(EV_NEW_CONNECTION, s, vid, 0, 0, 0)
+        if g_slots[s].vid >= 0 and g_slots[s].vid != vid:
+            # A server socket accepts any number of connections; a second front-end must
+            # not take the port over from the first: refusing here closes its connection.
+            g_slots[s].refused += 1
+            _push_locked(EV_CONNECTION_REFUSED, s, vid, 0, 0, 0)
+            rc = -1
+        else:
+            if 0 <= vid < RTE_MAX_VHOST_DEVICE:
+                g_vid_slot[vid] = s
+            g_slots[s].vid = vid
+            g_slots[s].connections += 1
+            _push_locked(EV_NEW_CONNECTION, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
-    return 0
+    return rc
 
 
 cdef int _on_new_device(int vid) noexcept nogil:
@@ -409,7 +424,7 @@ cdef class VhostPort(Port):
         cdef dv_vhost_slot s
         if self._slot < 0:
             return {"vid": -1, "running": False, "features": 0, "n_vrings": 0,
-                    "connections": 0, "devices": 0, "enabled_vrings": []}
+                    "connections": 0, "devices": 0, "refused": 0, "enabled_vrings": []}
         with nogil:
             pthread_mutex_lock(&g_lock)
             s = g_slots[self._slot]
@@ -417,7 +432,7 @@ cdef class VhostPort(Port):
         enabled = [i for i in range(2 * self._p.n_queues) if self._p.vring_enabled[i]]
         return {"vid": s.vid, "running": bool(s.running), "features": s.features,
                 "n_vrings": s.n_vrings, "connections": s.connections, "devices": s.devices,
-                "enabled_vrings": enabled}
+                "refused": s.refused, "enabled_vrings": enabled}
 
     @property
     def running(self):

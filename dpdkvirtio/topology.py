@@ -1,0 +1,286 @@
+"""Topology files (TOML): a switch, its ports, its rules. ``plan()`` checks a topology and
+says what would be created — PMD ↔ CPU ↔ queue placement, mempool sizes, socket paths —
+without creating anything; ``build()`` creates it.
+
+    [switch]
+    name = "br0"
+    [switch.other_config]
+    pmd-cpu-mask = "0x2"
+    vhost-sock-dir = "/run/dpdkvirtio"
+
+    [[port]]
+    name = "vhu0"
+    type = "dpdkvhostuser"
+
+    [[port]]
+    name = "vhu1"
+    type = "dpdkvhostuserclient"
+    options = { vhost-server-path = "/run/vm1.sock", n_rxq = 2, pmd-rxq-affinity = "0:1" }
+
+    [[flow]]
+    in_port = "vhu0"
+    out_port = "vhu1"        # or "drop"
+
+    [control]
+    socket = "/run/dpdkvirtio/br0.ctl"    # optional
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from . import sockets
+from .config import available_cpus
+from .engines import parse_rxq_affinity, place_rxqs
+from .errors import ConfigError
+from .ports import mempool_size
+from .switch import (PORT_OPTIONS, PORT_TYPES, SHARED_POOL_PORTS, SwitchConfig, _pow2,
+                     _retries, check_port_name)
+
+DEFAULT_RUN_DIR = "/run/dpdkvirtio"
+MBUF_BYTES = 2304                 # one 2 KB-data mbuf with its header and mempool overhead
+
+
+def load(path) -> dict:
+    """Read a TOML topology; ConfigError names the file and what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - {"switch", "port", "flow", "control"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)} (known: switch, "
+                          "port, flow, control)")
+    return data
+
+
+@dataclass
+class PortPlan:
+    name: str
+    type: str
+    options: dict
+    n_rxq: int
+    ring: int
+    socket: str | None
+    socket_state: str | None = None       # "free" or "stale (will be removed)"
+    placement: dict = field(default_factory=dict)
+    mempool: str = ""
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    name: str
+    other_config: dict
+    config: SwitchConfig
+    pmd_cpus: list[int]
+    main_cpus: list[int]
+    ports: list[PortPlan]
+    flows: list[tuple[str, str]]
+    mempools: list[dict]
+    memory_mb: int
+    control_socket: str
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "switch": self.name, "other_config": self.other_config,
+            "main_cpus": self.main_cpus, "pmd_cpus": self.pmd_cpus,
+            "pmds": [{"cpu": c, "queues": [f"{p.name}:{q}" for p in self.ports
+                                            for q, cpu in sorted(p.placement.items()) if cpu == c]}
+                     for c in self.pmd_cpus],
+            "ports": [{"name": p.name, "type": p.type, "n_rxq": p.n_rxq, "socket": p.socket,
+                       "socket_state": p.socket_state, "mempool": p.mempool,
+                       "options": p.options, "warnings": p.warnings} for p in self.ports],
+            "flows": [{"in_port": i, "out_port": o} for i, o in self.flows],
+            "mempools": self.mempools,
+            "memory_mb": self.memory_mb,
+            "control_socket": self.control_socket,
+            "warnings": self.warnings,
+        }
+
+    def text(self) -> str:
+        d = self.as_dict()
+        lines = [f"switch {self.name}: main lcore on CPU(s) {self.main_cpus}, "
+                 f"PMD threads on CPU(s) {self.pmd_cpus}, DPDK memory {self.memory_mb} MB"]
+        for pmd in d["pmds"]:
+            lines.append(f"  PMD on CPU {pmd['cpu']}: rx queues {', '.join(pmd['queues']) or '(none)'}")
+        lines.append("ports:")
+        for p in self.ports:
+            where = f" socket {p.socket} ({p.socket_state})" if p.socket else ""
+            lines.append(f"  {p.name:<16} {p.type:<20} n_rxq={p.n_rxq} mempool={p.mempool}{where}")
+            for w in p.warnings:
+                lines.append(f"    warning: {w}")
+        lines.append("rules:" if self.flows else "rules: (none: every port drops what it receives)")
+        for i, o in self.flows:
+            lines.append(f"  {i} -> {o}")
+        lines.append("mempools:")
+        for m in self.mempools:
+            lines.append(f"  {m['name']:<12} {m['mbufs']:>7} mbufs  ~{m['mb']} MB  for {', '.join(m['ports'])}")
+        lines.append(f"control socket: {self.control_socket}")
+        for w in self.warnings:
+            lines.append(f"warning: {w}")
+        return "\n".join(lines)
+
+
+def _server_socket_state(path: str) -> str:
+    """Check a server socket path without changing anything."""
+    try:
+        sockets.check_server_path(path, remove_stale=False)
+        return "free"
+    except ConfigError as e:
+        if "stale socket" in str(e):
+            return "stale (will be removed)"
+        raise
+
+
+def plan(topology: dict) -> Plan:
+    """Validate a topology and compute what build() would create. Touches nothing."""
+    sw = topology.get("switch", {})
+    if not isinstance(sw, dict):
+        raise ConfigError("[switch] must be a table")
+    unknown = sorted(set(sw) - {"name", "other_config"})
+    if unknown:
+        raise ConfigError(f"[switch]: unknown key(s) {', '.join(unknown)} (known: name, other_config)")
+    name = check_port_name(sw.get("name", "br0"))
+    oc = {str(k): (str(v) if not isinstance(v, bool) else str(v).lower())
+          for k, v in sw.get("other_config", {}).items()}
+    cfg = SwitchConfig.from_other_config(oc)
+    eal = cfg.eal_config()
+    pmd_cpus = sorted(set(eal.resolved_workers().values()))
+    main_cpus = list(eal.main_cpus)
+    if set(main_cpus) & set(pmd_cpus) and len(available_cpus()) > 1:
+        raise ConfigError(f"the main lcore (CPUs {main_cpus}) would share a CPU with a PMD thread "
+                          f"(pmd-cpu-mask CPUs {pmd_cpus}): leave it one CPU (dpdk-lcore-mask)")
+    eal.validate()
+    warnings: list[str] = []
+    load = {c: 0 for c in pmd_cpus}
+    isolated: set[int] = set()
+    ports: list[PortPlan] = []
+    seen = set()
+    for i, raw in enumerate(topology.get("port", [])):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"[[port]] #{i + 1} must be a table")
+        extra = sorted(set(raw) - {"name", "type", "options"})
+        if extra:
+            raise ConfigError(f"[[port]] #{i + 1}: unknown key(s) {', '.join(extra)} "
+                              "(known: name, type, options)")
+        pname = check_port_name(raw.get("name", ""))
+        if pname in seen:
+            raise ConfigError(f"port {pname!r} appears twice")
+        seen.add(pname)
+        ptype = raw.get("type")
+        if ptype not in PORT_TYPES:
+            raise ConfigError(f"port {pname!r}: type must be one of {', '.join(PORT_TYPES)}, "
+                              f"got {ptype!r}")
+        opts = {str(k): v for k, v in (raw.get("options") or {}).items()}
+        bad = sorted(set(opts) - set(PORT_OPTIONS))
+        if bad:
+            raise ConfigError(f"port {pname!r}: unknown option(s) {', '.join(bad)}; known: "
+                              f"{', '.join(PORT_OPTIONS)}")
+        try:
+            n_rxq = int(opts.get("n_rxq", 1))
+        except (TypeError, ValueError):
+            raise ConfigError(f"port {pname!r}: n_rxq must be an integer") from None
+        if not 1 <= n_rxq <= 128:
+            raise ConfigError(f"port {pname!r}: n_rxq must be 1..128")
+        ring = _pow2("n_rxq_desc", opts.get("n_rxq_desc", 1024))
+        if "n_txq_desc" in opts:
+            _pow2("n_txq_desc", opts["n_txq_desc"])
+        _retries(opts.get("tx-retries-max", cfg.tx_retries_max))
+        aff = parse_rxq_affinity(str(opts["pmd-rxq-affinity"])) if "pmd-rxq-affinity" in opts else {}
+        pp = PortPlan(pname, ptype, opts, n_rxq, ring, None)
+        if ptype == "dpdkvhostuser":
+            if not cfg.vhost_sock_dir:
+                raise ConfigError(f"port {pname!r}: dpdkvhostuser ports need "
+                                  "other_config:vhost-sock-dir")
+            pp.socket = os.path.join(cfg.vhost_sock_dir, pname)
+            pp.socket_state = _server_socket_state(pp.socket)
+        elif ptype == "dpdkvhostuserclient":
+            path = opts.get("vhost-server-path")
+            if not path:
+                raise ConfigError(f"port {pname!r}: dpdkvhostuserclient needs options.vhost-server-path")
+            pp.socket = sockets.check_client_path(path)
+            pp.socket_state = "exists" if os.path.exists(path) else "not there yet (will reconnect)"
+        else:
+            devargs = opts.get("dpdk-devargs")
+            if not devargs:
+                raise ConfigError(f"port {pname!r}: type dpdk needs options.dpdk-devargs")
+            from .pmdinfo import check_devargs
+            devname, _, args = str(devargs).partition(",")
+            pp.warnings = check_devargs(devname, args)
+        pp.placement = place_rxqs(n_rxq, aff, load, isolated)
+        ports.append(pp)
+    flows = []
+    names = {p.name for p in ports}
+    ins = set()
+    for i, raw in enumerate(topology.get("flow", [])):
+        if not isinstance(raw, dict) or set(raw) != {"in_port", "out_port"}:
+            raise ConfigError(f"[[flow]] #{i + 1} needs exactly in_port and out_port")
+        a, b = raw["in_port"], raw["out_port"]
+        if a not in names:
+            raise ConfigError(f"[[flow]] #{i + 1}: no port {a!r}")
+        if b != "drop" and b not in names:
+            raise ConfigError(f"[[flow]] #{i + 1}: no port {b!r} (or use \"drop\")")
+        if a == b:
+            raise ConfigError(f"[[flow]] #{i + 1}: a port cannot forward to itself")
+        if a in ins:
+            raise ConfigError(f"[[flow]] #{i + 1}: port {a!r} already has a rule")
+        ins.add(a)
+        flows.append((a, b))
+    # mempools, as the switch will make them
+    pools = []
+    lcores = len(pmd_cpus) + 1
+    if cfg.per_port_memory:
+        for p in ports:
+            n = mempool_size(queues=p.n_rxq, rx_ring_size=p.ring, tx_ring_size=p.ring, lcores=lcores)
+            pools.append({"name": f"port:{p.name}", "mbufs": n, "ports": [p.name]})
+            p.mempool = pools[-1]["name"]
+    else:
+        for k in range(math.ceil(len(ports) / SHARED_POOL_PORTS)):
+            group = ports[k * SHARED_POOL_PORTS:(k + 1) * SHARED_POOL_PORTS]
+            ring = group[0].ring               # the switch sizes a pool for the port that opens it
+            n = mempool_size(ports=SHARED_POOL_PORTS, queues=1, rx_ring_size=ring, tx_ring_size=ring,
+                             lcores=lcores)
+            pools.append({"name": f"shared{k}", "mbufs": n, "ports": [p.name for p in group]})
+            for p in group:
+                p.mempool = pools[-1]["name"]
+    for m in pools:
+        m["mb"] = math.ceil(m["mbufs"] * MBUF_BYTES / 2**20)
+    memory_mb = cfg.socket_mem_mb or 1024
+    need = sum(m["mb"] for m in pools)
+    if need > memory_mb * 0.9:
+        raise ConfigError(f"the mempools need about {need} MB but dpdk-socket-mem gives {memory_mb} "
+                          "MB: raise dpdk-socket-mem or use fewer/smaller ports")
+    control = topology.get("control", {}) or {}
+    csock = control.get("socket") or os.path.join(cfg.vhost_sock_dir or DEFAULT_RUN_DIR, f"{name}.ctl")
+    csock = os.path.abspath(csock)
+    if len(os.fsencode(csock)) > sockets.MAX_PATH_BYTES:
+        raise ConfigError(f"control socket path is over {sockets.MAX_PATH_BYTES} bytes: {csock}")
+    if not os.path.isdir(os.path.dirname(csock)) and os.path.dirname(csock) != DEFAULT_RUN_DIR:
+        raise ConfigError(f"the directory of the control socket does not exist: {os.path.dirname(csock)}")
+    for p in ports:
+        warnings += [f"port {p.name}: {w}" for w in p.warnings]
+    return Plan(name, oc, cfg, pmd_cpus, main_cpus, ports, flows, pools, memory_mb, csock, warnings)
+
+
+def build(p: Plan):
+    """Create the switch of a plan. On any failure everything created so far is closed
+    and the exception propagates: nothing is left half-created."""
+    from .switch import Switch
+    sw = Switch(p.name, p.other_config)
+    try:
+        for port in p.ports:
+            sw.add_port(port.name, port.type, port.options)
+        for a, b in p.flows:
+            sw.add_flow(a, b)
+    except BaseException:
+        sw.close()
+        raise
+    return sw
