@@ -128,17 +128,19 @@ cdef int _slot_by_path_locked(int vid) noexcept nogil:
 
 
 cdef int _slot_of_locked(int vid) noexcept nogil:
+    """The slot whose *current* connection is ``vid``, or -1 (unknown, or a connection that
+    another one has replaced: its late callbacks must not touch the port)."""
     cdef int s = -1
     if 0 <= vid < RTE_MAX_VHOST_DEVICE:
         s = g_vid_slot[vid]
     if s < 0:
-        # no new_connection seen for this vid: only adopt it when the port has no other
-        # connection (never let a refused front-end's vid reach the active one's state)
         s = _slot_by_path_locked(vid)
-        if s >= 0 and g_slots[s].vid >= 0 and g_slots[s].vid != vid:
-            return -1
-        if s >= 0 and 0 <= vid < RTE_MAX_VHOST_DEVICE:
-            g_vid_slot[vid] = s
+        if s >= 0 and g_slots[s].vid < 0:
+            g_slots[s].vid = vid             # adopt: no new_connection was seen for it
+            if 0 <= vid < RTE_MAX_VHOST_DEVICE:
+                g_vid_slot[vid] = s
+    if s >= 0 and g_slots[s].vid != vid:
+        return -1
     return s
 
 
@@ -147,13 +149,16 @@ cdef int _on_new_connection(int vid) noexcept nogil:
     cdef int s = _slot_by_path_locked(vid)
     cdef int rc = 0
     if s >= 0:
-        if g_slots[s].vid >= 0 and g_slots[s].vid != vid:
+        if g_slots[s].vid >= 0 and g_slots[s].vid != vid and g_slots[s].running:
             # A server socket accepts any number of connections; a second front-end must
-            # not take the port over from the first: refusing here closes its connection.
+            # not take the port over from the one whose device runs: refusing here makes
+            # DPDK close its connection.
             g_slots[s].refused += 1
             _push_locked(EV_CONNECTION_REFUSED, s, vid, 0, 0, 0)
             rc = -1
         else:
+            # (an older connection without a running device is on its way out: DPDK
+            # reports destroy_device before destroy_connection; the new one replaces it)
             if 0 <= vid < RTE_MAX_VHOST_DEVICE:
                 g_vid_slot[vid] = s
             g_slots[s].vid = vid
@@ -227,12 +232,13 @@ cdef int _on_features_changed(int vid, uint64_t features) noexcept nogil:
 
 cdef void _on_destroy_connection(int vid) noexcept nogil:
     pthread_mutex_lock(&g_lock)
-    cdef int s = _slot_of_locked(vid)
-    if s >= 0:
+    cdef int s = -1
+    if 0 <= vid < RTE_MAX_VHOST_DEVICE:
+        s = g_vid_slot[vid]
+        g_vid_slot[vid] = -1
+    if s >= 0 and g_slots[s].vid == vid:      # a replaced connection leaves the slot alone
         g_slots[s].vid = -1
         _push_locked(EV_DESTROY_CONNECTION, s, vid, 0, 0, 0)
-    if 0 <= vid < RTE_MAX_VHOST_DEVICE:
-        g_vid_slot[vid] = -1
     pthread_mutex_unlock(&g_lock)
 
 
