@@ -20,7 +20,7 @@ test: build
 
 bench: build
 	mkdir -p perf/results
-	$(PY) -m perf run --json perf/results/latest.json $(ARGS)
+	$(PY) -m perf run --trials 5 --seconds 3 --json perf/results/latest.json $(ARGS)
 
 host:
 	scripts/setup-host.sh all

@@ -25,6 +25,30 @@ from .packets import udp_frame
 
 __version__ = "0.1.0"
 DPDK_VERSION = dpdk_version()
+MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
+
+
+def _version_check(text: str) -> str | None:
+    """A warning when the DPDK runtime lacks the vhost CVE fixes of 22.11.7, else None."""
+    import re
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not m:
+        return f"cannot tell the DPDK version from {text!r}; dpdkvirtio needs 22.11.7 or newer"
+    v = tuple(int(x) for x in m.groups())
+    if v < MIN_SAFE_DPDK:
+        return (f"{text} lacks vhost security fixes a guest can reach (CVE-2024-11614 and "
+                "earlier): upgrade DPDK to 22.11.7 or newer")
+    return None
+
+
+def _warn_old_dpdk():
+    msg = _version_check(DPDK_VERSION)
+    if msg:
+        import warnings
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+_warn_old_dpdk()
 
 __all__ = [
     "Burst", "MAX_BURST", "Mempool", "EalConfig", "Eal", "init", "current", "dpdk_version",

@@ -225,6 +225,33 @@ def op_close(name):
     return {}
 
 
+def op_ping():
+    return {"pid": os.getpid()}
+
+
+def op_resources():
+    """Open fds, resident memory, and mbufs in use per pool of this process's ports."""
+    fds = len(os.listdir("/proc/self/fd"))
+    with open("/proc/self/statm") as f:
+        rss_kb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    pools = {}
+    for p in state["ports"].values():
+        if not p.closed and p.mempool is not None:
+            pools[p.mempool.name] = p.mempool.in_use
+    return {"fds": fds, "rss_kb": rss_kb, "in_use": pools}
+
+
+def op_port_status(name):
+    p = state["ports"][name]
+    return {"status": p.status() if hasattr(p, "status") else {}, "stats": p.stats()}
+
+
+def op_pause(tag, paused=True):
+    g = state["gens"][tag]
+    g.pause() if paused else g.resume()
+    return {"built": g.built}
+
+
 def op_sleep(seconds):
     time.sleep(seconds)
     return {}

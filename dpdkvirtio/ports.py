@@ -484,6 +484,14 @@ class _EthPortBase(_PortMixin, _ethdev.EthPort):
         except DpdkError as e:
             raise _eal_mod.explain(e, started) from None
 
+    def stop(self):
+        """Stop the port (start() restarts it). Raises PortStateError while a PMD thread
+        polls it: a burst on a stopped ethdev is not allowed (remove it from the PMD first)."""
+        if getattr(self, "_pmd_users", 0):
+            raise PortStateError(f"port {self.name!r} is still assigned to {self._pmd_users} "
+                                 "PMD thread(s)", "Remove it from the PMDs first")
+        super().stop()
+
     @property
     def link_up(self) -> bool:
         return self.link()[0]

@@ -83,13 +83,21 @@ def run_scenario(name: str, o: Options, trials: int, log=print) -> dict:
             continue
         peers[side] = summ[side]["median"] if side in summ else None
     tp = peers.get("testpmd")
+
+    def paired(peer):
+        # ours and the peer measured back to back in each trial: the median of those ratios
+        # is steadier than a ratio of medians on a host whose speed drifts
+        a, b = values.get("ours", []), values.get(peer, [])
+        r = [x / y for x, y in zip(a, b) if y]
+        return round(stats.summary(r)["median"], 3) if r else None
     rec = {
         "scenario": name,
         "what": SCENARIOS[name]["what"],
         "ours_mpps": round(ours, 3) if ours is not None else None,
         "peers": {k: (round(v, 3) if v is not None else None) for k, v in peers.items()},
-        "ratio": round(ours / tp, 3) if ours and tp else None,
-        "ratios": {k: round(ours / v, 3) for k, v in peers.items() if ours and v},
+        "ratio": paired("testpmd"),
+        "ratios": {k: paired(k) for k, v in peers.items() if ours and v},
+        "ratio_of_medians": round(ours / tp, 3) if ours and tp else None,
         "pkt_size": o.pkt_size,
         "queues": o.queues,
         "memory_mode": o.memory_mode,

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   libdpdk-dev dpdk dpdk-dev          # DPDK 22.11 headers/libs, PMD plugins, dpdk-testpmd
   pkg-config python3-venv python3-dev gcc
-  qemu-system-x86 busybox-static cpio   # real-guest tests (QEMU TCG + busybox initramfs)
+  qemu-system-x86 busybox-static cpio kmod   # real-guest tests (QEMU TCG + busybox initramfs)
   openvswitch-switch-dpdk              # OVS-DPDK as a peer in tests and benchmarks
   linux-perf                           # perf stat for the benchmarks' cycle accounting
 )

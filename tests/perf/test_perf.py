@@ -31,6 +31,7 @@ def test_scenario_short_mode(name):
     assert rec["ours_mpps"] > 0, rec
     assert rec["peers"]["testpmd"] > 0, rec
     assert rec["ratio"] == pytest.approx(rec["ours_mpps"] / rec["peers"]["testpmd"], rel=0.01)
+    assert rec["ratio_of_medians"] == pytest.approx(rec["ratio"], rel=0.01)   # one trial
     if "ovs-dpdk" in SCENARIOS[name]:
         assert (rec["peers"]["ovs-dpdk"] or 0) > 0 if ovs_dpdk_available() \
             else rec["peers"]["ovs-dpdk"] is None

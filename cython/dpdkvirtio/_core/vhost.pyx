@@ -9,7 +9,8 @@ Order: register → disable/enable features → callback_register → start. clo
 rte_vhost_driver_unregister without the GIL (it may run destroy_device synchronously)."""
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
-from libc.string cimport strncpy, strcmp, memset
+from libc.string cimport strncpy, strcmp, strncmp, memset
+from libc.stdio cimport snprintf
 from posix.unistd cimport write, read, close as c_close
 from dpdkvirtio._dpdk.rte_vhost cimport *
 from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc
@@ -27,6 +28,28 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_init(pthread_mutex_t *m, const void *attr)
     int pthread_mutex_lock(pthread_mutex_t *m)
     int pthread_mutex_unlock(pthread_mutex_t *m)
+
+cdef extern from "<dirent.h>" nogil:
+    ctypedef struct DIR:
+        pass
+    struct dirent:
+        char d_name[256]
+    DIR *opendir(const char *name)
+    dirent *readdir(DIR *d)
+    int closedir(DIR *d)
+    int dirfd(DIR *d)
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, ...)
+    enum: F_GETFD
+    enum: F_SETFD
+    enum: FD_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t readlink(const char *path, char *buf, size_t size)
+
+cdef extern from "<stdlib.h>" nogil:
+    int atoi(const char *s)
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
@@ -144,6 +167,54 @@ cdef int _slot_of_locked(int vid) noexcept nogil:
     return s
 
 
+cdef uint32_t _cloexec_sweep() noexcept nogil:
+    """Mark inheritable memfds, eventfds and sockets close-on-exec. DPDK's vhost library
+    receives guest memory and kick/call eventfds with recvmsg() without MSG_CMSG_CLOEXEC and
+    creates its sockets without SOCK_CLOEXEC: a child process would inherit a guest's
+    memory. Python makes its own fds non-inheritable already (PEP 446)."""
+    cdef DIR *d = opendir("/proc/self/fd")
+    cdef dirent *e
+    cdef char path[64]
+    cdef char link[64]
+    cdef ssize_t n
+    cdef int fd, flags, own
+    cdef uint32_t changed = 0
+    if d is NULL:
+        return 0
+    own = dirfd(d)
+    while True:
+        e = readdir(d)
+        if e is NULL:
+            break
+        if e.d_name[0] < 48 or e.d_name[0] > 57:      # not a number
+            continue
+        fd = atoi(e.d_name)
+        if fd == own or fd < 3:
+            continue
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd)
+        n = readlink(path, link, sizeof(link) - 1)
+        if n <= 0:
+            continue
+        link[n] = 0
+        if strncmp(link, "memfd:", 6) != 0 and strncmp(link, "socket:", 7) != 0 \
+                and strncmp(link, "anon_inode:[eventfd]", 20) != 0:
+            continue
+        flags = fcntl(fd, F_GETFD)
+        if flags >= 0 and not (flags & FD_CLOEXEC):
+            fcntl(fd, F_SETFD, flags | FD_CLOEXEC)
+            changed += 1
+    closedir(d)
+    return changed
+
+
+def cloexec_sweep():
+    """Run the sweep now (see _cloexec_sweep); returns how many fds it changed."""
+    cdef uint32_t n
+    with nogil:
+        n = _cloexec_sweep()
+    return n
+
+
 cdef int _on_new_connection(int vid) noexcept nogil:
     pthread_mutex_lock(&g_lock)
     cdef int s = _slot_by_path_locked(vid)
@@ -165,6 +236,7 @@ cdef int _on_new_connection(int vid) noexcept nogil:
             g_slots[s].connections += 1
             _push_locked(EV_NEW_CONNECTION, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
+    _cloexec_sweep()                          # the connection's socket
     return rc
 
 
@@ -188,6 +260,7 @@ cdef int _on_new_device(int vid) noexcept nogil:
         dv_store_seq_int(&p.vid, vid)          # publish to pollers last
         _push_locked(EV_NEW_DEVICE, s, vid, nvr, 1, features)
     pthread_mutex_unlock(&g_lock)
+    _cloexec_sweep()                          # guest memory and kick/call eventfds
     return 0
 
 
@@ -217,6 +290,7 @@ cdef int _on_vring_state_changed(int vid, uint16_t vring, int enable) noexcept n
             p.vring_enabled[vring] = 1 if enable else 0
         _push_locked(EV_VRING_STATE, s, vid, vring, enable, 0)
     pthread_mutex_unlock(&g_lock)
+    _cloexec_sweep()
     return 0
 
 
@@ -373,6 +447,7 @@ cdef class VhostPort(Port):
                        "and its directory must be writable; see the DPDK log")
         self._started = True
         self._state = PORT_STARTED
+        cloexec_sweep()                           # the listening socket
 
     def close(self):
         """Unregister the socket (a server socket file is removed) and free the port.

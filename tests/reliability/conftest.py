@@ -1,0 +1,94 @@
+"""Every reliability test ends by checking that open fds, resident memory and mbufs in
+use are back to their baseline, and that a second, untouched port pair — forwarding
+paced traffic all along on its own PMD — lost nothing."""
+
+import os
+import time
+
+import pytest
+
+import dpdkvirtio as dv
+from dpdkvirtio.testing import cpus
+
+FRONT, BACK = cpus()[0], cpus()[-1]
+UNTOUCHED_PPS = 100_000
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak-seconds", type=float, default=8.0,
+                     help="duration of the soak test (hours are fine: --soak-seconds 36000)")
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def settle(port, key="rx_packets", quiet=0.4, timeout=60):
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        cur = port.stats()[key]
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since > quiet:
+            return cur
+        time.sleep(0.02)
+    raise AssertionError(f"{key} of {port.name} kept moving")
+
+
+class Untouched:
+    """A vhost-user/virtio-user pair carrying paced traffic on PMD ``pmd`` (FRONT CPU)."""
+
+    def __init__(self, sockdir):
+        self.v = dv.VhostUserPort(os.path.join(sockdir, "untouched.sock"))
+        self.u = dv.VirtioUserPort(self.v.path, queue_size=1024)
+        assert self.v.wait_running(10)
+        self.pmd = dv.Pmd(cpu=FRONT)
+        self.pmd.add_rxq(self.v, 0, "rxonly")
+        self.gen = self.pmd.add_generator(self.u, 0, dv.Stream(dv.udp_frame(64), pps=UNTOUCHED_PPS))
+        self.pmd.start()
+
+    def check_and_close(self):
+        self.gen.pause()
+        got = settle(self.v)
+        built = self.gen.built
+        drops = self.u.drops()
+        self.pmd.close()
+        self.u.close()
+        self.v.close()
+        assert built > 0
+        assert sum(drops.values()) == 0, f"the untouched pair dropped packets: {drops}"
+        assert got == built, f"the untouched pair lost {built - got} packets"
+
+
+@pytest.fixture
+def untouched(eal, sockdir):
+    pair = Untouched(sockdir)
+    yield pair
+    pair.check_and_close()
+
+
+@pytest.fixture
+def baseline(eal):
+    """Open fds and RSS before; checked after (small slack for allocator caches)."""
+    import gc
+    gc.collect()
+    fds0, rss0 = fd_count(), rss_mb()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while fd_count() > fds0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fd_count() <= fds0, f"fds leaked: {fds0} -> {fd_count()}"
+    assert rss_mb() - rss0 < 64, f"RSS grew by {rss_mb() - rss0:.0f} MB"
+
+
+@pytest.fixture
+def pmd(eal):
+    p = dv.Pmd(cpu=BACK)
+    yield p
+    p.close()

@@ -1,0 +1,160 @@
+"""A seeded generator of malformed vhost-user traffic (docs/interop/vhost-user.rst of QEMU):
+bad headers, wrong version bits, oversize and short sizes, wrong fd counts, fd floods,
+random payloads for every message type, valid prefixes followed by garbage, and
+disconnects in the middle of a message. Each case is one connection to the server."""
+
+from __future__ import annotations
+
+import array
+import os
+import random
+import socket
+import struct
+
+HEADER = struct.Struct("<III")         # request, flags, size
+VERSION = 0x1
+REPLY = 0x4
+NEED_REPLY = 0x8
+MAX_FDS = 8
+
+# request numbers (master -> slave) and the payload a well-formed message carries
+REQUESTS = {
+    1: ("GET_FEATURES", 0), 2: ("SET_FEATURES", 8), 3: ("SET_OWNER", 0), 4: ("RESET_OWNER", 0),
+    5: ("SET_MEM_TABLE", 8 + 32 * 8), 6: ("SET_LOG_BASE", 16), 7: ("SET_LOG_FD", 0),
+    8: ("SET_VRING_NUM", 8), 9: ("SET_VRING_ADDR", 40), 10: ("SET_VRING_BASE", 8),
+    11: ("GET_VRING_BASE", 8), 12: ("SET_VRING_KICK", 8), 13: ("SET_VRING_CALL", 8),
+    14: ("SET_VRING_ERR", 8), 15: ("GET_PROTOCOL_FEATURES", 0), 16: ("SET_PROTOCOL_FEATURES", 8),
+    17: ("GET_QUEUE_NUM", 0), 18: ("SET_VRING_ENABLE", 8), 19: ("SEND_RARP", 8),
+    20: ("NET_SET_MTU", 8), 21: ("SET_SLAVE_REQ_FD", 0), 22: ("IOTLB_MSG", 24),
+    23: ("SET_VRING_ENDIAN", 8), 24: ("GET_CONFIG", 12 + 256), 25: ("SET_CONFIG", 12 + 256),
+    26: ("CREATE_CRYPTO_SESSION", 64), 27: ("CLOSE_CRYPTO_SESSION", 8), 28: ("POSTCOPY_ADVISE", 0),
+    29: ("POSTCOPY_LISTEN", 0), 30: ("POSTCOPY_END", 0), 31: ("GET_INFLIGHT_FD", 24),
+    32: ("SET_INFLIGHT_FD", 24), 33: ("GPU_SET_SOCKET", 0), 34: ("RESET_DEVICE", 0),
+    36: ("VRING_KICK", 8), 37: ("GET_MAX_MEM_SLOTS", 0), 38: ("ADD_MEM_REG", 40),
+    39: ("REM_MEM_REG", 40), 40: ("SET_STATUS", 8), 41: ("GET_STATUS", 0),
+}
+KINDS = ["short_header", "bad_version", "oversize", "short_size", "fd_mismatch", "fd_flood",
+         "random_payload", "valid_prefix_then_garbage", "mid_message_disconnect",
+         "bad_mem_table", "bad_vring", "unknown_request"]
+
+
+def _fds(rng: random.Random, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        kind = rng.randrange(3)
+        if kind == 0:
+            fd = os.memfd_create("dvfuzz", os.MFD_CLOEXEC)
+            os.ftruncate(fd, rng.choice([0, 4096, 2 << 20]))
+            out.append(fd)
+        elif kind == 1:
+            out.append(os.eventfd(0, os.EFD_CLOEXEC))
+        else:
+            r, w = os.pipe()
+            os.close(w)
+            out.append(r)
+    return out
+
+
+def _send(sock, data: bytes, fds=()):
+    if fds:
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.sendall(data)
+
+
+def _msg(request: int, payload: bytes, flags: int = VERSION, size: int | None = None) -> bytes:
+    return HEADER.pack(request, flags, len(payload) if size is None else size) + payload
+
+
+def _mem_table(rng: random.Random, nregions: int) -> bytes:
+    regions = b""
+    for _ in range(8):
+        regions += struct.pack("<QQQQ", rng.getrandbits(64) & ~0xFFF, rng.choice([0, 4096, 2 << 20,
+                               rng.getrandbits(64)]), rng.getrandbits(48) << 12,
+                               rng.choice([0, 4096, rng.getrandbits(32)]))
+    return struct.pack("<II", nregions, 0) + regions
+
+
+def case_messages(rng: random.Random, kind: str):
+    """Yield (bytes, fds, then_close_early) steps for one case."""
+    req = rng.choice(list(REQUESTS))
+    name, size = REQUESTS[req]
+    if kind == "short_header":
+        yield _msg(req, b"")[:rng.randrange(1, HEADER.size)], [], True
+    elif kind == "bad_version":
+        yield _msg(req, os.urandom(size), flags=rng.choice([0, 2, 3, 0xFF, 0xFFFFFFFF])), [], False
+    elif kind == "oversize":
+        yield _msg(req, os.urandom(rng.randrange(0, 64)), size=rng.choice(
+            [0x1000, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, size + 1 + rng.randrange(4096)])), [], True
+    elif kind == "short_size":
+        yield _msg(req, os.urandom(max(0, size - 1 - rng.randrange(max(1, size)))) if size else b"",
+                   size=max(0, size - 1 - rng.randrange(max(1, size))) if size else 0), [], False
+    elif kind == "fd_mismatch":
+        yield _msg(req, os.urandom(size)), _fds(rng, rng.choice([1, 2, MAX_FDS, MAX_FDS + 1])), False
+    elif kind == "fd_flood":
+        for _ in range(rng.randrange(5, 40)):
+            r2 = rng.choice(list(REQUESTS))
+            yield _msg(r2, os.urandom(REQUESTS[r2][1])), _fds(rng, rng.randrange(1, MAX_FDS + 1)), False
+    elif kind == "random_payload":
+        for _ in range(rng.randrange(1, 6)):
+            r2 = rng.choice(list(REQUESTS))
+            flags = VERSION | (NEED_REPLY if rng.random() < 0.5 else 0)
+            yield _msg(r2, os.urandom(REQUESTS[r2][1]), flags=flags), [], False
+    elif kind == "valid_prefix_then_garbage":
+        yield _msg(1, b""), [], False                                  # GET_FEATURES
+        yield _msg(3, b""), [], False                                  # SET_OWNER
+        yield _msg(2, struct.pack("<Q", rng.getrandbits(64))), [], False
+        yield _msg(15, b""), [], False
+        yield os.urandom(rng.randrange(1, 300)), [], True
+    elif kind == "mid_message_disconnect":
+        full = _msg(req, os.urandom(max(size, 8)))
+        yield full[:rng.randrange(HEADER.size, len(full))], [], True
+    elif kind == "bad_mem_table":
+        yield _msg(3, b""), [], False
+        n = rng.choice([0, 1, 8, 9, 255, 0xFFFFFFFF])
+        fds = _fds(rng, rng.choice([0, 1, min(n, MAX_FDS) if n < 0xFF else MAX_FDS]))
+        yield _msg(5, _mem_table(rng, n)), fds, False
+    elif kind == "bad_vring":
+        yield _msg(3, b""), [], False
+        idx = rng.choice([0, 1, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF])
+        yield _msg(8, struct.pack("<II", idx, rng.choice([0, 1, 255, 1024, 32768, 0xFFFFFFFF]))), [], False
+        yield _msg(9, struct.pack("<IIQQQQ", idx, 0, *(rng.getrandbits(64) for _ in range(4)))), [], False
+        yield _msg(10, struct.pack("<II", idx, rng.getrandbits(32))), [], False
+        yield _msg(12, struct.pack("<Q", idx | rng.choice([0, 0x100]))), _fds(rng, rng.choice([0, 1])), False
+        yield _msg(18, struct.pack("<II", idx, 1)), [], False
+    else:                                                              # unknown_request
+        yield _msg(rng.choice([0, 35, 42, 100, 0xFFFF, 0xFFFFFFFF]), os.urandom(rng.randrange(64))), [], False
+
+
+def run_case(path: str, seed: int, kind: str | None = None, timeout_s: float = 0.5) -> str:
+    """One case against the server socket at ``path``; returns the kind it exercised."""
+    rng = random.Random(seed)
+    kind = kind or rng.choice(KINDS)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout_s)
+    opened: list[int] = []
+    try:
+        s.connect(path)
+        for data, fds, early in case_messages(rng, kind):
+            opened += fds
+            try:
+                _send(s, data, fds)
+            except OSError:
+                break                              # the server closed on us: fine
+            if early:
+                break
+            if rng.random() < 0.3:
+                try:
+                    s.recv(4096)                   # replies, if any
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    finally:
+        s.close()
+        for fd in opened:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    return kind
