@@ -528,7 +528,7 @@ class Pmd:
     _close_rank = 0                   # closed before ports at EAL exit
 
     def __init__(self, cpu: int | None = None, *, lcore: int | None = None, burst_size: int = 32,
-                 max_assignments: int = 256):
+                 max_assignments: int = 2048):
         eal = _eal_mod.ensure()
         if cpu is not None:
             if cpu not in available_cpus():

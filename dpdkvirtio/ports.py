@@ -550,6 +550,8 @@ class VirtioUserPort(_EthPortBase):
             if a:
                 args.append(a)
         eal = _eal_mod.ensure()
+        if not server:
+            self._refuse_if_busy_here(eal, path)
         devname = eal.next_name("net_virtio_user")
         if mac is None:
             # A locally administered unicast address, unique per process and port (without
@@ -576,6 +578,19 @@ class VirtioUserPort(_EthPortBase):
         except BaseException:
             self._remove_server_socket()
             raise
+
+    @staticmethod
+    def _refuse_if_busy_here(eal, path):
+        # A back-end port of this process that already serves a front-end refuses another
+        # one; DPDK 22.11's virtio-user then fails its probe and keeps the socket and
+        # eventfds it opened. Refuse before probing, when the back-end is ours.
+        real = os.path.realpath(path)
+        for port in eal.objects(VhostUserPort):
+            if not port.closed and os.path.realpath(port.path) == real and port.running:
+                raise PortStateError(f"vhost-user port {port.name!r} of this process already "
+                                     f"serves a front-end on {path!r}",
+                                     "Close that front-end first, or give each front-end its "
+                                     "own vhost-user port")
 
     def _remove_server_socket(self):
         # virtio-user leaves its listening socket file behind

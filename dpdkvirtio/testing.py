@@ -284,13 +284,22 @@ class Agent:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 _kill(self.proc)
+        self._close_pipes()
 
     def kill(self):
         """Kill -9 (a crash); remove the runtime directory it could not."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipes()
         shutil.rmtree(f"/var/run/dpdk/dv{self.proc.pid}", ignore_errors=True)
+
+    def _close_pipes(self):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def __enter__(self):
         return self

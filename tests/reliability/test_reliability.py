@@ -5,6 +5,7 @@ import os
 import random
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -183,15 +184,16 @@ def _target_agent(sockdir):
     return ag
 
 
+@pytest.mark.slow
 def test_malformed_vhost_user_traffic_10000_cases(baseline, untouched, sockdir):
     ag = _target_agent(sockdir)
     try:
         res0 = ag.call("resources")
         path = os.path.join(sockdir, "x.sock")
-        kinds = {}
+        kinds, exposed = {}, []
         rng = random.Random(20261125)
         for i in range(10_000):
-            kind = vhostfuzz.run_case(path, rng.getrandbits(32))
+            kind = vhostfuzz.run_case(path, rng.getrandbits(32), exposed=exposed)
             kinds[kind] = kinds.get(kind, 0) + 1
             if i % 1000 == 999:
                 ag.call("ping")                              # still alive and answering
@@ -210,19 +212,72 @@ def test_malformed_vhost_user_traffic_10000_cases(baseline, untouched, sockdir):
             front.call("gen", name="u", count=10_000, pps=200_000, tag="g")
             assert front.call("gen_wait", tag="g")["done"]
             time.sleep(0.5)
-            assert ag.call("stats", name="x")["stats"]["rx_packets"] - rx0 == 10_000
+            rx = ag.call("stats", name="x")["stats"]["rx_packets"] - rx0
+            front_drops = sum(front.call("stats", name="u")["drops"].values())
+            assert rx + front_drops == 10_000 and rx >= 9_000, (rx, front_drops)
             # and while it is busy, 1,000 more malformed cases are refused at the door
             for _ in range(1000):
-                vhostfuzz.run_case(path, rng.getrandbits(32))
+                vhostfuzz.run_case(path, rng.getrandbits(32), exposed=exposed)
             st = ag.call("port_status", name="x")["status"]
             assert st["running"] and st["refused"] >= 1000
             front.call("close", name="u")
         time.sleep(0.5)
         res1 = ag.call("resources")
-        assert res1["fds"] <= res0["fds"], (res0, res1)       # no fd kept from 11,000 cases
+        # no fd kept from 11,000 cases but those DPDK 22.11 itself keeps (out-of-range vring
+        # index with fds attached: see vhostfuzz.dpdk_keeps_fds and docs/reliability.md)
+        assert res1["fds"] - res0["fds"] <= sum(exposed), (res0, res1, sum(exposed))
         assert res1["rss_kb"] - res0["rss_kb"] < 64 * 1024
-        print(f"fuzz cases by kind: {kinds}; target fds {res0['fds']} -> {res1['fds']}, "
-              f"RSS {res0['rss_kb']} -> {res1['rss_kb']} kB")
+        print(f"fuzz cases by kind: {kinds}; target fds {res0['fds']} -> {res1['fds']} "
+              f"(DPDK's own leak bound {sum(exposed)}), RSS {res0['rss_kb']} -> "
+              f"{res1['rss_kb']} kB")
+    finally:
+        ag.close()
+
+
+def _one_message(path, request, payload, fds=()):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(path)
+    try:
+        vhostfuzz._send(s, vhostfuzz._msg(request, payload), list(fds))
+        assert s.recv(64) == b""                   # the back-end closes the connection
+    finally:
+        s.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def test_screened_messages_cost_nothing(baseline, untouched, sockdir):
+    """The requests DPDK 22.11 mishandles are neutralised by our pre-message screen:
+    a 64 GB inflight-buffer request is refused at once (DPDK would zero-fill it on the
+    thread every port shares), and the fds of a failing SET_INFLIGHT_FD or of an unmappable
+    SET_MEM_TABLE are closed (DPDK would keep them)."""
+    ag = _target_agent(sockdir)
+    try:
+        path = os.path.join(sockdir, "x.sock")
+        res0 = ag.call("resources")
+        t0 = time.monotonic()
+        n = 0
+        for _ in range(50):
+            _one_message(path, 31, struct.pack("<QQHH", 0, 0, 0xFFFF, 0x8000))   # GET_INFLIGHT_FD
+            _one_message(path, 32, struct.pack("<QQHH", 4096, 0, 1, 256),        # SET_INFLIGHT_FD
+                         [os.memfd_create("inflight")])
+            small = os.memfd_create("guest-ram")
+            os.ftruncate(small, 4096)
+            table = struct.pack("<II", 1, 0) + struct.pack("<QQQQ", 0, 1 << 30, 1 << 40, 0)
+            _one_message(path, 5, table + bytes(32 * 7), [small])                # SET_MEM_TABLE
+            n += 3
+        took = time.monotonic() - t0
+        time.sleep(0.3)
+        st = ag.call("port_status", name="x")["status"]
+        res1 = ag.call("resources")
+        assert st["rejected"] == n, st
+        assert res1["fds"] == res0["fds"], (res0, res1)
+        assert res1["rss_kb"] - res0["rss_kb"] < 16 * 1024
+        assert took < 30, f"{n} screened messages took {took:.1f} s"
+        y = ag.call("port_status", name="y")["status"]
+        assert y["running"]
+        print(f"{n} screened messages in {took:.2f} s; fds {res0['fds']} -> {res1['fds']}")
     finally:
         ag.close()
 
@@ -256,12 +311,20 @@ def test_socket_file_catalogue(baseline, untouched, sockdir):
     # a second front-end on the busy port is refused; the first keeps its port
     u1 = dv.VirtioUserPort(p.path)
     assert p.wait_running(10)
-    with pytest.raises(dv.PortError):
-        dv.VirtioUserPort(p.path)
+    with pytest.raises(dv.PortStateError, match="already serves"):
+        dv.VirtioUserPort(p.path)                              # refused before probing
+    with Agent("no-huge", cpu=FRONT, control_cpus=[FRONT]) as other:
+        with pytest.raises(Exception, match="probe|attach|PortError"):
+            other.call("port", name="u2", kind="virtio-user", path=p.path)
     b = dv.Burst(8)
     b.alloc(u1.mempool, 8, dv.udp_frame(64))
     assert u1.tx_burst(0, b) == 8
-    assert settle(p) == 8 and p.status()["refused"] == 1
+    got, rx = 0, dv.Burst(8)
+    deadline = time.monotonic() + 5
+    while got < 8 and time.monotonic() < deadline:
+        got += p.rx_burst(0, rx)
+        rx.free()
+    assert got == 8 and p.status()["refused"] == 1
     u1.close()
     p.close()
     assert sorted(os.listdir(sockdir)) == ["untouched.sock"]
@@ -275,11 +338,20 @@ def test_received_fds_are_not_inherited(baseline, untouched, sockdir):
                    cpu=FRONT, control_cpus=[FRONT]) as peer:
             peer.call("port", name="u", kind="virtio-user", path=v.path)
             assert v.wait_running(10)
-            mine = {int(fd): os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
-                    if os.path.exists(f"/proc/self/fd/{fd}")}
+            mine = {}
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    mine[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    pass                                  # closed meanwhile
             assert any(t.startswith("memfd:") or "eventfd" in t for t in mine.values())
-            code = ("import os; print(sorted(os.readlink('/proc/self/fd/'+f) for f in "
-                    "os.listdir('/proc/self/fd') if int(f) > 2))")
+            code = ("import os\n"
+                    "def target(f):\n"
+                    "    try:\n"
+                    "        return os.readlink('/proc/self/fd/' + f)\n"
+                    "    except OSError:\n"
+                    "        return ''\n"
+                    "print(sorted(target(f) for f in os.listdir('/proc/self/fd') if int(f) > 2))")
             r = subprocess.run([sys.executable, "-c", code], close_fds=False, capture_output=True,
                                text=True)
             inherited = eval(r.stdout)

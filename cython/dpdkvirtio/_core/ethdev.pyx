@@ -3,18 +3,94 @@
 whose failures are only logged), then configured with n queue pairs on one mempool.
 
 Teardown mirrors construction: stop → close (releases the port id) → hotplug remove.
-Every call that may talk to a peer (probe, start, stop, close) runs without the GIL."""
+Every call that may talk to a peer (probe, start, stop, close) runs without the GIL.
+
+Stop, close and remove run on the EAL interrupt thread (as an alarm), not on the caller's.
+virtio-user handles link-state interrupts there, and DPDK 22.11 unregisters its interrupt
+callback at stop without checking for -EAGAIN (returned while that callback is running):
+when a peer's disconnect and our stop coincide, the callback stays registered on an fd
+that close() then closes, and the interrupt thread later panics in epoll_ctl ("Error
+adding fd"). The driver's own deferred work (alarms with a pointer to the device) also
+runs there. On that thread no interrupt callback can run at the same time, and alarms
+already pending run first."""
 cimport cython
+from libc.errno cimport errno, EINTR
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset, strdup
+from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME
 from dpdkvirtio._dpdk.rte_ethdev cimport *
+from dpdkvirtio._dpdk.rte_alarm cimport rte_eal_alarm_set
 from dpdkvirtio._core.datapath cimport DV_KIND_ETHDEV
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport check_neg_errno, raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PortError, ConfigError
+
+
+cdef extern from "<semaphore.h>" nogil:
+    ctypedef struct sem_t:
+        pass
+    int sem_init(sem_t *sem, int pshared, unsigned int value)
+    int sem_post(sem_t *sem)
+    int sem_timedwait(sem_t *sem, const timespec *abs_timeout)
+    int sem_destroy(sem_t *sem)
+
+cdef enum:
+    TEARDOWN_STOP = 1
+    TEARDOWN_CLOSE = 2
+    TEARDOWN_REMOVE = 4
+    TEARDOWN_DELAY_US = 2000          # after any alarm the driver has just set (1 us)
+    TEARDOWN_TIMEOUT_S = 60
+
+cdef struct dv_teardown:
+    uint16_t port_id
+    int steps
+    char *devname
+    int rc_stop
+    int rc_close
+    int rc_remove
+    sem_t done
+
+
+cdef void _teardown_cb(void *arg) noexcept nogil:
+    cdef dv_teardown *t = <dv_teardown *>arg
+    if t.steps & TEARDOWN_STOP:
+        t.rc_stop = rte_eth_dev_stop(t.port_id)
+    if t.steps & TEARDOWN_CLOSE:
+        t.rc_close = rte_eth_dev_close(t.port_id)
+    if t.steps & TEARDOWN_REMOVE:
+        t.rc_remove = rte_eal_hotplug_remove("vdev", t.devname)
+    sem_post(&t.done)
+
+
+cdef int _teardown_steps(uint16_t port_id, int steps, const char *devname,
+                         int *rc_stop, int *rc_close, int *rc_remove) noexcept nogil:
+    """Run the steps on the EAL interrupt thread and wait. Returns 0, or -1 when that thread
+    did not answer within TEARDOWN_TIMEOUT_S (the request is then left to it, not freed)."""
+    cdef dv_teardown *t = <dv_teardown *>calloc(1, sizeof(dv_teardown))
+    cdef timespec deadline
+    if t is NULL:
+        return -1
+    t.port_id = port_id
+    t.steps = steps
+    t.devname = strdup(devname)
+    sem_init(&t.done, 0, 0)
+    if rte_eal_alarm_set(TEARDOWN_DELAY_US, _teardown_cb, t) != 0:
+        _teardown_cb(t)                   # no alarm service: do it here
+    clock_gettime(CLOCK_REALTIME, &deadline)
+    deadline.tv_sec += TEARDOWN_TIMEOUT_S
+    while sem_timedwait(&t.done, &deadline) != 0:
+        if errno != EINTR:
+            return -1
+    rc_stop[0] = t.rc_stop
+    rc_close[0] = t.rc_close
+    rc_remove[0] = t.rc_remove
+    sem_destroy(&t.done)
+    free(t.devname)
+    free(t)
+    return 0
 
 
 cdef int _probe_rc_to_errno(int rc) noexcept:
@@ -68,8 +144,12 @@ cdef class EthPort(Port):
             self.alloc_port(DV_KIND_ETHDEV, mempool, n_queues, tx_retries_max)
             self._p.port_id = pid
             memset(&conf, 0, sizeof(conf))
-            if info.dev_flags is not NULL and (info.dev_flags[0] & RTE_ETH_DEV_INTR_LSC):
-                conf.intr_conf.lsc = 1         # virtio-user server mode reconnects on LSC
+            # Link-state interrupts only where something needs them: virtio-user in server
+            # mode accepts the back-end's reconnection in its LSC handler. Elsewhere the
+            # link is polled, which keeps the port's fd out of the interrupt thread.
+            if (info.dev_flags is not NULL and (info.dev_flags[0] & RTE_ETH_DEV_INTR_LSC)
+                    and "server=1" in devargs.split(",")):
+                conf.intr_conf.lsc = 1
             check_neg_errno(rte_eth_dev_configure(pid, n_queues, n_queues, &conf),
                             "rte_eth_dev_configure", PortError)
             self._configured = True
@@ -109,12 +189,15 @@ cdef class EthPort(Port):
         eal_check_usable()
         if self._state != PORT_STARTED:
             return
-        cdef int rc
+        cdef int rc_stop = 0, rc_close = 0, rc_remove = 0, rc
         cdef uint16_t pid = self.port_id
         with nogil:
-            rc = rte_eth_dev_stop(pid)
+            rc = _teardown_steps(pid, TEARDOWN_STOP, "", &rc_stop, &rc_close, &rc_remove)
+        if rc != 0:
+            raise PortError(None, f"stopping {self.name!r}: the EAL interrupt thread did not "
+                            f"answer within {TEARDOWN_TIMEOUT_S} s (a driver callback is stuck)")
         self._state = PORT_STOPPED
-        check_neg_errno(rc, "rte_eth_dev_stop", PortError)
+        check_neg_errno(rc_stop, "rte_eth_dev_stop", PortError)
 
     def close(self):
         """Stop, close and remove the vdev. Idempotent. Stop every poller first."""
@@ -127,18 +210,24 @@ cdef class EthPort(Port):
 
     cdef _teardown(self):
         cdef uint16_t pid = self.port_id
-        cdef int rc
+        cdef int rc_stop = 0, rc_close = 0, rc_remove = 0, rc
+        cdef int steps = 0
         b_name = (self.name or "").encode()
         cdef const char *c_name = b_name
         if self._state == PORT_STARTED:
-            with nogil:
-                rte_eth_dev_stop(pid)
+            steps |= TEARDOWN_STOP
         if self._configured or self._probed:
-            with nogil:
-                rte_eth_dev_close(pid)
+            steps |= TEARDOWN_CLOSE
         if self._probed:
+            steps |= TEARDOWN_REMOVE
+        if steps:
             with nogil:
-                rc = rte_eal_hotplug_remove("vdev", c_name)
+                rc = _teardown_steps(pid, steps, c_name, &rc_stop, &rc_close, &rc_remove)
+            if rc != 0:
+                self._state = PORT_CLOSED
+                raise PortError(None, f"closing {self.name!r}: the EAL interrupt thread did "
+                                f"not answer within {TEARDOWN_TIMEOUT_S} s; the port is "
+                                "abandoned (a driver callback is stuck)")
         self._probed = False
         self._configured = False
         self._state = PORT_CLOSED

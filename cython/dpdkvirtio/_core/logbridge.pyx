@@ -4,7 +4,9 @@
 DPDK logs from any thread (lcores, vhost-events, interrupt thread), sometimes while
 holding internal locks, so the stream's write callback never takes the GIL: it
 writes one framed record per message into a non-blocking pipe that Python drains
-(see dpdkvirtio.eal). A full pipe drops the record and counts it.
+(see dpdkvirtio.eal). A full pipe drops the record and counts it. Critical records
+(rte_panic's message, sent just before abort()) also go straight to stderr: nobody
+would drain the pipe after the process is gone.
 
 Frame: int32 payload length, int32 DPDK level, int32 DPDK log type, payload bytes.
 """
@@ -29,6 +31,7 @@ cdef extern from "stdio.h" nogil:
 cdef enum:
     FRAME_MAX = 4096          # PIPE_BUF: one write() of this size is atomic
     HEADER = 12
+    LEVEL_CRIT = 3            # RTE_LOG_CRIT; EMERG=1, ALERT=2 are more severe
 
 cdef int g_fd = -1
 cdef uint64_t g_dropped = 0
@@ -48,6 +51,9 @@ cdef ssize_t _write_cb(void *cookie, const char *buf, size_t size) noexcept nogi
     header[2] = rte_log_cur_msg_logtype()
     memcpy(frame, header, HEADER)
     memcpy(frame + HEADER, buf, n)
+    if 0 < header[1] <= LEVEL_CRIT:
+        write(2, b"DPDK: ", 6)
+        write(2, buf, size)
     if write(fd, frame, HEADER + n) < 0:
         global g_dropped
         g_dropped += 1

@@ -51,6 +51,13 @@ cdef extern from "<unistd.h>" nogil:
 cdef extern from "<stdlib.h>" nogil:
     int atoi(const char *s)
 
+cdef extern from "<sys/stat.h>" nogil:
+    cdef struct stat:
+        unsigned int st_mode
+        long st_size
+    int fstat(int fd, stat *buf)
+    bint S_ISREG(unsigned int mode)
+
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     enum: EFD_NONBLOCK
@@ -70,10 +77,23 @@ cdef enum:
     EV_DESTROY_DEVICE = 5
     EV_DESTROY_CONNECTION = 6
     EV_CONNECTION_REFUSED = 7
+    EV_MESSAGE_REJECTED = 8
+    VHOST_USER_SET_MEM_TABLE = 5
+    VHOST_USER_GET_INFLIGHT_FD = 31
+    VHOST_USER_SET_INFLIGHT_FD = 32
+    # struct vhu_msg_context of DPDK 22.11 (lib/vhost/vhost_user.h, packed): a 12-byte
+    # header, a 632-byte payload union (its largest member is VhostUserCryptoSessionParam),
+    # then int fds[8] and int fd_num. The screen only trusts these offsets when what it
+    # finds there looks like received fds (0 <= fd_num <= 8, each fd open).
+    MSG_PAYLOAD = 12
+    CTX_FDS = 12 + 632
+    CTX_FD_NUM = 12 + 632 + 8 * 4
+    CTX_MAX_FDS = 8
+    MEM_MAX_REGIONS = 8
 
 EVENT_NAMES = {1: "new_connection", 2: "new_device", 3: "vring_state_changed",
                4: "features_changed", 5: "destroy_device", 6: "destroy_connection",
-               7: "connection_refused"}
+               7: "connection_refused", 8: "message_rejected"}
 
 cdef struct dv_vhost_slot:
     char path[PATH_MAX_LEN]
@@ -86,6 +106,7 @@ cdef struct dv_vhost_slot:
     uint32_t connections          # connections seen (reconnects)
     uint32_t devices              # new_device calls seen
     uint32_t refused              # extra front-ends turned away while one was connected
+    uint32_t rejected             # messages refused by the screen (connection closed)
 
 cdef struct dv_vhost_event:
     uint32_t kind
@@ -106,6 +127,7 @@ cdef uint64_t g_ev_tail = 0       # next read
 cdef uint64_t g_ev_lost = 0
 cdef int g_efd = -1
 cdef rte_vhost_device_ops g_ops   # static storage: DPDK keeps the pointer
+cdef rte_vhost_user_extern_ops g_screen
 
 pthread_mutex_init(&g_lock, NULL)
 for _i in range(RTE_MAX_VHOST_DEVICE):
@@ -215,6 +237,95 @@ def cloexec_sweep():
     return n
 
 
+cdef bint _ctx_fds_sane(char *ctx) noexcept nogil:
+    cdef int n = (<int *>(ctx + CTX_FD_NUM))[0]
+    cdef int *fds = <int *>(ctx + CTX_FDS)
+    cdef int i
+    if n < 0 or n > CTX_MAX_FDS:
+        return False
+    for i in range(n):
+        if fds[i] < 0 or fcntl(fds[i], F_GETFD) < 0:
+            return False
+    return True
+
+
+cdef void _ctx_drop_fds(char *ctx) noexcept nogil:
+    """Close the fds the message carried and tell DPDK it carried none: DPDK's handler then
+    fails its own fd-count check, and nothing is left to leak."""
+    cdef int n = (<int *>(ctx + CTX_FD_NUM))[0]
+    cdef int *fds = <int *>(ctx + CTX_FDS)
+    cdef int i
+    for i in range(n):
+        c_close(fds[i])
+        fds[i] = -1
+    (<int *>(ctx + CTX_FD_NUM))[0] = 0
+
+
+cdef bint _mem_table_maps(char *ctx) noexcept nogil:
+    """Whether every region of a SET_MEM_TABLE message lies inside the regular file sent
+    for it. (DPDK 22.11 keeps the fd of the region whose mmap fails: it is moved out of
+    the message before mapping and not counted for clean-up.)"""
+    cdef uint32_t nregions = (<uint32_t *>(ctx + MSG_PAYLOAD))[0]
+    cdef int fd_num = (<int *>(ctx + CTX_FD_NUM))[0]
+    cdef int *fds = <int *>(ctx + CTX_FDS)
+    cdef uint64_t *region
+    cdef uint64_t size, offset
+    cdef stat st
+    cdef int i
+    if nregions > MEM_MAX_REGIONS or <int>nregions != fd_num:
+        return True                     # DPDK refuses these itself and closes the fds
+    for i in range(<int>nregions):
+        region = <uint64_t *>(ctx + MSG_PAYLOAD + 8 + 32 * i)   # gpa, size, uaddr, offset
+        size = region[1]
+        offset = region[3]
+        if fstat(fds[i], &st) != 0 or not S_ISREG(st.st_mode) or size == 0:
+            return False
+        if offset > <uint64_t>st.st_size or size > <uint64_t>st.st_size - offset:
+            return False
+    return True
+
+
+cdef rte_vhost_msg_result _screen_message(int vid, void *msg) noexcept nogil:
+    """Runs before DPDK handles each vhost-user message of our connections, on the one
+    vhost-events thread that serves every port, and neutralises requests that DPDK 22.11
+    handles dangerously:
+    - GET_INFLIGHT_FD creates and zero-fills a memfd of num_queues x queue_size entries,
+      both chosen by the front-end (up to ~64 GB, a stall of every port). Inflight tracking
+      is for vhost-user-blk; net ports do not offer it. Its sizes (payload bytes 12..35)
+      are zeroed, so DPDK's handler fails at once and closes the connection.
+    - SET_INFLIGHT_FD keeps the fd it received when it fails; SET_MEM_TABLE keeps the fd of
+      a region it cannot map. Their fds are closed here and the message is passed on with
+      none, so DPDK's handler fails its fd check and closes the connection.
+    A neutralised message counts in the port's ``rejected`` status and is reported as a
+    "message_rejected" event."""
+    cdef char *ctx = <char *>msg
+    cdef uint32_t request = (<uint32_t *>ctx)[0]
+    cdef int s
+    cdef bint reject = False
+    if request == VHOST_USER_GET_INFLIGHT_FD:
+        memset(ctx + MSG_PAYLOAD, 0, 24)
+        reject = True
+    elif request == VHOST_USER_SET_INFLIGHT_FD or request == VHOST_USER_SET_MEM_TABLE:
+        if not _ctx_fds_sane(ctx):
+            return RTE_VHOST_MSG_RESULT_NOT_HANDLED     # unknown layout: leave it to DPDK
+        if request == VHOST_USER_SET_INFLIGHT_FD:
+            memset(ctx + MSG_PAYLOAD, 0, 24)
+            _ctx_drop_fds(ctx)
+            reject = True
+        elif not _mem_table_maps(ctx):
+            (<uint32_t *>(ctx + MSG_PAYLOAD))[0] = 1      # one region expected, no fd sent
+            _ctx_drop_fds(ctx)
+            reject = True
+    if reject:
+        pthread_mutex_lock(&g_lock)
+        s = g_vid_slot[vid] if 0 <= vid < RTE_MAX_VHOST_DEVICE else -1
+        if s >= 0:
+            g_slots[s].rejected += 1
+            _push_locked(EV_MESSAGE_REJECTED, s, vid, request, 0, 0)
+        pthread_mutex_unlock(&g_lock)
+    return RTE_VHOST_MSG_RESULT_NOT_HANDLED
+
+
 cdef int _on_new_connection(int vid) noexcept nogil:
     pthread_mutex_lock(&g_lock)
     cdef int s = _slot_by_path_locked(vid)
@@ -236,6 +347,8 @@ cdef int _on_new_connection(int vid) noexcept nogil:
             g_slots[s].connections += 1
             _push_locked(EV_NEW_CONNECTION, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
+    if rc == 0:
+        rte_vhost_extern_callback_register(vid, &g_screen, NULL)
     _cloexec_sweep()                          # the connection's socket
     return rc
 
@@ -323,6 +436,8 @@ g_ops.features_changed = _on_features_changed
 g_ops.new_connection = _on_new_connection
 g_ops.destroy_connection = _on_destroy_connection
 g_ops.guest_notified = NULL
+g_screen.pre_msg_handle = _screen_message
+g_screen.post_msg_handle = NULL
 
 
 # ---- Python side ------------------------------------------------------------------------
@@ -383,6 +498,7 @@ cdef class VhostPort(Port):
         self.flags = flags | RTE_VHOST_USER_NET_STATS_ENABLE
         cdef const char *c_path = b_path
         cdef int rc, i, slot = -1
+        cdef uint64_t pfeat = 0
         # Claim a slot first so callbacks can find the port as soon as DPDK knows the path.
         self.alloc_port(DV_KIND_VHOST, mempool, n_queues, tx_retries_max)
         with nogil:
@@ -423,6 +539,10 @@ cdef class VhostPort(Port):
                 raise_dpdk(VhostError, 0, "rte_vhost_driver_disable_features")
             if enable_features and rte_vhost_driver_enable_features(c_path, enable_features) != 0:
                 raise_dpdk(VhostError, 0, "rte_vhost_driver_enable_features")
+            # inflight tracking (vhost-user-blk) is not offered: see _screen_message
+            if rte_vhost_driver_get_protocol_features(c_path, &pfeat) == 0:
+                rte_vhost_driver_set_protocol_features(
+                    c_path, pfeat & ~((<uint64_t>1) << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD))
             if rte_vhost_driver_callback_register(c_path, &g_ops) != 0:
                 raise_dpdk(VhostError, 0, "rte_vhost_driver_callback_register")
         except BaseException:
@@ -505,7 +625,8 @@ cdef class VhostPort(Port):
         cdef dv_vhost_slot s
         if self._slot < 0:
             return {"vid": -1, "running": False, "features": 0, "n_vrings": 0,
-                    "connections": 0, "devices": 0, "refused": 0, "enabled_vrings": []}
+                    "connections": 0, "devices": 0, "refused": 0, "rejected": 0,
+                    "enabled_vrings": []}
         with nogil:
             pthread_mutex_lock(&g_lock)
             s = g_slots[self._slot]
@@ -513,7 +634,7 @@ cdef class VhostPort(Port):
         enabled = [i for i in range(2 * self._p.n_queues) if self._p.vring_enabled[i]]
         return {"vid": s.vid, "running": bool(s.running), "features": s.features,
                 "n_vrings": s.n_vrings, "connections": s.connections, "devices": s.devices,
-                "refused": s.refused, "enabled_vrings": enabled}
+                "refused": s.refused, "rejected": s.rejected, "enabled_vrings": enabled}
 
     @property
     def running(self):

@@ -14,6 +14,21 @@ cdef extern from "rte_vhost.h" nogil:
     enum: RTE_VHOST_USER_NET_STATS_ENABLE
     enum: RTE_MAX_VHOST_DEVICE
     enum: RTE_VHOST_STATS_NAME_SIZE
+    enum: VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD
+
+    enum rte_vhost_msg_result:
+        RTE_VHOST_MSG_RESULT_ERR
+        RTE_VHOST_MSG_RESULT_OK
+        RTE_VHOST_MSG_RESULT_REPLY
+        RTE_VHOST_MSG_RESULT_NOT_HANDLED
+    ctypedef rte_vhost_msg_result (*rte_vhost_msg_handle)(int vid, void *msg) noexcept nogil
+    cdef struct rte_vhost_user_extern_ops:
+        rte_vhost_msg_handle pre_msg_handle
+        rte_vhost_msg_handle post_msg_handle
+    int rte_vhost_extern_callback_register(int vid, const rte_vhost_user_extern_ops *ops,
+                                           void *ctx)
+    int rte_vhost_driver_get_protocol_features(const char *path, uint64_t *protocol_features)
+    int rte_vhost_driver_set_protocol_features(const char *path, uint64_t protocol_features)
 
     cdef struct rte_vhost_device_ops:
         int (*new_device)(int vid) noexcept nogil
