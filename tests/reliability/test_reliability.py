@@ -388,7 +388,12 @@ def test_1000_ports_in_one_process(sockdir):
                 assert front.call("gen_wait", tag=f"g{i}")["done"]
             time.sleep(0.5)
             total = back.call("total", names=[f"p{i * 50}" for i in range(20)], key="rx_packets")
-            assert total["value"] == 20 * 1000
+            # one PMD round over 1,000 ports can outlast a 10 ms burst of 1,000 packets:
+            # what the rings could not hold is counted by the generators, never lost
+            front_drops = sum(sum(front.call("stats", name=f"u{i}")["drops"].values())
+                              for i in range(20))
+            assert total["value"] + front_drops == 20 * 1000, (total["value"], front_drops)
+            assert total["value"] >= 20 * 256
             # the fdset is nearly full: one connection more than it holds is refused cleanly
             extra_ok = 0
             for i in range(20, 31):
@@ -399,6 +404,7 @@ def test_1000_ports_in_one_process(sockdir):
                 except Exception:  # noqa: BLE001 - the expected refusal, reported below
                     break
         print(f"{n} ports added in {took:.2f} s (max {max(added['seconds']) * 1000:.2f} ms each); "
+              f"traffic on 20 of them: {total['value']} received + {front_drops} counted drops; "
               f"{res['fds']} fds open; RLIMIT_NOFILE {soft}/{hard}; front-ends connected: "
               f"{ok + extra_ok}")
         assert back.call("ping")
