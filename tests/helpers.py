@@ -8,12 +8,32 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from dpdkvirtio.testing import (Agent, AgentError, Testpmd, TESTPMD, cpus,  # noqa: F401
                                 unique_prefix)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_still(read, quiet_s: float = 0.4, timeout_s: float = 60.0, poll_s: float = 0.02):
+    """Call ``read()`` until its value has not changed for ``quiet_s``; return that value.
+    AssertionError when it still moves after ``timeout_s``."""
+    deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+    while time.monotonic() < deadline:
+        cur = read()
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since > quiet_s:
+            return cur
+        time.sleep(poll_s)
+    raise AssertionError(f"counter kept moving (last value {last})")
+
+
+def settle(port, key: str = "rx_packets", quiet: float = 0.4, timeout: float = 60.0):
+    """A port counter once it stops moving."""
+    return wait_still(lambda: port.stats()[key], quiet, timeout)
 
 
 def short_dir(prefix="dvt") -> str:

@@ -8,6 +8,7 @@ import pytest
 import dpdkvirtio as dv
 from dpdkvirtio import packets
 from dpdkvirtio.errors import ConfigError, PmdError
+from tests import helpers
 from tests.core.conftest import drain
 
 
@@ -18,18 +19,9 @@ def _wait(pred, timeout=20.0):
         time.sleep(0.01)
 
 
-def _quiesce(port, key="rx_packets", settle=0.3, timeout=20.0):
+def _quiesce(port, key="rx_packets"):
     """Wait until a counter stops moving."""
-    deadline = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        cur = port.stats()[key]
-        if cur != last:
-            last, since = cur, time.monotonic()
-        elif time.monotonic() - since > settle:
-            return cur
-        time.sleep(0.02)
-    raise AssertionError("counter kept moving")
+    return helpers.settle(port, key, quiet=0.3, timeout=20.0)
 
 
 @pytest.fixture

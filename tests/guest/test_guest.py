@@ -11,6 +11,7 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.testing import cpus
+from tests import helpers
 from tests.guest import guestlib
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
@@ -32,16 +33,8 @@ def pmd(eal):
     p.close()
 
 
-def settle(port, key="rx_packets", quiet=0.5, timeout=60):
-    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        cur = port.stats()[key]
-        if cur != last:
-            last, since = cur, time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return cur
-        time.sleep(0.05)
-    raise AssertionError(f"{key} kept moving")
+def settle(port, key="rx_packets"):
+    return helpers.settle(port, key, quiet=0.5)
 
 
 def pattern_frames(n, size=128, first_seq=0):

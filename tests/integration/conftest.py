@@ -1,20 +1,11 @@
-import time
-
 import pytest
 
+from tests.helpers import settle
 
-def quiesce(port, key="rx_packets", settle=0.4, timeout=30.0):
+
+def quiesce(port, key="rx_packets"):
     """Wait until a port counter stops moving; return its value."""
-    deadline = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        cur = port.stats()[key]
-        if cur != last:
-            last, since = cur, time.monotonic()
-        elif time.monotonic() - since > settle:
-            return cur
-        time.sleep(0.02)
-    raise AssertionError(f"{key} of {port.name} kept moving")
+    return settle(port, key, quiet=0.4, timeout=30.0)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from dpdkvirtio.testing import Agent, Testpmd, cpus
-from tests.helpers import REPO, short_dir
+from tests.helpers import REPO, short_dir, wait_still
 
 FRONT, BACK = cpus()[0], cpus()[-1]
 
@@ -75,16 +75,8 @@ class Running:
     def stats(self):
         return self.ctl("port-stats")
 
-    def settle(self, port, key="rx_packets", quiet=0.5, timeout=30):
-        deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-        while time.monotonic() < deadline:
-            cur = self.stats()[port][key]
-            if cur != last:
-                last, since = cur, time.monotonic()
-            elif time.monotonic() - since > quiet:
-                return cur
-            time.sleep(0.1)
-        raise AssertionError("still moving")
+    def settle(self, port, key="rx_packets"):
+        return wait_still(lambda: self.stats()[port][key], 0.5, 30, 0.1)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -4,23 +4,14 @@ import time
 
 import pytest
 
-from tests.helpers import Agent, AgentError, cpus, free_hugepages_mb
+from tests.helpers import Agent, AgentError, cpus, free_hugepages_mb, wait_still
 
 MODES = ["no-huge", pytest.param("hugepages", marks=pytest.mark.skipif(
     free_hugepages_mb() < 1200, reason="needs 1.2 GB of free 2 MB hugepages"))]
 
 
-def _settle(agent, name, key, settle=0.4, timeout=30):
-    deadline = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        cur = agent.call("stats", name=name)["stats"][key]
-        if cur != last:
-            last, since = cur, time.monotonic()
-        elif time.monotonic() - since > settle:
-            return cur
-        time.sleep(0.05)
-    raise AssertionError(f"{key} kept moving")
+def _settle(agent, name, key):
+    return wait_still(lambda: agent.call("stats", name=name)["stats"][key], 0.4, 30, 0.05)
 
 
 @pytest.mark.parametrize("mode", MODES)

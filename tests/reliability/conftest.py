@@ -9,6 +9,7 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.testing import cpus
+from tests.helpers import settle  # noqa: F401  (the reliability tests import it from here)
 
 FRONT, BACK = cpus()[0], cpus()[-1]
 UNTOUCHED_PPS = 100_000
@@ -28,16 +29,6 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def settle(port, key="rx_packets", quiet=0.4, timeout=60):
-    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        cur = port.stats()[key]
-        if cur != last:
-            last, since = cur, time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return cur
-        time.sleep(0.02)
-    raise AssertionError(f"{key} of {port.name} kept moving")
 
 
 class Untouched:
