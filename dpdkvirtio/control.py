@@ -64,15 +64,25 @@ class ControlServer:
     def _serve(self, conn: socket.socket):
         with conn:
             f = conn.makefile("rwb")
-            for line in f:
-                if len(line) > MAX_REQUEST:
-                    reply = {"ok": False, "error": "request too long"}
+            while True:
+                try:
+                    line = f.readline(MAX_REQUEST + 1)       # never more than the limit
+                except OSError:
+                    return
+                if not line:
+                    return
+                too_long = len(line) > MAX_REQUEST
+                if too_long:
+                    reply = {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes; "
+                             "the connection is closed"}
                 else:
                     reply = self.handle(line)
                 try:
                     f.write(json.dumps(reply).encode() + b"\n")
                     f.flush()
                 except OSError:
+                    return
+                if too_long:                                  # the rest of it is not read
                     return
 
     def handle(self, line: bytes) -> dict:
@@ -93,6 +103,9 @@ class ControlServer:
             return {"ok": False, "error": f"{cmd}: bad arguments ({e})"}
         except (ConfigError, DpdkError, OSError, ValueError) as e:
             return {"ok": False, "error": str(e)}
+        except Exception as e:  # noqa: BLE001 - a bad request must not end the connection silently
+            log.exception("control command %r failed", cmd)
+            return {"ok": False, "error": f"{cmd}: {type(e).__name__}: {e}"}
 
     # -- commands ---------------------------------------------------------------------
     def cmd_ping(self):

@@ -370,19 +370,29 @@ def read_pcap(path, limit: int | None = None) -> list[bytes]:
         elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
             endian = ">"
         else:
-            raise ConfigError(f"{path}: not a classic pcap file (pcapng is not supported)")
+            raise ConfigError(f"{path}: not a classic pcap file"
+                              + (" (pcapng is not supported; convert it with editcap -F pcap)"
+                                 if magic == b"\x0a\x0d\x0d\x0a" else ""))
         linktype = struct.unpack(endian + "I", head[20:24])[0]
         if linktype != 1:
             raise ConfigError(f"{path}: link type {linktype} is not Ethernet")
+        snaplen = struct.unpack(endian + "I", head[16:20])[0]
         frames = []
         while limit is None or len(frames) < limit:
             rec = f.read(16)
-            if len(rec) < 16:
+            if not rec:
                 break
+            if len(rec) < 16:
+                raise ConfigError(f"{path}: truncated: the record header after packet "
+                                  f"{len(frames)} is cut short")
             _, _, incl, _ = struct.unpack(endian + "IIII", rec)
+            if incl > max(snaplen, 65535):
+                raise ConfigError(f"{path}: corrupt: packet {len(frames)} claims {incl} bytes "
+                                  f"(snap length {snaplen})")
             data = f.read(incl)
             if len(data) < incl:
-                break
+                raise ConfigError(f"{path}: truncated: packet {len(frames)} has {len(data)} of "
+                                  f"its {incl} bytes")
             frames.append(data)
     if not frames:
         raise ConfigError(f"{path}: no packets")
@@ -485,8 +495,14 @@ class GeneratorHandle:
         self._a.generator.set_rate(rate)
         return rate
 
-    def pause(self):
+    def pause(self, timeout_s: float = 5.0):
+        """Stop building packets. Returns once the PMD has finished the poll round it was
+        in, so ``built`` stays final until resume(). Raises PmdError when a running PMD
+        did not complete a round within ``timeout_s``."""
         self._a.generator.paused = True
+        pmd = self._pmd()
+        if pmd is not None:
+            pmd._wait_rounds(2, timeout_s)
 
     def resume(self):
         self._a.generator.paused = False
@@ -592,6 +608,19 @@ class Pmd:
     def __repr__(self):
         state = "closed" if self._closed else ("running" if self.running else "stopped")
         return f"<Pmd lcore={self.lcore} cpu={self._cpu} {state} assignments={len(self._assignments)}>"
+
+    def _wait_rounds(self, rounds: int, timeout_s: float):
+        """Return after the running poll loop completed ``rounds`` more rounds."""
+        if not self.running:
+            return
+        iterations = self.counters["iterations"]          # a live view
+        target = int(iterations[0]) + rounds
+        deadline = time.monotonic() + timeout_s
+        while int(iterations[0]) < target and self.running:
+            if time.monotonic() > deadline:
+                raise PmdError(None, f"PMD on lcore {self.lcore} did not complete a poll round "
+                               f"within {timeout_s:g} s")
+            time.sleep(0.0002)
 
     # -- assignments -------------------------------------------------------------------
     def _publish(self):

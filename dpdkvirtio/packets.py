@@ -10,6 +10,8 @@ import struct
 
 import numpy as np
 
+from .errors import ConfigError
+
 ETH_HLEN = 14
 IPV4_HLEN = 20
 UDP_HLEN = 8
@@ -31,10 +33,23 @@ SIZES = {"eth.dst": 6, "eth.src": 6, "eth.type": 2, "ip.len": 2, "ip.id": 2, "ip
 
 
 def mac_bytes(mac: str) -> bytes:
-    parts = mac.split(":")
-    if len(parts) != 6:
-        raise ValueError(f"bad MAC address {mac!r}")
-    return bytes(int(p, 16) for p in parts)
+    """"02:00:00:00:00:01" -> 6 bytes. Raises ConfigError for anything else."""
+    parts = mac.split(":") if isinstance(mac, str) else []
+    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+        raise ConfigError(f"bad MAC address {mac!r}: expected six hex bytes like 02:00:00:00:00:01")
+    try:
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ConfigError(f"bad MAC address {mac!r}: expected six hex bytes like "
+                          "02:00:00:00:00:01") from None
+
+
+def ipv4_bytes(address: str, what: str = "IPv4 address") -> bytes:
+    """"127.0.0.1" -> 4 bytes. Raises ConfigError for anything else."""
+    try:
+        return ipaddress.IPv4Address(address).packed
+    except (ValueError, TypeError):
+        raise ConfigError(f"bad {what} {address!r}: expected dotted quad like 127.0.0.1") from None
 
 
 def inet_checksum(data: bytes) -> int:
@@ -53,12 +68,18 @@ def udp_frame(size: int = 64, *, src_mac: str = "02:00:00:00:00:01",
               payload: bytes | None = None, udp_checksum: bool = True) -> bytes:
     """An Ethernet/IPv4/UDP frame of ``size`` bytes (FCS excluded; >= 60... 42 + payload),
     IPv4 and UDP checksums filled in. The payload is ``payload`` padded with zeros."""
-    if size < ETH_HLEN + IPV4_HLEN + UDP_HLEN:
-        raise ValueError(f"a UDP frame needs at least {ETH_HLEN + IPV4_HLEN + UDP_HLEN} bytes")
+    if not isinstance(size, int) or not ETH_HLEN + IPV4_HLEN + UDP_HLEN <= size <= 65535:
+        raise ConfigError(f"a UDP frame is {ETH_HLEN + IPV4_HLEN + UDP_HLEN}..65535 bytes, "
+                          f"got {size!r}")
+    for name, port in (("sport", sport), ("dport", dport)):
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be 0..65535, got {port!r}")
+    if not isinstance(ttl, int) or not 0 <= ttl <= 255:
+        raise ConfigError(f"ttl must be 0..255, got {ttl!r}")
     plen = size - ETH_HLEN - IPV4_HLEN - UDP_HLEN
     body = (payload or b"")[:plen].ljust(plen, b"\0")
-    src = ipaddress.IPv4Address(src_ip).packed
-    dst = ipaddress.IPv4Address(dst_ip).packed
+    src = ipv4_bytes(src_ip, "src_ip")
+    dst = ipv4_bytes(dst_ip, "dst_ip")
     ip_len = IPV4_HLEN + UDP_HLEN + plen
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, ttl, 17, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]

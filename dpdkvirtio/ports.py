@@ -254,6 +254,9 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
             path = sockets.check_server_path(path)
         if not isinstance(queues, int) or not 1 <= queues <= 128:
             raise ConfigError(f"queues must be 1..128 queue pairs, got {queues!r}")
+        self._socket_mode = sockets.check_socket_mode(socket_mode)
+        self._owner = sockets.resolve_owner(owner)
+        self._group = sockets.resolve_group(group)
         # vhost-user ports own no descriptor rings: the pool only holds bursts in flight
         mempool = self._init_common(mempool, queues, 0)
         flags = 0
@@ -272,9 +275,6 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
         if compliant_ol_flags:
             flags |= _vhost.FLAG_NET_COMPLIANT_OL_FLAGS
         self._events: list = []
-        self._socket_mode = socket_mode
-        self._owner = owner
-        self._group = group
         started = time.time()
         try:
             self._setup(mempool, path, flags, queues, disable_features, enable_features,
@@ -325,13 +325,8 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
         if self._socket_mode is not None:
             os.chmod(self.path, self._socket_mode)
         if self._owner is not None or self._group is not None:
-            import grp
-            import pwd
-            uid = self._owner if isinstance(self._owner, int) or self._owner is None \
-                else pwd.getpwnam(self._owner).pw_uid
-            gid = self._group if isinstance(self._group, int) or self._group is None \
-                else grp.getgrnam(self._group).gr_gid
-            os.chown(self.path, -1 if uid is None else uid, -1 if gid is None else gid)
+            os.chown(self.path, -1 if self._owner is None else self._owner,
+                     -1 if self._group is None else self._group)
 
     def events(self) -> list[VhostEvent]:
         """Events of this port since the last call (drains the ring first)."""

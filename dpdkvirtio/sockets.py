@@ -121,3 +121,44 @@ def check_socket_dir(directory, allow_world_writable_sticky: bool = True) -> str
                                   f"(mode {stat.S_IMODE(st.st_mode):o}); use a directory only "
                                   "the switch's user and group can write (e.g. chmod 0750)")
     return directory
+
+
+def check_socket_mode(mode) -> int | None:
+    """A socket file mode (permission bits only, e.g. 0o660) or None (leave as created).
+    Raises ConfigError for anything else."""
+    from .errors import ConfigError
+    if mode is None:
+        return None
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ConfigError(f"socket_mode must be permission bits 0o000..0o777 (e.g. 0o660), "
+                          f"got {mode!r}")
+    return mode
+
+
+def resolve_owner(owner) -> int | None:
+    """A user name or uid (>= 0) to a uid; None stays None. Raises ConfigError."""
+    return _resolve_id(owner, "owner", "user", lambda name: __import__("pwd").getpwnam(name).pw_uid)
+
+
+def resolve_group(group) -> int | None:
+    """A group name or gid (>= 0) to a gid; None stays None. Raises ConfigError."""
+    return _resolve_id(group, "group", "group", lambda name: __import__("grp").getgrnam(name).gr_gid)
+
+
+def _resolve_id(value, what: str, kind: str, lookup) -> int | None:
+    from .errors import ConfigError
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"socket {what} must be a {kind} name or a number, got {value!r}")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 <= value < 2**32 - 1:
+            raise ConfigError(f"socket {what} {value} is not a valid {kind} id")
+        return value
+    try:
+        return lookup(value)
+    except KeyError:
+        raise ConfigError(f"no {kind} named {value!r} on this host (socket {what}); give an "
+                          f"existing {kind} name or a numeric id") from None

@@ -193,6 +193,7 @@ class SwitchPort:
         p = self.port
         d = {"name": self.name, "type": self.type, "ofport": self.ofport,
              "options": dict(self.options), "queues": p.n_queues, "state": p.state,
+             "tx_retries_max": p.tx_retries_max,             # what the data path applies
              "mempool": {"name": p.mempool.name, "size": p.mempool.size}
              if p.mempool is not None else None}
         if hasattr(p, "status"):
@@ -333,7 +334,12 @@ class Switch:
             pool, owned = self._pool_for_new_port(n_rxq, ring)
             try:
                 if type == "dpdkvhostuser":
-                    mode = int(str(options.get("socket-mode", "0660")), 8)
+                    text = str(options.get("socket-mode", "0660"))
+                    try:
+                        mode = int(text, 8)
+                    except ValueError:
+                        raise ConfigError(f"port {name!r}: socket-mode must be octal permission "
+                                          f"bits such as 0660, got {text!r}") from None
                     port = VhostUserPort(path, queues=n_rxq, mempool=pool, tx_retries_max=retries,
                                          iommu_support=self.config.iommu,
                                          postcopy_support=self.config.postcopy, socket_mode=mode,

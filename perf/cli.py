@@ -199,8 +199,9 @@ def _key(r):
 
 
 def compare(base: list, new: list, tolerance: float, absolute: bool = False):
-    """Rows (key, base value, new value, change, verdict) and whether anything regressed.
-    Ratios to testpmd are compared, unless ``absolute`` and the hosts match."""
+    """Rows (key, base value, new value, change, verdict) and whether anything regressed
+    (or a baseline scenario is missing from ``new``; scenarios only in ``new`` are listed
+    as "new"). Ratios to testpmd are compared, unless ``absolute`` and the hosts match."""
     by_key = {_key(r): r for r in base}
     rows, regressed = [], False
     for r in new:
@@ -222,6 +223,12 @@ def compare(base: list, new: list, tolerance: float, absolute: bool = False):
         elif change > tolerance:
             verdict = "better"
         rows.append((_key(r), bv, nv, change, f"{verdict} ({field})"))
+    # a scenario of the baseline that the new run lacks is not a pass
+    new_keys = {_key(r) for r in new}
+    for k, b in by_key.items():
+        if k not in new_keys:
+            rows.append((k, b.get("ratio"), None, None, "MISSING from the new run"))
+            regressed = True
     return rows, regressed
 
 
@@ -236,7 +243,7 @@ def cmd_compare(args) -> int:
         print(f"{name:<{width}}  {_f(bv, '{:.3f}'):>9}  {_f(nv, '{:.3f}'):>9}  "
               f"{'-' if ch is None else f'{ch * 100:+.1f}%':>8}  {verdict}")
     if regressed:
-        print(f"\nregression beyond {args.tolerance * 100:.0f}%")
+        print(f"\nregression beyond {args.tolerance * 100:.0f}%, or scenarios missing")
         return 1
     return 0
 

@@ -16,6 +16,9 @@ import pytest
 from tests import helpers
 
 
+pytest_plugins = ["tests.skippolicy"]
+
+
 def pytest_configure(config):
     for name, text in [
         ("slow", "long tests (real guest, soak, large scale); CI runs them"),
@@ -30,7 +33,13 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def eal():
     import dpdkvirtio as dv
-    e = dv.init(memory_mode="auto", file_prefix=helpers.unique_prefix("pyt"), log_level="warning")
+    # one worker lcore per CPU, and one more on the last CPU: the reliability tests run a
+    # PMD of their own besides the untouched pair's (two pollers may share a CPU)
+    c = helpers.cpus()
+    workers = {i + 1: cpu for i, cpu in enumerate(sorted(set(c)))}
+    workers[len(workers) + 1] = c[-1]
+    e = dv.init(memory_mode="auto", file_prefix=helpers.unique_prefix("pyt"), log_level="warning",
+                workers=workers)
     yield e
 
 

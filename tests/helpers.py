@@ -72,3 +72,12 @@ def our_processes() -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def steady_window(built, received, dropped, seconds: float = 0.5) -> dict:
+    """Deltas of three cumulative counters (callables) over ``seconds`` of steady traffic:
+    after restarts, a healthy port receives nearly everything built again, a dead or
+    degraded one turns it into drops."""
+    b0, r0, d0 = built(), received(), dropped()
+    time.sleep(seconds)
+    return {"built": built() - b0, "received": received() - r0, "dropped": dropped() - d0}

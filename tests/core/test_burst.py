@@ -101,3 +101,34 @@ def test_dealloc_returns_mbufs(pool):
     assert pool.in_use == 16
     del b
     assert pool.in_use == 0
+
+
+def test_copy_out_and_views_refuse_bad_arguments(pool):
+    b = dv.Burst(8)
+    b.alloc(pool, 4, dv.udp_frame(64))
+    try:
+        with pytest.raises(ConfigError, match="out has 3 rows, the burst holds 4"):
+            b.copy_to(np.zeros((3, 64), np.uint8))
+        with pytest.raises(ConfigError, match="lengths has 2 entries"):
+            b.copy_to(np.zeros((4, 64), np.uint8), np.zeros(2, np.uint32))
+        with pytest.raises(ValueError, match="dtype mismatch"):
+            b.copy_to(np.zeros((4, 64), np.int32))
+        with pytest.raises(ValueError, match="dimensions"):
+            b.copy_to(np.zeros(256, np.uint8))
+        with pytest.raises(ValueError, match="contiguous"):
+            b.copy_to(np.zeros((4, 128), np.uint8)[:, ::2])
+        with pytest.raises(ValueError, match="dtype mismatch"):
+            b.copy_to(np.zeros((4, 64), np.uint8), np.zeros(4, np.int64))
+        for snaplen in (0, -5):
+            with pytest.raises(ConfigError, match="snaplen must be > 0"):
+                b.to_numpy(snaplen=snaplen)
+        for i in (4, -5, 100):
+            with pytest.raises(IndexError, match="burst holds 4"):
+                b.view(i)
+            with pytest.raises(IndexError, match="burst holds 4"):
+                b.packet(i)
+        out = np.zeros((4, 16), np.uint8)                 # fewer columns: a prefix each
+        assert b.copy_to(out) == 4 and bytes(out[3]) == dv.udp_frame(64)[:16]
+    finally:
+        b.free()
+    assert pool.in_use == 0

@@ -27,11 +27,33 @@ def test_server_socket_created_with_mode_and_removed(eal, sockdir):
     p.close()
 
 
-def test_socket_mode_and_owner_options(eal, sockdir):
+@pytest.mark.parametrize("owner, group", [(65534, 65534), ("nobody", "nogroup"), ("65534", "65534")])
+def test_socket_mode_and_owner_options(eal, sockdir, owner, group):
+    # nobody/nogroup (65534): as root, asking for uid/gid 0 would pass without any chown
     path = os.path.join(sockdir, "o.sock")
-    with dv.VhostUserPort(path, socket_mode=0o600, owner=0, group=0):
+    with dv.VhostUserPort(path, socket_mode=0o600, owner=owner, group=group):
         st = os.stat(path)
-        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0 and st.st_gid == 0
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 65534 and st.st_gid == 65534
+    with dv.VhostUserPort(path, group="nogroup"):              # the group alone
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (os.getuid(), 65534)
+
+
+@pytest.mark.parametrize("kw, text", [
+    (dict(owner="no-such-user-dv"), "no user named 'no-such-user-dv'"),
+    (dict(group="no-such-group-dv"), "no group named 'no-such-group-dv'"),
+    (dict(owner=-5), "not a valid user id"),
+    (dict(group=1.5), "group name or a number"),
+    (dict(socket_mode=0o1000), "permission bits"),
+    (dict(socket_mode="rw"), "permission bits"),
+])
+def test_bad_socket_mode_owner_group(eal, sockdir, kw, text):
+    path = os.path.join(sockdir, "bad.sock")
+    in_use = {m.name: m.in_use for m in eal.objects(dv.Mempool) if not m.closed}
+    with pytest.raises(ConfigError, match=text):
+        dv.VhostUserPort(path, **kw)
+    assert not os.path.exists(path)                           # refused before anything exists
+    assert {m.name: m.in_use for m in eal.objects(dv.Mempool) if not m.closed} == in_use
 
 
 def test_connect_events_features(pair):
@@ -275,8 +297,59 @@ def test_events_fd_is_pollable(eal, sockdir):
         u = dv.VirtioUserPort(v.path)
         r, _, _ = select.select([dv.events_fd()], [], [], 5)
         assert r
-        evs = dv.poll_events()
-        assert any(e.port is v and e.kind == "new_device" for e in evs) or v.wait_running(5)
+        kinds = [e.kind for e in dv.poll_events() if e.port is v]
+        deadline = time.monotonic() + 5
+        while "new_device" not in kinds and time.monotonic() < deadline:   # may come later
+            select.select([dv.events_fd()], [], [], 0.1)
+            kinds += [e.kind for e in dv.poll_events() if e.port is v]
+        assert kinds[0] == "new_connection" and "new_device" in kinds, kinds
         u.close()
+        # the front-end going away is posted too
+        deadline = time.monotonic() + 5
+        while "destroy_device" not in kinds and time.monotonic() < deadline:
+            select.select([dv.events_fd()], [], [], 0.1)
+            kinds += [e.kind for e in dv.poll_events() if e.port is v]
+        assert "destroy_device" in kinds and "destroy_connection" in kinds, kinds
     finally:
+        v.close()
+
+
+def _events_until(port, kind, timeout_s=5.0):
+    import select
+    kinds, deadline = [], time.monotonic() + timeout_s
+    while kind not in kinds and time.monotonic() < deadline:
+        select.select([dv.events_fd()], [], [], 0.05)
+        kinds += [e.kind for e in port.events()]
+    return kinds
+
+
+def test_refused_and_rejected_events_are_posted(eal, sockdir):
+    from tests.reliability.vhostfuzz import _msg
+    v = dv.VhostUserPort(os.path.join(sockdir, "ev.sock"))
+    u = dv.VirtioUserPort(v.path)
+    try:
+        assert v.wait_running(10)
+        v.events()
+        # a second front-end while the first one's device runs: refused, and said so
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(v.path)
+        assert s.recv(64) == b""                               # the back-end closed it
+        s.close()
+        assert "connection_refused" in _events_until(v, "connection_refused")
+        assert v.status()["refused"] == 1
+        u.close()
+        assert "destroy_connection" in _events_until(v, "destroy_connection")   # disconnected
+        # a request the message screen neutralises: rejected, and said so
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(v.path)
+        s.sendall(_msg(31, bytes(24)))                         # GET_INFLIGHT_FD
+        assert s.recv(64) == b""
+        s.close()
+        kinds = _events_until(v, "message_rejected")
+        assert "new_connection" in kinds and "message_rejected" in kinds, kinds
+        assert v.status()["rejected"] == 1
+    finally:
+        u.close()
         v.close()

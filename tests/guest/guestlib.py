@@ -51,6 +51,11 @@ def _run(cmd, **kw):
 
 
 def _kernel_package() -> str:
+    """The kernel package behind META_PACKAGE: the one already downloaded into the cache
+    when there is one (apt-cache need not answer then), else what apt-cache names."""
+    cached = sorted(CACHE.glob("linux-image-*-cloud-amd64_*.deb"))
+    if cached:
+        return cached[-1].name.split("_", 1)[0]
     r = _run(["apt-cache", "depends", META_PACKAGE])
     m = re.search(r"Depends:\s*(linux-image-\S+)", r.stdout)
     if not m:

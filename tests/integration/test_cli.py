@@ -147,7 +147,7 @@ def test_runtime_add_del_loses_nothing_elsewhere(d):
                 request(sw.sock, "del-port", name=f"c{i}")
             assert peer.call("gen_wait", tag="g", timeout=60)["done"]
             sw.settle("b", "tx_packets")
-            time.sleep(0.5)
+            wait_still(lambda: peer.call("stats", name="ub")["stats"]["rx_packets"], 0.5, 30, 0.05)
             f = peer.call("stats", name="ua")
             r = peer.call("stats", name="ub")
             s = sw.stats()
@@ -170,14 +170,21 @@ def test_every_ctl_command_human_and_json(d):
         c = sw.ctl("add-port", "c", "dpdkvhostuser", "n_rxq=2", "socket-mode=0600")
         assert c["queues"] == 2 and stat.S_IMODE(os.stat(os.path.join(d, "c")).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.join(d, "a")).st_mode) == 0o660
-        assert sw.ctl("set", "c", "tx-retries-max=4")["options"]["tx-retries-max"] == "4"
+        def port_c():
+            return next(p for p in sw.ctl("show")["ports"] if p["name"] == "c")
+        assert port_c()["tx_retries_max"] == 8                # the default, read from the port
+        sw.ctl("set", "c", "tx-retries-max=4")
+        assert port_c()["tx_retries_max"] == 4                # what the data path now applies
         sw.ctl("set", "c", f"pmd-rxq-affinity=1:{BACK}")
         rows = sw.ctl("pmd-rxq-show")
         assert sorted((r["port"], r["queue"]) for r in rows) == [("a", 0), ("c", 0), ("c", 1)]
+        assert {r["pmd_cpu"] for r in rows if (r["port"], r["queue"]) == ("c", 1)} == {BACK}
         assert "usage %" in sw.ctl("pmd-rxq-show", json_out=False)
-        assert sw.ctl("add-flow", "c", "a") == {"in_port": "c", "out_port": "a"}
-        assert {r["action"] for r in sw.ctl("pmd-rxq-show") if r["port"] == "c"} == {"io"}
-        assert sw.ctl("del-flow", "c")["out_port"] == "drop"
+        sw.ctl("add-flow", "c", "a")
+        rows = [r for r in sw.ctl("pmd-rxq-show") if r["port"] == "c"]
+        assert {(r["action"], r.get("out_port")) for r in rows} == {("io", "a")}
+        sw.ctl("del-flow", "c")
+        assert {r["action"] for r in sw.ctl("pmd-rxq-show") if r["port"] == "c"} == {"rxonly"}
         perf = sw.ctl("pmd-perf-show")
         assert perf[0]["iterations"] > 0 and "burst_histogram" in perf[0]
         assert "cycles/packet" in sw.ctl("pmd-perf-show", json_out=False)
@@ -291,5 +298,66 @@ def test_ctl_errors_from_a_running_switch(d):
             r = sw.ctl(*args, check=False)
             assert text in _one_line_error(r), args
         assert [p["name"] for p in sw.ctl("show")["ports"]] == ["a"]   # unchanged
+    finally:
+        assert sw.stop() == 0
+
+
+def _raw(sock_path, payload: bytes, timeout=10.0) -> list:
+    """Send raw bytes to the control socket; the JSON replies until it closes or idles."""
+    import socket as _socket
+    s = _socket.socket(_socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(sock_path)
+    try:
+        s.sendall(payload)
+        s.shutdown(_socket.SHUT_WR)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(1 << 16)
+            except ConnectionResetError:              # closed with our bytes unread
+                break
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    return [json.loads(l) for l in buf.splitlines()]
+
+
+def test_control_socket_rejects_bad_requests(d):
+    from dpdkvirtio.control import MAX_REQUEST
+    sw = Running(d, [("a", "dpdkvhostuser", {})])
+    try:
+        st = os.stat(sw.sock)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+        cases = [
+            (b"{not json\n", "malformed request"),
+            (b"[1, 2]\n", "malformed request"),
+            (b'{"args": {}}\n', "malformed request"),
+            (b'{"cmd": "show", "args": [1]}\n', "malformed request"),
+            (b'{"cmd": "frobnicate"}\n', "unknown command 'frobnicate'"),
+            (b'{"cmd": 7}\n', "unknown command 7"),
+            (b'{"cmd": "del-port", "args": {"nme": "a"}}\n', "del-port: bad arguments"),
+            (b'{"cmd": "del-port", "args": {"name": ["a"]}}\n', "no port"),
+            (b'{"cmd": "set", "args": {"name": "a", "options": 5}}\n', "set: "),
+            (b'{"cmd": "set", "args": {"name": "a", "options": ["novalue"]}}\n', "key=value"),
+            (b'{"cmd": "add-port", "args": {"name": 5, "type": "dpdkvhostuser"}}\n', "add-port"),
+        ]
+        # one connection carries them all: an error reply never ends the conversation
+        replies = _raw(sw.sock, b"".join(p for p, _ in cases) + b'{"cmd": "ping"}\n')
+        assert len(replies) == len(cases) + 1
+        for (payload, text), reply in zip(cases, replies):
+            assert reply["ok"] is False and text in reply["error"], (payload, reply)
+        assert replies[-1] == {"ok": True, "result": "pong"}
+        # a request over the size limit is refused without being read whole, then closed
+        replies = _raw(sw.sock, b'{"cmd": "ping", "pad": "' + b"x" * (2 * MAX_REQUEST) + b'"}\n'
+                       + b'{"cmd": "ping"}\n')
+        assert len(replies) == 1 and replies[0]["ok"] is False
+        assert f"longer than {MAX_REQUEST} bytes" in replies[0]["error"]
+        # the ctl client: bad key=value, one line
+        assert "key=value" in _one_line_error(sw.ctl("set", "a", "novalue", check=False))
+        assert [p["name"] for p in sw.ctl("show")["ports"]] == ["a"]      # nothing changed
     finally:
         assert sw.stop() == 0

@@ -1,5 +1,6 @@
 """`python -m dpdkvirtio demo`: two processes, live output, conservation, JSON."""
 import json
+import re
 import subprocess
 import sys
 
@@ -29,11 +30,22 @@ def test_demo_json_conserves(mode, engine):
     assert "Mpps" in r.stderr                          # live lines go to stderr with --json
 
 
-def test_demo_table_other_direction():
-    r = _demo("--seconds", "2", "--direction", "to-virtio")
+def test_demo_other_direction_json_and_table():
+    r = _demo("--seconds", "2", "--direction", "to-virtio", "--json")
     assert r.returncode == 0, r.stderr
-    assert "conserved (sent == received + drops)" in r.stdout and "yes" in r.stdout
-    assert r.stdout.count("Mpps") >= 3 and "memory mode" in r.stdout
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["direction"] == "to-virtio" and out["conserved"] is True
+    assert out["sent"] == out["received"] + sum(out["dropped"].values())
+    assert out["received"] > 100_000
+    assert set(out["mpps"]) == {"vhost-user tx", "virtio-user rx"}
+    # the human table says the same thing on its own row
+    r = _demo("--seconds", "1", "--direction", "to-virtio")
+    assert r.returncode == 0, r.stderr
+    rows = dict(re.findall(r"^  (\S.*?)\s{2,}(\S+)$", r.stdout, re.M))
+    assert rows["conserved (sent == received + drops)"] == "yes", r.stdout
+    assert int(rows["sent"].replace(",", "")) == int(rows["received"].replace(",", "")) + sum(
+        int(v.replace(",", "")) for k, v in rows.items() if k.startswith("dropped"))
+    assert {"Mpps vhost-user tx", "Mpps virtio-user rx", "memory mode"} <= set(rows)
 
 
 @pytest.mark.parametrize("args, text", [(["--seconds", "0"], "--seconds"),

@@ -19,6 +19,22 @@ def _virtio_vdev(path, **extra):
     return f"net_virtio_user0,{args}"
 
 
+def _testpmd_received(tp, expected, timeout_s=10.0):
+    """Wait until testpmd's port 0 has received ``expected`` packets (or stopped moving
+    short of it: the assertions that follow then say how many are missing)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        rx = tp.port_stats(0)["rx"]
+        if rx >= expected:
+            return
+        if rx != last:
+            last, since = rx, time.monotonic()
+        elif time.monotonic() - since > 1.0:
+            return
+        time.sleep(0.05)
+
+
 def test_testpmd_txonly_to_our_vhost_rxonly(eal, sockdir, pmd):
     v = dv.VhostUserPort(os.path.join(sockdir, "t1.sock"))
     try:
@@ -47,10 +63,10 @@ def test_our_generator_to_testpmd_rxonly(eal, sockdir, pmd):
             g = pmd.add_generator(v, 0, dv.Stream(dv.udp_frame(64), count=N, mode="single_burst"))
             pmd.start()
             assert g.wait_done(30)
-            time.sleep(0.5)
+            s = v.stats()
+            _testpmd_received(tp, s["tx_packets"])
             st = tp.stop()
             pmd.stop()
-            s = v.stats()
             assert g.built == N == s["tx_packets"] + s["tx_dropped"]
             assert st["rx"] == s["tx_packets"]
     finally:
@@ -91,10 +107,10 @@ def test_our_virtio_user_to_testpmd_vhost(eal, sockdir, pmd):
             g = pmd.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=N, mode="single_burst"))
             pmd.start()
             assert g.wait_done(30)
-            time.sleep(0.5)
+            s = u.stats()
+            _testpmd_received(tp, s["tx_packets"])
             st = tp.stop()
             pmd.stop()
-            s = u.stats()
             assert g.built == N == s["tx_packets"] + s["tx_dropped"]
             assert st["rx"] == s["tx_packets"]
         finally:

@@ -138,3 +138,101 @@ def test_interrupt_stops_every_process():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_compare_missing_and_extra_scenarios(tmp_path):
+    fp = host.fingerprint()
+    base = [_rec("vhost-rx", 1.0, 20.0, fp), _rec("vhost-tx", 1.0, 20.0, fp)]
+    new = [_rec("vhost-rx", 1.0, 20.0, fp), _rec("virtio-tx", 2.0, 30.0, fp)]
+    rows, regressed = cli.compare(base, new, 0.05)
+    verdicts = {k[0]: v for k, _, _, _, v in rows}
+    assert verdicts == {"vhost-rx": "ok (ratio)", "virtio-tx": "new",
+                        "vhost-tx": "MISSING from the new run"}
+    assert regressed                                      # a vanished scenario fails CI
+    rows, regressed = cli.compare(base[:1], new, 0.05)    # only an extra one: fine
+    assert not regressed and {k[0] for k, *_ in rows} == {"vhost-rx", "virtio-tx"}
+    b, n = tmp_path / "b.json", tmp_path / "n.json"
+    b.write_text(json.dumps(base))
+    n.write_text(json.dumps(new))
+    r = subprocess.run([sys.executable, "-m", "perf", "compare", str(b), str(n)],
+                       capture_output=True, text=True, cwd=str(REPO))
+    assert r.returncode == 1 and "MISSING" in r.stdout
+
+
+def test_summary_and_sample_rate_maths():
+    from perf import stats
+    assert stats.summary([]) == {"median": None, "min": None, "max": None}
+    assert stats.summary([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0}
+    # a synthetic counter moving at exactly 1e6 packets/s of wall time, busy 3/4 of cycles
+    t0 = time.monotonic()
+    r = stats.sample_rate(lambda: int((time.monotonic() - t0) * 1e6), seconds=0.6, warmup_s=0.1,
+                          period_s=0.2, cycles=lambda: (3 * int((time.monotonic() - t0) * 1e9),
+                                                        int((time.monotonic() - t0) * 1e9)))
+    assert len(r["periods"]) == 3
+    assert all(abs(p - 1e6) / 1e6 < 0.01 for p in r["periods"]), r["periods"]
+    assert r["pps"] == pytest.approx(1e6, rel=0.01)
+    assert r["busy_pct"] == pytest.approx(75.0, abs=0.5)
+
+
+def test_run_scenario_records_unsupported_and_pairs_trials(monkeypatch):
+    """A side that raises Unsupported is recorded as null with its reason; the others'
+    paired ratios are the median of per-trial ratios (synthetic sides, exact rates)."""
+    import contextlib
+    from perf.scenarios import Unsupported
+
+    def side(rate_pps):
+        @contextlib.contextmanager
+        def setup(o):
+            t0 = time.monotonic()
+            yield lambda: int((time.monotonic() - t0) * rate_pps)
+        return setup
+
+    @contextlib.contextmanager
+    def unsupported(o):
+        raise Unsupported("needs more ports than it has")
+        yield
+    monkeypatch.setitem(SCENARIOS, "synthetic", {"ours": side(3e6), "testpmd": side(2e6),
+                                                "ovs-dpdk": unsupported, "what": "test"})
+    monkeypatch.setattr(cli, "_available_sides",
+                        lambda name: {k: v for k, v in SCENARIOS[name].items() if k != "what"})
+    rec = cli.run_scenario("synthetic", Options(seconds=0.3, warmup_s=0.05), trials=2,
+                           log=lambda s: None)
+    assert rec["ours_mpps"] == pytest.approx(3.0, rel=0.02)
+    assert rec["peers"]["testpmd"] == pytest.approx(2.0, rel=0.02)
+    assert rec["ratio"] == pytest.approx(1.5, rel=0.02) and len(rec["raw_mpps"]["ours"]) == 2
+    assert rec["peers"]["ovs-dpdk"] is None and "ovs-dpdk" not in rec["ratios"]
+    assert rec["errors"] == {"ovs-dpdk": "unsupported: needs more ports than it has"}
+
+
+def test_list_names_every_scenario():
+    r = subprocess.run([sys.executable, "-m", "perf", "list"], capture_output=True, text=True,
+                       cwd=str(REPO))
+    assert r.returncode == 0
+    listed = [l.split()[0] for l in r.stdout.splitlines() if l.strip()]
+    assert listed == list(SCENARIOS)
+
+
+def test_run_json_file(tmp_path):
+    out = tmp_path / "run.json"
+    r = subprocess.run([sys.executable, "-m", "perf", "run", "vhost-tx", "--seconds", "1",
+                        "--warmup", "0.5", "--trials", "1", "--memory-mode", MODE, "--json",
+                        str(out)], capture_output=True, text=True, cwd=str(REPO), timeout=300)
+    assert r.returncode == 0, r.stderr
+    records = json.loads(out.read_text())
+    assert [x["scenario"] for x in records] == ["vhost-tx"]
+    assert records[0]["ours_mpps"] > 0 and records[0]["peers"]["testpmd"] > 0
+    assert host.same_host(records[0]["host"], host.fingerprint())
+
+
+def test_ndr_search():
+    r = cli.ndr(Options(memory_mode=MODE), loss=0.0, trial_s=0.3, max_iterations=3,
+                ceiling_pps=400_000, log=lambda s: None)
+    assert r["scenario"] == "ndr" and len(r["trials"]) == 3
+    rates = [t["pps"] for t in r["trials"]]
+    assert rates[0] == 200_000 and rates[1] in (100_000, 300_000)   # a binary search
+    for t in r["trials"]:
+        assert t["sent"] == max(1, int(t["pps"] * 0.3)) and 0 <= t["received"] <= t["sent"]
+        assert t["loss"] == pytest.approx((t["sent"] - t["received"]) / t["sent"])
+    passed = [t for t in r["trials"] if t["loss"] == 0]
+    assert passed and r["rate_mpps"] == pytest.approx(
+        min(passed[-1]["pps"], passed[-1]["offered_pps"]) / 1e6, abs=1e-3)

@@ -1,6 +1,7 @@
-"""Every reliability test ends by checking that open fds, resident memory and mbufs in
-use are back to their baseline, and that a second, untouched port pair — forwarding
-paced traffic all along on its own PMD — lost nothing."""
+"""Reliability fixtures. `baseline`: open fds, resident memory and mbufs in use of this
+process are back where they were. `untouched`: a second port pair, carrying paced traffic
+all along on a PMD nothing else uses, lost nothing. docs/reliability.md lists which
+tests use them (tests whose target lives in another process check that process)."""
 
 import os
 import time
@@ -32,25 +33,31 @@ def rss_mb() -> float:
 
 
 class Untouched:
-    """A vhost-user/virtio-user pair carrying paced traffic on PMD ``pmd`` (FRONT CPU)."""
+    """A vhost-user/virtio-user pair carrying paced traffic on a PMD of its own (FRONT
+    CPU). Nothing else may run on that PMD: check_and_close() asserts it."""
 
     def __init__(self, sockdir):
         self.v = dv.VhostUserPort(os.path.join(sockdir, "untouched.sock"))
         self.u = dv.VirtioUserPort(self.v.path, queue_size=1024)
         assert self.v.wait_running(10)
-        self.pmd = dv.Pmd(cpu=FRONT)
-        self.pmd.add_rxq(self.v, 0, "rxonly")
-        self.gen = self.pmd.add_generator(self.u, 0, dv.Stream(dv.udp_frame(64), pps=UNTOUCHED_PPS))
-        self.pmd.start()
+        self._pmd = dv.Pmd(cpu=FRONT)
+        self._pmd.add_rxq(self.v, 0, "rxonly")
+        self.gen = self._pmd.add_generator(self.u, 0, dv.Stream(dv.udp_frame(64), pps=UNTOUCHED_PPS))
+        self._pmd.start()
 
     def check_and_close(self):
-        self.gen.pause()
-        got = settle(self.v)
-        built = self.gen.built
-        drops = self.u.drops()
-        self.pmd.close()
-        self.u.close()
-        self.v.close()
+        try:
+            mine = sorted((a.port.name, a.queue, a.action) for a in self._pmd.assignments())
+            self.gen.pause()                     # returns once the generator has stopped
+            got = settle(self.v)
+            built = self.gen.built
+            drops = self.u.drops()
+        finally:
+            self._pmd.close()
+            self.u.close()
+            self.v.close()
+        assert mine == sorted([(self.v.name, 0, "rxonly"), (self.u.name, 0, "generator")]), \
+            f"the untouched pair's PMD polled something else too: {mine}"
         assert built > 0
         assert sum(drops.values()) == 0, f"the untouched pair dropped packets: {drops}"
         assert got == built, f"the untouched pair lost {built - got} packets"
@@ -61,6 +68,11 @@ def untouched(eal, sockdir):
     pair = Untouched(sockdir)
     yield pair
     pair.check_and_close()
+
+
+def mbufs_in_use() -> dict:
+    """Open mempools of this process and their mbufs in use."""
+    return {m.name: m.in_use for m in dv.current().objects(dv.Mempool) if not m.closed}
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +92,11 @@ def warm(eal):
 
 @pytest.fixture
 def baseline(eal, warm):
-    """Open fds and RSS before; checked after (small slack for allocator caches)."""
+    """Open fds, RSS and mbufs in use before; checked after (RSS with a small slack for
+    allocator caches; fds and mbufs exactly)."""
     import gc
     gc.collect()
-    fds0, rss0 = fd_count(), rss_mb()
+    fds0, rss0, mbufs0 = fd_count(), rss_mb(), mbufs_in_use()
     yield
     gc.collect()
     deadline = time.monotonic() + 5
@@ -91,10 +104,20 @@ def baseline(eal, warm):
         time.sleep(0.1)
     assert fd_count() <= fds0, f"fds leaked: {fds0} -> {fd_count()}"
     assert rss_mb() - rss0 < 64, f"RSS grew by {rss_mb() - rss0:.0f} MB"
+    assert mbufs_in_use() == mbufs0, f"mempools or mbufs leaked: {mbufs0} -> {mbufs_in_use()}"
 
 
 @pytest.fixture
 def pmd(eal):
+    p = dv.Pmd(cpu=BACK)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def pmd2(eal):
+    """A second PMD of the test's own, on the same CPU as ``pmd`` (the untouched pair
+    keeps the other CPU to itself)."""
     p = dv.Pmd(cpu=BACK)
     yield p
     p.close()

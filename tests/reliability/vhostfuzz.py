@@ -1,7 +1,13 @@
 """A seeded generator of malformed vhost-user traffic (docs/interop/vhost-user.rst of QEMU):
 bad headers, wrong version bits, oversize and short sizes, wrong fd counts, fd floods,
 random payloads for every message type, valid prefixes followed by garbage, and
-disconnects in the middle of a message. Each case is one connection to the server."""
+disconnects in the middle of a message. Each case is one connection to the server.
+
+Every byte of a case derives from (seed, index): ``case_seed`` makes the case's own seed,
+so one case replays alone:
+
+    python -m tests.reliability.vhostfuzz SOCKET_PATH SEED INDEX
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import os
 import random
 import socket
 import struct
+import time
 
 HEADER = struct.Struct("<III")         # request, flags, size
 VERSION = 0x1
@@ -75,6 +82,11 @@ def _mem_table(rng: random.Random, nregions: int) -> bytes:
     return struct.pack("<II", nregions, 0) + regions
 
 
+def case_seed(seed: int, index: int) -> str:
+    """The seed of case ``index`` of a run seeded with ``seed`` (random.Random accepts it)."""
+    return f"vhostfuzz/{seed}/{index}"
+
+
 def case_messages(rng: random.Random, kind: str):
     """Yield (bytes, fds, then_close_early) steps for one case."""
     req = rng.choice(list(REQUESTS))
@@ -82,32 +94,32 @@ def case_messages(rng: random.Random, kind: str):
     if kind == "short_header":
         yield _msg(req, b"")[:rng.randrange(1, HEADER.size)], [], True
     elif kind == "bad_version":
-        yield _msg(req, os.urandom(size), flags=rng.choice([0, 2, 3, 0xFF, 0xFFFFFFFF])), [], False
+        yield _msg(req, rng.randbytes(size), flags=rng.choice([0, 2, 3, 0xFF, 0xFFFFFFFF])), [], False
     elif kind == "oversize":
-        yield _msg(req, os.urandom(rng.randrange(0, 64)), size=rng.choice(
+        yield _msg(req, rng.randbytes(rng.randrange(0, 64)), size=rng.choice(
             [0x1000, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, size + 1 + rng.randrange(4096)])), [], True
     elif kind == "short_size":
-        yield _msg(req, os.urandom(max(0, size - 1 - rng.randrange(max(1, size)))) if size else b"",
+        yield _msg(req, rng.randbytes(max(0, size - 1 - rng.randrange(max(1, size)))) if size else b"",
                    size=max(0, size - 1 - rng.randrange(max(1, size))) if size else 0), [], False
     elif kind == "fd_mismatch":
-        yield _msg(req, os.urandom(size)), _fds(rng, rng.choice([1, 2, MAX_FDS, MAX_FDS + 1])), False
+        yield _msg(req, rng.randbytes(size)), _fds(rng, rng.choice([1, 2, MAX_FDS, MAX_FDS + 1])), False
     elif kind == "fd_flood":
         for _ in range(rng.randrange(5, 40)):
             r2 = rng.choice(list(REQUESTS))
-            yield _msg(r2, os.urandom(REQUESTS[r2][1])), _fds(rng, rng.randrange(1, MAX_FDS + 1)), False
+            yield _msg(r2, rng.randbytes(REQUESTS[r2][1])), _fds(rng, rng.randrange(1, MAX_FDS + 1)), False
     elif kind == "random_payload":
         for _ in range(rng.randrange(1, 6)):
             r2 = rng.choice(list(REQUESTS))
             flags = VERSION | (NEED_REPLY if rng.random() < 0.5 else 0)
-            yield _msg(r2, os.urandom(REQUESTS[r2][1]), flags=flags), [], False
+            yield _msg(r2, rng.randbytes(REQUESTS[r2][1]), flags=flags), [], False
     elif kind == "valid_prefix_then_garbage":
         yield _msg(1, b""), [], False                                  # GET_FEATURES
         yield _msg(3, b""), [], False                                  # SET_OWNER
         yield _msg(2, struct.pack("<Q", rng.getrandbits(64))), [], False
         yield _msg(15, b""), [], False
-        yield os.urandom(rng.randrange(1, 300)), [], True
+        yield rng.randbytes(rng.randrange(1, 300)), [], True
     elif kind == "mid_message_disconnect":
-        full = _msg(req, os.urandom(max(size, 8)))
+        full = _msg(req, rng.randbytes(max(size, 8)))
         yield full[:rng.randrange(HEADER.size, len(full))], [], True
     elif kind == "bad_mem_table":
         yield _msg(3, b""), [], False
@@ -123,7 +135,7 @@ def case_messages(rng: random.Random, kind: str):
         yield _msg(12, struct.pack("<Q", idx | rng.choice([0, 0x100]))), _fds(rng, rng.choice([0, 1])), False
         yield _msg(18, struct.pack("<II", idx, 1)), [], False
     else:                                                              # unknown_request
-        yield _msg(rng.choice([0, 35, 42, 100, 0xFFFF, 0xFFFFFFFF]), os.urandom(rng.randrange(64))), [], False
+        yield _msg(rng.choice([0, 35, 42, 100, 0xFFFF, 0xFFFFFFFF]), rng.randbytes(rng.randrange(64))), [], False
 
 
 VRING_INDEX_REQUESTS = {8, 9, 10, 11, 18}     # payload starts with a u32 vring index
@@ -148,36 +160,73 @@ def dpdk_keeps_fds(data: bytes, n_fds: int) -> int:
     return min(n_fds, MAX_FDS) if index >= VHOST_MAX_VRING else 0
 
 
-def run_case(path: str, seed: int, kind: str | None = None, timeout_s: float = 0.05,
-             exposed: list | None = None) -> str:
-    """One case against the server socket at ``path``; returns the kind it exercised.
-    ``exposed``, when given, gets one entry appended: the most fds this case can leave
-    behind through the DPDK leak of dpdk_keeps_fds (an upper bound: an earlier message
-    may already have closed the connection)."""
+class CaseResult:
+    """What one case did. ``read``: the server accepted the connection and read it to the
+    end (it closed the connection: on a malformed message, or at our end of stream).
+    ``exposed``: fds DPDK 22.11 may keep from this case (``dpdk_keeps_fds`` of the first
+    message naming an out-of-range vring index that was sent: the server closes the
+    connection there, so nothing after it is read)."""
+
+    __slots__ = ("kind", "connected", "read", "exposed", "messages_sent")
+
+    def __init__(self, kind):
+        self.kind, self.connected, self.read, self.exposed, self.messages_sent = kind, False, False, 0, 0
+
+    def __repr__(self):
+        return (f"<case {self.kind} connected={self.connected} read={self.read} "
+                f"sent={self.messages_sent} exposed={self.exposed}>")
+
+
+def _out_of_range(data: bytes) -> bool:
+    return dpdk_keeps_fds(data, 1) > 0
+
+
+def run_case(path: str, seed, kind: str | None = None, timeout_s: float = 2.0) -> CaseResult:
+    """One case against the server socket at ``path``. Connect errors are not swallowed:
+    they raise (a server that stops accepting is a failure, not a case)."""
     rng = random.Random(seed)
-    kind = kind or rng.choice(KINDS)
-    kept = 0
+    result = CaseResult(kind or rng.choice(KINDS))
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout_s)
     opened: list[int] = []
     try:
         s.connect(path)
-        for data, fds, early in case_messages(rng, kind):
+        result.connected = True
+        stop_counting = False
+        for data, fds, early in case_messages(rng, result.kind):
             opened += fds
-            kept += dpdk_keeps_fds(data, len(fds))
             try:
                 _send(s, data, fds)
             except OSError:
-                break                              # the server closed on us: fine
+                break                              # the server closed on us: it read enough
+            result.messages_sent += 1
+            if not stop_counting and _out_of_range(data):
+                result.exposed = dpdk_keeps_fds(data, len(fds))
+                stop_counting = True               # the server closes the connection here
             if early:
                 break
             if rng.random() < 0.3:
                 try:
-                    s.recv(4096)                   # replies, if any
+                    s.recv(4096, socket.MSG_DONTWAIT)   # replies, if any
                 except OSError:
                     pass
-    except OSError:
-        pass
+        # End of stream: the server reads what is left, then closes. Seeing that close
+        # proves the case was accepted and read.
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if not s.recv(65536):
+                    result.read = True
+                    break
+            except ConnectionResetError:
+                result.read = True
+                break
+            except socket.timeout:
+                break
     finally:
         s.close()
         for fd in opened:
@@ -185,6 +234,19 @@ def run_case(path: str, seed: int, kind: str | None = None, timeout_s: float = 0
                 os.close(fd)
             except OSError:
                 pass
-        if exposed is not None:
-            exposed.append(kept)
-    return kind
+    return result
+
+
+def main(argv=None):
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: python -m tests.reliability.vhostfuzz SOCKET_PATH SEED INDEX", file=sys.stderr)
+        return 2
+    path, seed, index = args[0], int(args[1]), int(args[2])
+    print(run_case(path, case_seed(seed, index)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

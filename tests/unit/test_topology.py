@@ -8,6 +8,10 @@ from dpdkvirtio import topology
 from dpdkvirtio.engines import place_rxqs
 from dpdkvirtio.errors import ConfigError
 
+CPUS = sorted(os.sched_getaffinity(0))
+FRONT, BACK = CPUS[0], CPUS[-1]
+NOT_OURS = CPUS[-1] + 1                       # a CPU this process may not use
+
 
 def write(tmp_path, text):
     p = tmp_path / "t.toml"
@@ -27,8 +31,8 @@ def test_plan_places_queues_pools_and_sockets(tmp_path, sockdir):
         [switch]
         name = "br0"
         [switch.other_config]
-        pmd-cpu-mask = "0x2"
-        dpdk-lcore-mask = "0x1"
+        pmd-cpu-mask = "{hex(1 << BACK)}"
+        dpdk-lcore-mask = "{hex(1 << FRONT)}"
         vhost-sock-dir = "{sockdir}"
         [[port]]
         name = "a"
@@ -44,8 +48,8 @@ def test_plan_places_queues_pools_and_sockets(tmp_path, sockdir):
     """)
     p = topology.plan(topology.load(path))
     d = p.as_dict()
-    assert d["pmd_cpus"] == [1] and d["main_cpus"] == [0]
-    assert d["pmds"] == [{"cpu": 1, "queues": ["a:0", "a:1", "b:0"]}]
+    assert d["pmd_cpus"] == [BACK] and d["main_cpus"] == [FRONT]
+    assert d["pmds"] == [{"cpu": BACK, "queues": ["a:0", "a:1", "b:0"]}]
     assert d["ports"][0]["socket"] == os.path.join(sockdir, "a")
     assert d["ports"][0]["socket_state"] == "free"
     assert d["ports"][1]["socket_state"].startswith("not there yet")
@@ -53,7 +57,7 @@ def test_plan_places_queues_pools_and_sockets(tmp_path, sockdir):
     assert d["mempools"][0]["mbufs"] > 0 and d["flows"] == [{"in_port": "a", "out_port": "b"}]
     assert d["control_socket"] == os.path.join(sockdir, "br0.ctl")
     text = p.text()
-    assert "PMD on CPU 1: rx queues a:0, a:1, b:0" in text and "a -> b" in text
+    assert f"PMD on CPU {BACK}: rx queues a:0, a:1, b:0" in text and "a -> b" in text
 
 
 def test_placement_is_least_loaded_and_isolates_pinned_cpus():
@@ -106,8 +110,8 @@ def test_per_port_memory_and_dry_run_does_not_touch_a_stale_socket(tmp_path, soc
      '[[flow]]\nin_port = "a"\nout_port = "zz"\n', "no port 'zz'"),
     ('[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null0" }\n'
      '[[flow]]\nin_port = "a"\nout_port = "a"\n', "itself"),
-    ('[switch.other_config]\npmd-cpu-mask = "0x40"\n', "CPU 6"),
-    ('[switch.other_config]\npmd-cpu-mask = "0x2"\ndpdk-lcore-mask = "0x2"\n', "overlap"),
+    (f'[switch.other_config]\npmd-cpu-mask = "{hex(1 << NOT_OURS)}"\n', f"CPU {NOT_OURS}"),
+    (f'[switch.other_config]\npmd-cpu-mask = "{hex(1 << BACK)}"\ndpdk-lcore-mask = "{hex(1 << BACK)}"\n', "overlap"),
     ('[switch.other_config]\npmd-cpu-mask = "zz"\n', "hexadecimal"),
     ('[switch.other_config]\nfoo = "1"\n', "unknown other_config"),
     ('[switch.other_config]\ndpdk-socket-mem = "8"\n', "at least 64"),

@@ -150,6 +150,8 @@ cdef class Burst:
 
     def to_numpy(self, int snaplen=2048):
         """(data, lengths): a (n, snaplen) uint8 copy of the packets and their lengths."""
+        if snaplen <= 0:
+            raise ConfigError(f"snaplen must be > 0, got {snaplen}")
         data = np.zeros((self._count, snaplen), dtype=np.uint8)
         lengths = np.zeros(self._count, dtype=np.uint32)
         self.copy_to(data, lengths)
