@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import os
 import random
+import select
 import socket
 import struct
 import time
@@ -181,18 +182,11 @@ def _out_of_range(data: bytes) -> bool:
     return dpdk_keeps_fds(data, 1) > 0
 
 
-def run_case(path: str, seed, kind: str | None = None, timeout_s: float = 2.0) -> CaseResult:
-    """One case against the server socket at ``path``. Connect errors are not swallowed:
-    they raise (a server that stops accepting is a failure, not a case)."""
-    rng = random.Random(seed)
-    result = CaseResult(kind or rng.choice(KINDS))
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout_s)
+def _send_case(s: socket.socket, rng: random.Random, result: CaseResult):
+    """Send one case's messages on a connected socket, then end the stream (SHUT_WR)."""
     opened: list[int] = []
     try:
-        s.connect(path)
-        result.connected = True
-        stop_counting = False
+        counted = False
         for data, fds, early in case_messages(rng, result.kind):
             opened += fds
             try:
@@ -200,41 +194,83 @@ def run_case(path: str, seed, kind: str | None = None, timeout_s: float = 2.0) -
             except OSError:
                 break                              # the server closed on us: it read enough
             result.messages_sent += 1
-            if not stop_counting and _out_of_range(data):
+            if not counted and _out_of_range(data):
                 result.exposed = dpdk_keeps_fds(data, len(fds))
-                stop_counting = True               # the server closes the connection here
+                counted = True                     # the server closes the connection here
             if early:
                 break
-            if rng.random() < 0.3:
+            if rng.random() < 0.3 and select.select([s], [], [], 0)[0]:
                 try:
-                    s.recv(4096, socket.MSG_DONTWAIT)   # replies, if any
+                    s.recv(4096)                   # replies, if any (never waits)
                 except OSError:
                     pass
-        # End of stream: the server reads what is left, then closes. Seeing that close
-        # proves the case was accepted and read.
         try:
             s.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if not s.recv(65536):
-                    result.read = True
-                    break
-            except ConnectionResetError:
-                result.read = True
-                break
-            except socket.timeout:
-                break
     finally:
-        s.close()
-        for fd in opened:
+        for fd in opened:                          # the kernel holds those in flight
             try:
                 os.close(fd)
             except OSError:
                 pass
-    return result
+
+
+def _drain(s: socket.socket) -> bool | None:
+    """Read what the server sent: True at its close (EOF or reset), None if more may come."""
+    s.setblocking(False)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return True
+    except (BlockingIOError, InterruptedError):
+        return None
+    except ConnectionResetError:
+        return True
+
+
+def run_cases(path: str, seeds, kinds=None, outstanding: int = 64,
+              timeout_s: float = 30.0) -> list[CaseResult]:
+    """Cases (one per seed) against the server socket at ``path``, up to ``outstanding``
+    connections at a time. A case is ``read`` once the server has closed its connection:
+    it read the stream to its end, or to the message it refused. Connect errors raise: a
+    server that stops accepting is a failure, not a case."""
+    seeds = list(seeds)
+    results: list[CaseResult | None] = [None] * len(seeds)
+    pending: dict[socket.socket, tuple[int, float]] = {}
+    nxt = 0
+    try:
+        while nxt < len(seeds) or pending:
+            while nxt < len(seeds) and len(pending) < outstanding:
+                rng = random.Random(seeds[nxt])
+                r = CaseResult(kinds[nxt] if kinds else rng.choice(KINDS))
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(timeout_s)
+                s.connect(path)
+                r.connected = True
+                _send_case(s, rng, r)
+                results[nxt] = r
+                pending[s] = (nxt, time.monotonic() + timeout_s)
+                nxt += 1
+            ready, _, _ = select.select(list(pending), [], [], 0.05)
+            now = time.monotonic()
+            for s in list(pending):
+                i, deadline = pending[s]
+                done = _drain(s) if s in ready else None
+                if done or now > deadline:
+                    results[i].read = bool(done)
+                    del pending[s]
+                    s.close()
+    finally:
+        for s in pending:
+            s.close()
+    return results
+
+
+def run_case(path: str, seed, kind: str | None = None, timeout_s: float = 10.0) -> CaseResult:
+    """One case, alone (replays a case of a run: ``case_seed(seed, index)``)."""
+    return run_cases(path, [seed], [kind] if kind else None, 1, timeout_s)[0]
 
 
 def main(argv=None):

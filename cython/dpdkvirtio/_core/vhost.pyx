@@ -79,6 +79,7 @@ cdef enum:
     EV_CONNECTION_REFUSED = 7
     EV_MESSAGE_REJECTED = 8
     VHOST_USER_SET_MEM_TABLE = 5
+    VHOST_USER_POSTCOPY_ADVISE = 28
     VHOST_USER_GET_INFLIGHT_FD = 31
     VHOST_USER_SET_INFLIGHT_FD = 32
     # struct vhu_msg_context of DPDK 22.11 (lib/vhost/vhost_user.h, packed): a 12-byte
@@ -107,6 +108,8 @@ cdef struct dv_vhost_slot:
     uint32_t devices              # new_device calls seen
     uint32_t refused              # extra front-ends turned away while one was connected
     uint32_t rejected             # messages refused by the screen (connection closed)
+    int postcopy                  # the port offers postcopy (RTE_VHOST_USER_POSTCOPY_SUPPORT)
+    int advised                   # POSTCOPY_ADVISE seen on the current connection
 
 cdef struct dv_vhost_event:
     uint32_t kind
@@ -218,7 +221,8 @@ cdef uint32_t _cloexec_sweep() noexcept nogil:
         if n <= 0:
             continue
         link[n] = 0
-        if strncmp(link, "memfd:", 6) != 0 and strncmp(link, "socket:", 7) != 0 \
+        # (the kernel shows a memfd as "/memfd:NAME (deleted)")
+        if strncmp(link, "/memfd:", 7) != 0 and strncmp(link, "socket:", 7) != 0 \
                 and strncmp(link, "anon_inode:[eventfd]", 20) != 0:
             continue
         flags = fcntl(fd, F_GETFD)
@@ -296,13 +300,39 @@ cdef rte_vhost_msg_result _screen_message(int vid, void *msg) noexcept nogil:
     - SET_INFLIGHT_FD keeps the fd it received when it fails; SET_MEM_TABLE keeps the fd of
       a region it cannot map. Their fds are closed here and the message is passed on with
       none, so DPDK's handler fails its fd check and closes the connection.
-    A neutralised message counts in the port's ``rejected`` status and is reported as a
-    "message_rejected" event."""
+    - POSTCOPY_ADVISE creates a userfaultfd that outlives the connection: refused unless
+      the port offers postcopy, and then once per connection.
+    Every fd a message carries is made close-on-exec here. A neutralised message counts
+    in the port's ``rejected`` status and is reported as a "message_rejected" event."""
     cdef char *ctx = <char *>msg
     cdef uint32_t request = (<uint32_t *>ctx)[0]
-    cdef int s
+    cdef int s, i, flags
     cdef bint reject = False
-    if request == VHOST_USER_GET_INFLIGHT_FD:
+    if _ctx_fds_sane(ctx):
+        # every fd a front-end sends (guest memory, kick/call eventfds) close-on-exec at
+        # once: DPDK receives them without MSG_CMSG_CLOEXEC
+        for i in range((<int *>(ctx + CTX_FD_NUM))[0]):
+            flags = fcntl((<int *>(ctx + CTX_FDS))[i], F_GETFD)
+            if flags >= 0 and not (flags & FD_CLOEXEC):
+                fcntl((<int *>(ctx + CTX_FDS))[i], F_SETFD, flags | FD_CLOEXEC)
+    if request == VHOST_USER_POSTCOPY_ADVISE:
+        # DPDK 22.11 creates a userfaultfd for every POSTCOPY_ADVISE, whether or not
+        # postcopy was offered, and keeps it after the connection ends: refused here
+        # unless the port offers postcopy, and then once per connection. The handler
+        # does not run (RESULT_ERR from this hook); DPDK closes the connection.
+        pthread_mutex_lock(&g_lock)
+        s = g_vid_slot[vid] if 0 <= vid < RTE_MAX_VHOST_DEVICE else -1
+        if s < 0 or not g_slots[s].postcopy or g_slots[s].advised:
+            if _ctx_fds_sane(ctx):
+                _ctx_drop_fds(ctx)      # DPDK's error path would keep what it carried
+            if s >= 0:
+                g_slots[s].rejected += 1
+                _push_locked(EV_MESSAGE_REJECTED, s, vid, request, 0, 0)
+            pthread_mutex_unlock(&g_lock)
+            return RTE_VHOST_MSG_RESULT_ERR
+        g_slots[s].advised = 1
+        pthread_mutex_unlock(&g_lock)
+    elif request == VHOST_USER_GET_INFLIGHT_FD:
         memset(ctx + MSG_PAYLOAD, 0, 24)
         reject = True
     elif request == VHOST_USER_SET_INFLIGHT_FD or request == VHOST_USER_SET_MEM_TABLE:
@@ -345,6 +375,7 @@ cdef int _on_new_connection(int vid) noexcept nogil:
                 g_vid_slot[vid] = s
             g_slots[s].vid = vid
             g_slots[s].connections += 1
+            g_slots[s].advised = 0
             _push_locked(EV_NEW_CONNECTION, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
     if rc == 0:
@@ -518,6 +549,7 @@ cdef class VhostPort(Port):
                 g_slots[slot].vid = -1
                 g_slots[slot].generation = self._generation = _next_generation()
                 g_slots[slot].port = self._p
+                g_slots[slot].postcopy = (flags & RTE_VHOST_USER_POSTCOPY_SUPPORT) != 0
             pthread_mutex_unlock(&g_lock)
         if slot == -2:
             self.release_port()
