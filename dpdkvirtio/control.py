@@ -34,6 +34,16 @@ def _parse_options(items) -> dict:
     return out
 
 
+def _check_types(cmd: str, fn, args: dict):
+    """Arguments annotated ``str`` must be strings (names, types): a clear error instead of
+    whatever a list or number would do further down."""
+    import inspect
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in args and param.annotation in ("str", str) and not isinstance(args[name], str):
+            raise ConfigError(f"{cmd}: {name} must be a string, got "
+                              f"{type(args[name]).__name__} {args[name]!r}")
+
+
 class ControlServer:
     """Serves one switch on ``path`` (mode 0660), a thread per client."""
 
@@ -98,6 +108,7 @@ class ControlServer:
         if fn is None:
             return {"ok": False, "error": f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}"}
         try:
+            _check_types(cmd, fn, args)
             return {"ok": True, "result": fn(**args)}
         except TypeError as e:
             return {"ok": False, "error": f"{cmd}: bad arguments ({e})"}
@@ -114,23 +125,23 @@ class ControlServer:
     def cmd_show(self):
         return self.switch.show()
 
-    def cmd_add_port(self, name, type, options=None):
+    def cmd_add_port(self, name: str, type: str, options=None):
         self.switch.add_port(name, type, _parse_options(options))
         return self.switch.ports[name].describe()
 
-    def cmd_del_port(self, name):
+    def cmd_del_port(self, name: str):
         self.switch.del_port(name)
         return {"deleted": name}
 
-    def cmd_set(self, name, options):
+    def cmd_set(self, name: str, options):
         self.switch.set_port_options(name, _parse_options(options))
         return self.switch.ports[name].describe()
 
-    def cmd_add_flow(self, in_port, out_port):
+    def cmd_add_flow(self, in_port: str, out_port: str):
         self.switch.add_flow(in_port, out_port)
         return {"in_port": in_port, "out_port": out_port}
 
-    def cmd_del_flow(self, in_port):
+    def cmd_del_flow(self, in_port: str):
         self.switch.del_flow(in_port)
         return {"in_port": in_port, "out_port": "drop"}
 

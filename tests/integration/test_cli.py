@@ -340,10 +340,12 @@ def test_control_socket_rejects_bad_requests(d):
             (b'{"cmd": "frobnicate"}\n', "unknown command 'frobnicate'"),
             (b'{"cmd": 7}\n', "unknown command 7"),
             (b'{"cmd": "del-port", "args": {"nme": "a"}}\n', "del-port: bad arguments"),
-            (b'{"cmd": "del-port", "args": {"name": ["a"]}}\n', "no port"),
+            (b'{"cmd": "del-port", "args": {"name": ["a"]}}\n', "del-port: name must be a string"),
             (b'{"cmd": "set", "args": {"name": "a", "options": 5}}\n', "set: "),
             (b'{"cmd": "set", "args": {"name": "a", "options": ["novalue"]}}\n', "key=value"),
-            (b'{"cmd": "add-port", "args": {"name": 5, "type": "dpdkvhostuser"}}\n', "add-port"),
+            (b'{"cmd": "add-port", "args": {"name": 5, "type": "dpdkvhostuser"}}\n',
+             "add-port: name must be a string, got int 5"),
+            (b'{"cmd": "port-stats", "args": {"name": "nosuch"}}\n', "no port"),
         ]
         # one connection carries them all: an error reply never ends the conversation
         replies = _raw(sw.sock, b"".join(p for p, _ in cases) + b'{"cmd": "ping"}\n')

@@ -158,6 +158,11 @@ def test_objects_are_inert_after_fork():
                 code = 3
             except dv.ForkedProcessError:
                 pass
+            try:
+                port.tx_burst(0, b)
+                code = 4
+            except dv.ForkedProcessError:
+                pass
             os._exit(code)
         _, status = os.waitpid(pid, 0)
         print("child", os.waitstatus_to_exitcode(status))

@@ -10,6 +10,7 @@ from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
+from dpdkvirtio._core.eal cimport eal_alive, eal_check_usable
 from dpdkvirtio._dpdk.dv_shim cimport dv_aligned_zalloc
 from dpdkvirtio.errors import PortStateError, ConfigError
 
@@ -100,7 +101,10 @@ cdef class Port:
     def rx_burst(self, int queue, Burst burst not None):
         """Receive into ``burst`` (appended after what it holds, up to its capacity) from
         rx queue ``queue``. Returns the number received; the burst owns them.
-        Raises PortStateError unless started, IndexError for a bad queue."""
+        Raises PortStateError unless started, IndexError for a bad queue,
+        ForkedProcessError in a forked child."""
+        if not eal_alive():
+            eal_check_usable()
         if self._state != PORT_STARTED:
             self.require_state(PORT_STARTED, "receive on")
         if <unsigned int>queue >= self._p.n_queues:
@@ -120,7 +124,10 @@ cdef class Port:
         the peer accepted; those leave the burst. With ``drop_unsent`` (default) the rest
         are freed and counted in the port's drop counters by reason (tx_failure_drops,
         tx_not_ready_drops); otherwise they stay in the burst for a later retry.
-        Raises PortStateError unless started, IndexError for a bad queue."""
+        Raises PortStateError unless started, IndexError for a bad queue,
+        ForkedProcessError in a forked child."""
+        if not eal_alive():
+            eal_check_usable()
         if self._state != PORT_STARTED:
             self.require_state(PORT_STARTED, "transmit on")
         if <unsigned int>queue >= self._p.n_queues:
