@@ -7,25 +7,58 @@
     ...
 
 ``dpdkvirtio.DPDK_VERSION`` is the DPDK runtime this module is running on.
+
+The public names load their module on first use (PEP 562), so that the pure modules
+(``errors``, ``config``, ``placement``, ``packets``, ``sockets``) import without the
+compiled extension; the first name that needs DPDK loads it and checks its version.
 """
 
-from ._core.mbuf import Burst, MAX_BURST
-from ._core.mempool import Mempool
-from .config import EalConfig
-from .eal import Eal, current, dpdk_version, init
-from .errors import (ConfigError, DpdkError, EalError, ForkedProcessError, MempoolBusyError,
-                     MempoolError, PeerTimeoutError, PmdError, PortError, PortStateError,
-                     SocketPathError, VhostError)
-from .ports import (VdevPort, VhostEvent, VhostUserClientPort, VhostUserPort, VirtioUserPort,
-                    create_mempool, events_fd, feature_names, mempool_size, poll_events)
-from .stats import QUEUE_STATS_DTYPE, RateMeter, port_stats, queue_counters
-from .engines import (FieldVar, GeneratorHandle, Pmd, SizeVar, Stream, assign_rxqs,
-                      parse_rxq_affinity, read_pcap, write_pcap, PMD_STATS_DTYPE)
-from .packets import udp_frame
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-DPDK_VERSION = dpdk_version()
 MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Burst": "._core.mbuf", "MAX_BURST": "._core.mbuf",
+    "Mempool": "._core.mempool",
+    "EalConfig": ".config",
+    "Eal": ".eal", "current": ".eal", "dpdk_version": ".eal", "init": ".eal",
+    **{name: ".errors" for name in (
+        "ConfigError", "DpdkError", "EalError", "ForkedProcessError", "MempoolBusyError",
+        "MempoolError", "PeerTimeoutError", "PmdError", "PortError", "PortStateError",
+        "SocketPathError", "VhostError")},
+    **{name: ".ports" for name in (
+        "VdevPort", "VhostEvent", "VhostUserClientPort", "VhostUserPort", "VirtioUserPort",
+        "create_mempool", "events_fd", "feature_names", "mempool_size", "poll_events")},
+    **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "RateMeter", "port_stats",
+                                   "queue_counters")},
+    **{name: ".engines" for name in (
+        "PMD_MAX_BURST", "PMD_STATS_DTYPE", "Assignment", "FieldVar", "GeneratorHandle", "Pmd",
+        "SizeVar", "Stream", "assign_rxqs", "read_pcap", "write_pcap")},
+    "parse_rxq_affinity": ".placement",
+    "udp_frame": ".packets",
+    "Switch": ".switch", "SwitchConfig": ".switch",
+}
+
+__all__ = sorted(_EXPORTS) + ["DPDK_VERSION"]
+
+
+def __getattr__(name: str):
+    if name == "DPDK_VERSION":
+        value = importlib.import_module(".eal", __name__).dpdk_version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'dpdkvirtio' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def _version_check(text: str) -> str | None:
@@ -41,22 +74,9 @@ def _version_check(text: str) -> str | None:
     return None
 
 
-def _warn_old_dpdk():
-    msg = _version_check(DPDK_VERSION)
+def _warn_old_dpdk(version: str):
+    """Called once, when dpdkvirtio.eal (the first module that loads DPDK) is imported."""
+    msg = _version_check(version)
     if msg:
         import warnings
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
-
-
-_warn_old_dpdk()
-
-__all__ = [
-    "Burst", "MAX_BURST", "Mempool", "EalConfig", "Eal", "init", "current", "dpdk_version",
-    "DPDK_VERSION", "DpdkError", "EalError", "MempoolError", "MempoolBusyError", "PortError",
-    "PortStateError", "VhostError", "PmdError", "ConfigError", "SocketPathError",
-    "PeerTimeoutError", "ForkedProcessError", "VhostUserPort", "VhostUserClientPort",
-    "VirtioUserPort", "VdevPort", "VhostEvent", "poll_events", "events_fd", "create_mempool",
-    "mempool_size", "feature_names", "QUEUE_STATS_DTYPE", "RateMeter", "port_stats",
-    "queue_counters", "FieldVar", "GeneratorHandle", "Pmd", "SizeVar", "Stream", "assign_rxqs",
-    "parse_rxq_affinity", "read_pcap", "write_pcap", "PMD_STATS_DTYPE", "udp_frame",
-]

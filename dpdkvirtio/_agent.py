@@ -1,8 +1,7 @@
 """A second dpdkvirtio process for tests and benchmarks (``python -m dpdkvirtio._agent``):
 JSON commands on stdin, one JSON reply per line on stdout. It ends (closing everything)
-on "exit", on EOF and when its parent dies. Driven by dpdkvirtio.testing.Agent."""
+on "exit", on EOF and when its parent dies. Driven by dpdkvirtio.peers.Agent."""
 
-import ctypes
 import json
 import os
 import signal
@@ -12,15 +11,9 @@ import time
 import traceback
 
 import dpdkvirtio as dv
+from dpdkvirtio._process import set_pdeathsig
 
 state = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
-
-
-def _pdeathsig():
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def op_init(memory_mode="auto", cpu=0, control_cpus=None):
@@ -258,7 +251,7 @@ def op_sleep(seconds):
 
 
 def main():
-    _pdeathsig()
+    set_pdeathsig()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for line in sys.stdin:
         msg = json.loads(line)

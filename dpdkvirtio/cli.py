@@ -88,7 +88,7 @@ def _run(args) -> int:
     server = None
     try:
         server = ControlServer(sw, plan.control_socket, on_stop=stop.set)
-        print(f"switch {sw.name} running (DPDK {sw._eal.version}, memory {sw._eal.memory_mode}); "
+        print(f"switch {sw.name} running ({sw._eal.version}, memory {sw._eal.memory_mode}); "
               f"control socket {plan.control_socket}; Ctrl-C or SIGTERM stops it", flush=True)
         names = {}
         while not stop.wait(0.5):
@@ -154,7 +154,7 @@ def _ctl(args) -> int:
 
 def _print_ctl(cmd, res):
     if cmd == "show":
-        print(f"bridge {res['bridge']} (DPDK {res['dpdk']['version']}, memory "
+        print(f"bridge {res['bridge']} ({res['dpdk']['version']}, memory "
               f"{res['dpdk']['memory_mode']})")
         for p in res["pmds"]:
             print(f"  pmd lcore {p['lcore']} cpu {p['cpu']} {'running' if p['running'] else 'stopped'}")

@@ -43,14 +43,19 @@ def _cpu_list(cpus) -> str:
     return "(" + ",".join(str(c) for c in cpus) + ")"
 
 
+_process_cpus: set[int] = set()          # set by eal.init(): the CPUs the process had then
+
+
+def remember_process_cpus(cpus) -> None:
+    """Called by eal.init() with the CPUs the process had when it initialised DPDK."""
+    _process_cpus.clear()
+    _process_cpus.update(cpus)
+
+
 def available_cpus() -> list[int]:
     """CPUs this process may run on: the calling thread's, plus (once DPDK runs) the CPUs
     the process had when it initialised DPDK (a thread may have narrowed its own)."""
-    cpus = set(os.sched_getaffinity(0))
-    from . import eal as _eal
-    if _eal._current is not None:
-        cpus |= set(_eal._current.cpus)
-    return sorted(cpus)
+    return sorted(set(os.sched_getaffinity(0)) | _process_cpus)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ then {"event": "done", ...}; parent drains, sends "quit"; peer → {"event": "by
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import select
@@ -27,6 +26,7 @@ import time
 from . import engines as _engines
 from . import eal as _eal_mod
 from . import stats as _stats
+from ._process import set_pdeathsig
 from .errors import ConfigError, DpdkError
 from .ports import VhostUserPort, VirtioUserPort, Burst
 
@@ -39,14 +39,6 @@ def _template(pkt_size: int) -> bytes:
     127.0.0.2, with a valid IPv4 header checksum."""
     from .packets import udp_frame
     return udp_frame(pkt_size, src_ip="127.0.0.1", dst_ip="127.0.0.2")
-
-
-def _set_pdeathsig():
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _emit(obj):
@@ -183,7 +175,7 @@ class _Words:
 
 def run_peer(args) -> int:
     """The virtio-user process (started by the parent)."""
-    _set_pdeathsig()
+    set_pdeathsig()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     words = _Words()
     _eal_mod.init(memory_mode=args.memory_mode, workers={1: args.cpu}, log_level="warning")

@@ -49,7 +49,7 @@ def check_dpdk() -> list[dict]:
         path = shutil.which(tool)
         out.append(_check(tool, "ok" if path else "warn", path or "not installed",
                           None if path else f"apt-get install {pkg} (needed by tests and perf/)"))
-    from .testing import ovs_dpdk_available
+    from .hostinfo import ovs_dpdk_available
     out.append(_check("OVS-DPDK", "ok" if ovs_dpdk_available() else "warn",
                       "installed" if ovs_dpdk_available() else "not installed",
                       None if ovs_dpdk_available() else

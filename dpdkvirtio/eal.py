@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import collections
+import errno
+import contextlib
 import logging
 import os
 import select
@@ -27,8 +29,8 @@ import weakref
 from . import hugepages
 from ._core import eal as _eal
 from ._core import logbridge as _logbridge
-from .config import LOG_LEVELS, DEFAULT_MEMORY_MB, EalConfig
-from .errors import ConfigError, DpdkError, EalError
+from .config import LOG_LEVELS, DEFAULT_MEMORY_MB, EalConfig, remember_process_cpus
+from .errors import ConfigError, DpdkError, EalError, make_error
 
 log = logging.getLogger("dpdkvirtio")
 dpdk_log = logging.getLogger("dpdkvirtio.dpdk")
@@ -52,6 +54,7 @@ class _LogBridge:
         self._names: dict[int, str] = {}
         self._buf = b""
         self._stop = False
+        self.expected: list[str] = []           # log type prefixes demoted to INFO for now
         _logbridge.install(self._wfd)
         self._thread = threading.Thread(target=self._run, name="dpdkvirtio-log", daemon=True)
         self._thread.start()
@@ -107,6 +110,8 @@ class _LogBridge:
         if pylevel == logging.WARNING and text.startswith(_HARMLESS):
             pylevel = logging.INFO
         name = self._type_name(logtype)
+        if pylevel > logging.INFO and any(name.startswith(p) for p in self.expected):
+            pylevel = logging.INFO              # a teardown whose peer is already gone
         self.recent.append((time.time(), pylevel, name, text))
         logging.getLogger(f"dpdkvirtio.dpdk.{name}").log(pylevel, "%s", text)
 
@@ -119,6 +124,25 @@ class _LogBridge:
     def stop(self):
         self.drain()
         self._stop = True
+
+
+@contextlib.contextmanager
+def peer_gone(logtype_prefix: str):
+    """While this runs (and for the lines it leaves queued), DPDK errors of log types
+    starting with ``logtype_prefix`` are expected ones (a teardown whose peer is already
+    gone) and are logged at INFO."""
+    bridge = _bridge
+    if bridge is None:
+        yield
+        return
+    with bridge._lock:
+        bridge.expected.append(logtype_prefix)
+    try:
+        yield
+    finally:
+        bridge.drain()                          # what the teardown logged, still demoted
+        with bridge._lock:
+            bridge.expected.remove(logtype_prefix)
 
 
 def explain(exc: DpdkError, since: float) -> DpdkError:
@@ -302,10 +326,11 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
         if _current is not None and not _current.closed:
             if _current.config == config:
                 return _current
-            raise EalError(114, "DPDK is already initialised in this process with other "
-                                f"arguments ({' '.join(_current.argv[1:])})", "rte_eal_init",
-                           "DPDK can be initialised once per process: reuse "
-                           "dpdkvirtio.current(), or start a new process for other arguments")
+            raise make_error(EalError, errno.EALREADY,
+                             "DPDK is already initialised in this process with other "
+                             f"arguments ({' '.join(_current.argv[1:])})", "rte_eal_init",
+                             "DPDK can be initialised once per process: reuse "
+                             "dpdkvirtio.current(), or start a new process for other arguments")
         state = _eal.state()
         if state != "uninitialised":
             raise EalError(None, f"DPDK cannot be initialised in this process (state: {state})",
@@ -330,6 +355,7 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
                 pass
         eal = Eal(config, argv, memory_mode, reason)
         eal.cpus = sorted(affinity)
+        remember_process_cpus(eal.cpus)
         try:
             eal.runtime_dir = _eal.runtime_dir()
         except DpdkError:

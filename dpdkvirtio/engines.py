@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import struct
 import threading
 import time
@@ -38,12 +37,13 @@ from ._core import datapath as _datapath
 from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError
+from .placement import parse_rxq_affinity, place_rxqs  # noqa: F401  (re-exported)
 from .stats import counters_array
 
 log = logging.getLogger("dpdkvirtio.engines")
 
 ACTIONS = ("rxonly", "io", "macswap")
-MAX_BURST = _pmd.MAX_BURST
+PMD_MAX_BURST = _pmd.PMD_MAX_BURST      # the largest Pmd.burst_size (dv.MAX_BURST is a Burst's capacity)
 WIRE_OVERHEAD = 24                       # FCS 4 + preamble 8 + inter-frame gap 12 bytes
 
 
@@ -852,55 +852,7 @@ def _tx_key(a: Assignment):
 
 
 # --------------------------------------------------------------------- queue placement
-
-_AFFINITY_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-
-
-def parse_rxq_affinity(text: str) -> dict[int, int]:
-    """OVS ``pmd-rxq-affinity``: "0:3,1:7" → {queue 0: CPU 3, queue 1: CPU 7}."""
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError("pmd-rxq-affinity must be a string like '0:3,1:7'")
-    out: dict[int, int] = {}
-    for part in text.split(","):
-        m = _AFFINITY_RE.match(part)
-        if not m:
-            raise ConfigError(f"malformed pmd-rxq-affinity entry {part.strip()!r} in {text!r}: "
-                              "expected <queue>:<cpu>, e.g. '0:3,1:7'")
-        q, cpu = int(m.group(1)), int(m.group(2))
-        if q in out:
-            raise ConfigError(f"queue {q} appears twice in pmd-rxq-affinity {text!r}")
-        out[q] = cpu
-    return out
-
-
-def place_rxqs(n_rxq: int, affinity: dict[int, int], load: dict[int, int],
-               isolated: set[int]) -> dict[int, int]:
-    """Where the rx queues of one port go: {queue: cpu}. Pinned queues (``affinity``) go
-    where they are pinned, and their CPUs become isolated (OVS pmd-rxq-isolate=true); the
-    other queues go, one by one, to the least loaded non-isolated CPU of ``load`` (ties:
-    the lowest CPU), or to the least loaded CPU when every one is isolated. ``load`` (rx
-    queues per CPU) and ``isolated`` are updated. Pure: no DPDK."""
-    if not load:
-        raise ConfigError("no PMD CPUs to place queues on")
-    out: dict[int, int] = {}
-    for q, cpu in affinity.items():
-        if cpu not in load:
-            raise ConfigError(f"pmd-rxq-affinity puts queue {q} on CPU {cpu}, where no PMD runs "
-                              f"(PMD CPUs: {sorted(load)})")
-        if not 0 <= q < n_rxq:
-            raise ConfigError(f"pmd-rxq-affinity names queue {q}; the port has {n_rxq} queue(s)")
-        out[q] = cpu
-        load[cpu] += 1
-        isolated.add(cpu)
-    for q in range(n_rxq):
-        if q in out:
-            continue
-        candidates = [c for c in load if c not in isolated] or list(load)
-        cpu = min(candidates, key=lambda c: (load[c], c))
-        out[q] = cpu
-        load[cpu] += 1
-    return out
-
+# (the pure part, parse_rxq_affinity and place_rxqs, lives in placement.py)
 
 def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, action: str = "rxonly",
                 out_port=None) -> list[Assignment]:

@@ -67,7 +67,20 @@ class DpdkError(OSError):
         return text
 
     def __reduce__(self):
-        return (type(self), (self.errno, self.message, self.function, self.hint))
+        # Subclasses take other constructor arguments (or none), and the errno classes of
+        # error_class() are made at run time: rebuild from the hierarchy class and errno.
+        cls = type(self)
+        base = cls.__dict__.get("_dv_base", cls)
+        return (_restore, (base, base is not cls, self.errno, self.message, self.function,
+                           self.hint))
+
+
+def _restore(base, errno_class, err, message, function, hint):
+    """Unpickle a DpdkError (see DpdkError.__reduce__)."""
+    cls = error_class(base, err) if errno_class else base
+    obj = cls.__new__(cls)
+    DpdkError.__init__(obj, err, message, function, hint)
+    return obj
 
 
 class EalError(DpdkError):
@@ -155,6 +168,14 @@ def error_class(base, err):
     key = (base, mixin)
     cls = _combined.get(key)
     if cls is None:
-        cls = type(base.__name__, (base, mixin), {"__module__": base.__module__})
+        name = f"{base.__name__}[{_errno.errorcode.get(err, err)}]"
+        cls = type(name, (base, mixin), {"__module__": base.__module__,
+                                         "__qualname__": name, "_dv_base": base})
         _combined[key] = cls
     return cls
+
+
+def make_error(base, err, message, function=None, hint=None):
+    """The one way to build an error that carries an errno: ``base`` (a DpdkError
+    subclass), or its errno class (e.g. a FileExistsError too for EEXIST)."""
+    return error_class(base, err)(err, message, function, hint)

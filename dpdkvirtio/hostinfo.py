@@ -103,3 +103,14 @@ def cpu_topology() -> dict:
         siblings[c] = [s for s in sib if s != c]
     return {"online": online, "allowed": sorted(os.sched_getaffinity(0)), "siblings": siblings,
             "isolated": expand(read("isolated")), "nohz_full": expand(read("nohz_full"))}
+
+
+OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+def ovs_dpdk_available() -> bool:
+    """Whether Debian's OVS-DPDK (openvswitch-switch-dpdk) is installed."""
+    import shutil
+    return all(os.path.exists(p) for p in (OVS_VSWITCHD_DPDK, OVS_SCHEMA)) and \
+        all(shutil.which(t) for t in ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl"))

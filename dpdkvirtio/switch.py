@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from . import eal as _eal_mod
 from . import sockets
 from .config import EalConfig, LOG_LEVELS, available_cpus
-from .engines import Pmd, parse_rxq_affinity, place_rxqs
+from .engines import Pmd
+from .placement import parse_rxq_affinity, place_rxqs
 from .errors import ConfigError, DpdkError, PortError
 from .ports import (VdevPort, VhostUserClientPort, VhostUserPort, create_mempool,
                     mempool_size)

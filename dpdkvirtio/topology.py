@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from . import sockets
 from .config import available_cpus
-from .engines import parse_rxq_affinity, place_rxqs
+from .placement import parse_rxq_affinity, place_rxqs
 from .errors import ConfigError
 from .ports import mempool_size
 from .switch import (PORT_OPTIONS, PORT_TYPES, SHARED_POOL_PORTS, SwitchConfig, _pow2,

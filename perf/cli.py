@@ -35,7 +35,7 @@ def _guard(force: bool):
 
 
 def _available_sides(name: str) -> dict:
-    from dpdkvirtio.testing import ovs_dpdk_available
+    from dpdkvirtio.peers import ovs_dpdk_available
     sides = {k: v for k, v in SCENARIOS[name].items() if k not in ("what",)}
     if "ovs-dpdk" in sides and not ovs_dpdk_available():
         sides["ovs-dpdk"] = None
@@ -257,7 +257,7 @@ def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 
     (0: NDR, else PDR), by binary search over the generator's paced rate. Each trial sends
     rate x trial_s packets; loss = (sent - received) / sent, after the rings drained."""
     import tempfile
-    from dpdkvirtio.testing import Agent
+    from dpdkvirtio.peers import Agent
 
     d = tempfile.mkdtemp(prefix="dvndr-", dir="/tmp")
     path = os.path.join(d, "n.sock")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from dpdkvirtio.testing import Agent, OvsDpdk, Testpmd, cpus
+from dpdkvirtio.peers import Agent, OvsDpdk, Testpmd, cpus
 
 FRONT, BACK = cpus()[0], cpus()[-1]
 

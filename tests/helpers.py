@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dpdkvirtio.testing import (Agent, AgentError, Testpmd, TESTPMD, cpus,  # noqa: F401
+from dpdkvirtio.peers import (Agent, AgentError, Testpmd, TESTPMD, cpus,  # noqa: F401
                                 unique_prefix)
 
 REPO = Path(__file__).resolve().parents[1]

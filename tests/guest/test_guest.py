@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.testing import cpus
+from dpdkvirtio.peers import cpus
 from tests import helpers
 from tests.guest import guestlib
 

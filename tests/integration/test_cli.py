@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dpdkvirtio.testing import Agent, Testpmd, cpus
+from dpdkvirtio.peers import Agent, Testpmd, cpus
 from tests.helpers import REPO, short_dir, wait_still
 
 FRONT, BACK = cpus()[0], cpus()[-1]
@@ -166,7 +166,8 @@ def test_every_ctl_command_human_and_json(d):
         show = sw.ctl("show")
         assert show["bridge"] == "br0" and [p["name"] for p in show["ports"]] == ["a"]
         assert show["pmds"][0]["cpu"] == BACK and show["pmds"][0]["running"]
-        assert "bridge br0" in sw.ctl("show", json_out=False)
+        assert re.search(r"^bridge br0 \(DPDK 22\.11\.\d+, memory ", sw.ctl("show", json_out=False))
+        assert re.search(r"switch br0 running \(DPDK 22\.11\.\d+, memory ", "".join(sw.out))
         c = sw.ctl("add-port", "c", "dpdkvhostuser", "n_rxq=2", "socket-mode=0600")
         assert c["queues"] == 2 and stat.S_IMODE(os.stat(os.path.join(d, "c")).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.join(d, "a")).st_mode) == 0o660

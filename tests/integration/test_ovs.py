@@ -12,7 +12,7 @@ import time
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.testing import OvsDpdk, cpus, ovs_dpdk_available
+from dpdkvirtio.peers import OvsDpdk, cpus, ovs_dpdk_available
 from tests.integration.conftest import quiesce
 
 pytestmark = pytest.mark.skipif(not ovs_dpdk_available(),

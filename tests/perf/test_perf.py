@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dpdkvirtio.testing import ovs_dpdk_available
+from dpdkvirtio.peers import ovs_dpdk_available
 from perf import cli, host
 from perf.scenarios import SCENARIOS, Options
 from tests.helpers import REPO, free_hugepages_mb

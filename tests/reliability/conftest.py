@@ -9,7 +9,7 @@ import time
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.testing import cpus
+from dpdkvirtio.peers import cpus
 from tests.helpers import settle  # noqa: F401  (the reliability tests import it from here)
 
 FRONT, BACK = cpus()[0], cpus()[-1]

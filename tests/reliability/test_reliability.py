@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.testing import Agent, AgentError
+from dpdkvirtio.peers import Agent, AgentError
 from tests.reliability import vhostfuzz
 from tests.helpers import wait_still
 from tests.reliability.conftest import BACK, FRONT, settle
@@ -471,7 +471,7 @@ def test_1000_ports_in_one_process(baseline, untouched, sockdir):
     vhost-events fdset holds at most 1,024 fds (MAX_FDS in lib/vhost/fd_man.h): the
     listening sockets and the connections share it."""
     import resource
-    from dpdkvirtio.testing import AgentError
+    from dpdkvirtio.peers import AgentError
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     n = 1000
     with Agent("no-huge", cpu=BACK, control_cpus=[FRONT]) as back:

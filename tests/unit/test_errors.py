@@ -26,7 +26,7 @@ def test_error_without_errno():
 def test_errno_specific_classes(err, builtin):
     cls = errors.error_class(errors.MempoolError, err)
     assert issubclass(cls, errors.MempoolError) and issubclass(cls, builtin)
-    assert cls.__name__ == "MempoolError"
+    assert cls.__name__ == f"MempoolError[{errno.errorcode[err]}]"      # not the base's name
     assert errors.error_class(errors.MempoolError, err) is cls          # cached
 
 
@@ -41,7 +41,61 @@ def test_specialised_errors():
     assert "spawn" in str(errors.ForkedProcessError())
 
 
-def test_pickle_roundtrip():
-    e = errors.EalError(errno.EALREADY, "already", "rte_eal_init", "start a new process")
-    e2 = pickle.loads(pickle.dumps(e))
-    assert type(e2) is errors.EalError and str(e2) == str(e)
+def _every_error():
+    """One instance of every exception class of the hierarchy (and errno classes)."""
+    out = [errors.DpdkError(errno.EIO, "io", "rte_x", "hint"),
+           errors.EalError(errno.EALREADY, "already", "rte_eal_init", "start a new process"),
+           errors.MempoolError(None, "no pool", "rte_pktmbuf_pool_create"),
+           errors.MempoolBusyError("busy", "free bursts"),
+           errors.PortError(errno.EINVAL, "bad", "rte_eth_dev_start"),
+           errors.PortStateError("closed", "Create a new port"),
+           errors.VhostError(errno.EEXIST, "exists", "rte_vhost_driver_register"),
+           errors.PmdError(None, "lcore busy"),
+           errors.PeerTimeoutError("no peer within 1 s", "start the peer"),
+           errors.ForkedProcessError(),
+           errors.ConfigError("bad value"),
+           errors.SocketPathError("too long")]
+    for base in (errors.MempoolError, errors.PortError, errors.VhostError):
+        for err in (errno.ENOMEM, errno.EEXIST, errno.ENOENT, errno.EACCES):
+            out.append(errors.error_class(base, err)(err, "mixed", "rte_y", None))
+    return out
+
+
+def _same(a, b):
+    assert type(a) is type(b) and str(a) == str(b) and a.args == b.args
+    if isinstance(a, errors.DpdkError):
+        assert (a.errno, a.function, a.hint, a.message) == (b.errno, b.function, b.hint, b.message)
+
+
+@pytest.mark.parametrize("e", _every_error(), ids=lambda e: type(e).__name__)
+def test_every_error_pickles(e):
+    _same(e, pickle.loads(pickle.dumps(e)))
+
+
+def _raise_all(conn):
+    for e in _every_error():
+        conn.send((e, str(e)))
+    conn.close()
+
+
+def test_errors_cross_a_multiprocessing_pipe():
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")       # (spawn leaves a resource tracker behind)
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_raise_all, args=(child,))
+    p.start()
+    child.close()
+    got = []
+    try:
+        while True:
+            got.append(parent.recv())
+    except EOFError:
+        pass
+    p.join(30)
+    assert p.exitcode == 0
+    expected = _every_error()
+    assert len(got) == len(expected)
+    for a, (b, text) in zip(expected, got):
+        assert type(b) is type(a) and str(b) == text
+        if not isinstance(a, errors.ForkedProcessError):      # (its message names the pid)
+            _same(a, b)

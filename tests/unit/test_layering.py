@@ -48,3 +48,35 @@ def test_datapath_functions_are_noexcept_nogil():
 def test_setup_py_holds_no_module_list():
     text = (REPO / "setup.py").read_text()
     assert "Extension(" not in text and "cythonize" not in text
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules a Python file imports (absolute names; relative ones resolved in the
+    dpdkvirtio package), found by parsing, not grepping."""
+    import ast
+    tree = ast.parse(path.read_text())
+    pkg = ["dpdkvirtio"] + list(path.relative_to(L2).parent.parts)
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg[:len(pkg) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def test_runtime_code_does_not_use_the_test_peers():
+    for f in L2.rglob("*.py"):
+        rel = f.relative_to(L2)
+        if rel.parts[0] == "peers":
+            continue
+        used = {m for m in _imports(f) if m == "dpdkvirtio.peers" or m.startswith("dpdkvirtio.peers.")}
+        assert not used, f"{rel} imports {sorted(used)}: peers are for tests and perf/"
+
+
+def test_one_pdeathsig_helper():
+    users = [f.relative_to(L2) for f in L2.rglob("*.py") if "prctl(" in f.read_text()]
+    assert [str(u) for u in users] == ["_process.py"]

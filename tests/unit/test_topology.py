@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from dpdkvirtio import topology
-from dpdkvirtio.engines import place_rxqs
+from dpdkvirtio.placement import place_rxqs
 from dpdkvirtio.errors import ConfigError
 
 CPUS = sorted(os.sched_getaffinity(0))

@@ -28,7 +28,7 @@ import time
 
 ACTIONS = {"rxonly": DV_ACT_RXONLY, "io": DV_ACT_IO, "macswap": DV_ACT_MACSWAP,
            "generator": DV_ACT_GEN}
-MAX_BURST = DV_PMD_MAX_BURST
+PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
 OPS = {"inc": 0, "dec": 1, "random": 2}
 

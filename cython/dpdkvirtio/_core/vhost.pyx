@@ -20,7 +20,9 @@ from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPE
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
-from dpdkvirtio.errors import VhostError, ConfigError
+import errno
+
+from dpdkvirtio.errors import ConfigError, VhostError, make_error
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
@@ -553,11 +555,13 @@ cdef class VhostPort(Port):
             pthread_mutex_unlock(&g_lock)
         if slot == -2:
             self.release_port()
-            raise VhostError(17, f"socket {path!r} is already used by a port of this process",
+            raise make_error(VhostError, errno.EEXIST,
+                             f"socket {path!r} is already used by a port of this process",
                              None, "Close that port first or use another path")
         if slot == -1:
             self.release_port()
-            raise VhostError(28, f"all {MAX_SLOTS} vhost-user port slots are in use", None,
+            raise make_error(VhostError, errno.ENOSPC,
+                             f"all {MAX_SLOTS} vhost-user port slots are in use", None,
                              "Close unused ports")
         self._slot = slot
         try:
