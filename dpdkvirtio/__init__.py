@@ -9,7 +9,7 @@
 ``dpdkvirtio.DPDK_VERSION`` is the DPDK runtime this module is running on.
 
 The public names load their module on first use (PEP 562), so that the pure modules
-(``errors``, ``config``, ``placement``, ``packets``, ``sockets``) import without the
+(``errors``, ``config``, ``placement``, ``packets``, ``sockets``, ``streams``) import without the
 compiled extension; the first name that needs DPDK loads it and checks its version.
 """
 
@@ -36,8 +36,9 @@ _EXPORTS = {
     **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "RateMeter", "port_stats",
                                    "queue_counters")},
     **{name: ".engines" for name in (
-        "PMD_MAX_BURST", "PMD_STATS_DTYPE", "Assignment", "FieldVar", "GeneratorHandle", "Pmd",
-        "SizeVar", "Stream", "assign_rxqs", "read_pcap", "write_pcap")},
+        "PMD_MAX_BURST", "PMD_STATS_DTYPE", "Assignment", "GeneratorHandle", "Pmd",
+        "assign_rxqs")},
+    **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream", "read_pcap", "write_pcap")},
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",
     "Switch": ".switch", "SwitchConfig": ".switch",

@@ -29,6 +29,7 @@ from . import stats as _stats
 from ._process import set_pdeathsig
 from .errors import ConfigError, DpdkError
 from .ports import VhostUserPort, VirtioUserPort, Burst
+from .streams import Stream
 
 DIRECTIONS = ("to-vhost", "to-virtio")
 ENGINES = ("c", "python")
@@ -67,7 +68,7 @@ class _Side:
     def start_c(self):
         self.pmd = _engines.Pmd(cpu=self.cpu, burst_size=self.burst_size)
         if self.role == "tx":
-            self.pmd.add_generator(self.port, 0, _engines.Stream([self.template]))
+            self.pmd.add_generator(self.port, 0, Stream([self.template]))
         else:
             self.pmd.add_rxq(self.port, 0, "rxonly")
         self.t_start = time.monotonic()

@@ -34,7 +34,7 @@ def _record(data: bytes, incl=None):
 
 
 def test_read_pcap_rejects_what_it_cannot_read(tmp_path):
-    from dpdkvirtio.engines import read_pcap
+    from dpdkvirtio.streams import read_pcap
     frame = packets.udp_frame(64)
     cases = {
         "short": (b"\xd4\xc3\xb2\xa1", "too short"),
@@ -72,6 +72,6 @@ def test_read_pcap_rejects_what_it_cannot_read(tmp_path):
     ((None, 1, 5), dict(offset=24, size=3), "size must be"),
 ])
 def test_fieldvar_bad_input(args, kw, text):
-    from dpdkvirtio.engines import FieldVar
+    from dpdkvirtio.streams import FieldVar
     with pytest.raises(ConfigError, match=text):
         FieldVar(*args, **kw)

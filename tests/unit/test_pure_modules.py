@@ -4,7 +4,7 @@ import sys
 
 from tests.helpers import REPO
 
-PURE = ("errors", "config", "placement", "packets", "sockets")
+PURE = ("errors", "config", "placement", "packets", "sockets", "streams")
 CODE = f"""
 import importlib, importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

@@ -1,0 +1,360 @@
+"""What a generator sends (pure Python, no DPDK): template frames, field variables
+(TRex's flow variables: inc/dec/random over MAC/IPv4/UDP fields), packet-size variables,
+rates (pps, bps, percent of a line rate) and limits, replay of numpy arrays and pcap
+files. Pmd.add_generator turns a Stream into the C generator state."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import packets as _packets
+from .errors import ConfigError
+
+WIRE_OVERHEAD = 24                       # FCS 4 + preamble 8 + inter-frame gap 12 bytes
+MAX_VARS = 8                             # field variables per stream (DV_MAX_VARS, checked)
+
+
+
+# Fields a FieldVar may name: (offset, width) of the varied part, value parser.
+def _ip(v) -> int:
+    return int(ipaddress.IPv4Address(v)) if isinstance(v, str) else int(v)
+
+
+def _mac_low(v) -> int:
+    if isinstance(v, str):
+        return int.from_bytes(_packets.mac_bytes(v)[2:], "big")
+    return int(v)
+
+
+_FIELDS = {
+    "ip.src": (_packets.OFFSETS["ip.src"], 4, _ip),
+    "ip.dst": (_packets.OFFSETS["ip.dst"], 4, _ip),
+    "ip.id": (_packets.OFFSETS["ip.id"], 2, int),
+    "ip.ttl": (_packets.OFFSETS["ip.ttl"], 1, int),
+    "udp.sport": (_packets.OFFSETS["udp.sport"], 2, int),
+    "udp.dport": (_packets.OFFSETS["udp.dport"], 2, int),
+    "eth.src": (_packets.OFFSETS["eth.src"] + 2, 4, _mac_low),   # low 4 bytes of the MAC
+    "eth.dst": (_packets.OFFSETS["eth.dst"] + 2, 4, _mac_low),
+}
+_IP_HDR = (14, 34)
+_UDP_PSEUDO = (26, 34)         # source and destination addresses
+
+
+class FieldVar:
+    """A header field the generator changes for every packet (TRex's STLVmFlowVar +
+    STLVmWrFlowVar): ``op`` is "inc", "dec" or "random" over ``[min, max]`` in ``step``s.
+
+    ``field`` is one of ip.src, ip.dst, ip.id, ip.ttl, udp.sport, udp.dport, eth.src,
+    eth.dst (the low 4 bytes of a MAC), or give ``offset`` and ``size`` (1, 2, 4) for
+    any other place. Addresses may be given as strings. Checksums are fixed up.
+    """
+
+    def __init__(self, field: str | None = None, min=None, max=None, *, op: str = "inc",
+                 step: int = 1, start=None, offset: int | None = None, size: int | None = None):
+        if field is not None:
+            if field not in _FIELDS:
+                raise ConfigError(f"unknown field {field!r}; known: {', '.join(_FIELDS)} "
+                                  "(or give offset= and size=)")
+            offset, size, parse = _FIELDS[field]
+        else:
+            if offset is None or size is None:
+                raise ConfigError("give a field name, or offset= and size=")
+            parse = int
+        if size not in (1, 2, 4):
+            raise ConfigError("size must be 1, 2 or 4 bytes")
+        if op not in ("inc", "dec", "random"):
+            raise ConfigError(f"op must be inc, dec or random, got {op!r}")
+        if min is None or max is None:
+            raise ConfigError("give min and max")
+        lo, hi = parse(min), parse(max)
+        if not 0 <= lo <= hi < 1 << (8 * size):
+            raise ConfigError(f"range {min}..{max} is empty or does not fit {size} byte(s)")
+        if not isinstance(step, int) or step < 1:
+            raise ConfigError("step must be a positive integer")
+        if offset < 0 or offset + size > 65535:
+            raise ConfigError("offset out of range")
+        self.field = field
+        self.offset, self.size, self.op = offset, size, op
+        self.min, self.max, self.step = lo, hi, step
+        self.start = parse(start) if start is not None else (lo if op != "dec" else hi)
+        if not lo <= self.start <= hi:
+            raise ConfigError("start must lie within [min, max]")
+        if _packets.OFFSETS["ip.csum"] <= offset + size - 1 and offset <= _packets.OFFSETS["ip.csum"] + 1 \
+                or _packets.OFFSETS["udp.csum"] <= offset + size - 1 and offset <= _packets.OFFSETS["udp.csum"] + 1:
+            raise ConfigError("a field variable must not overlap a checksum field")
+
+    def values(self, n: int) -> list[int]:
+        """The first ``n`` values an inc/dec variable produces (for checking receivers)."""
+        out, cur = [], self.start
+        for _ in range(n):
+            out.append(cur)
+            if self.op == "inc":
+                cur = self.min if cur > self.max or self.max - cur < self.step else cur + self.step
+            elif self.op == "dec":
+                cur = self.max if cur < self.min or cur - self.min < self.step else cur - self.step
+            else:
+                raise ValueError("random variables have no fixed sequence")
+        return out
+
+    def _overlaps(self, span) -> bool:
+        return self.offset < span[1] and self.offset + self.size > span[0]
+
+    def c_tuple(self, udp_len_end: int):
+        in_ip = self._overlaps(_IP_HDR)
+        in_udp = self._overlaps(_UDP_PSEUDO) or self._overlaps((34, udp_len_end))
+        return (self.offset, self.size, self.op, self.min, self.max, self.step, self.start,
+                int(in_ip), int(in_udp))
+
+    def __repr__(self):
+        name = self.field or f"offset {self.offset}/{self.size}"
+        return f"FieldVar({name}, {self.min}..{self.max}, {self.op}, step={self.step})"
+
+
+@dataclass
+class SizeVar:
+    """Vary the frame size over ``[min, max]`` (inc, dec or random; IPv4/UDP lengths and
+    checksums are rewritten). Templates are padded to ``max``."""
+    min: int
+    max: int
+    op: str = "inc"
+    step: int = 1
+
+
+def _as_frames(packets) -> list[bytes]:
+    if isinstance(packets, (bytes, bytearray, memoryview)):
+        return [bytes(packets)]
+    if isinstance(packets, np.ndarray):
+        if packets.dtype != np.uint8:
+            raise ConfigError("packet arrays must be uint8")
+        if packets.ndim == 1:
+            return [packets.tobytes()]
+        if packets.ndim == 2:
+            return [row.tobytes() for row in packets]
+        raise ConfigError("packet arrays must be 1-D (one frame) or 2-D (one frame per row)")
+    if hasattr(packets, "__bytes__") and not isinstance(packets, (list, tuple)):
+        return [bytes(packets)]                          # e.g. a scapy packet
+    try:
+        return [bytes(p) for p in packets]
+    except TypeError:
+        raise ConfigError("packets must be bytes, a list of bytes, a uint8 numpy array or "
+                          "scapy packets") from None
+
+
+def _is_ipv4_udp(frame: bytes) -> bool:
+    return (len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[14] == 0x45
+            and frame[23] == 17)
+
+
+class Stream:
+    """What a generator sends (TRex's STLStream in spirit).
+
+    Parameters
+    ----------
+    packets : bytes | list of bytes | numpy uint8 array (1-D, or 2-D one frame per row) |
+              scapy packet(s)
+        Templates, sent round-robin.
+    vars : list[FieldVar]
+        Fields varied per packet (at most 8).
+    size : SizeVar, optional
+    pps, bps, percent (+ line_rate_bps) :
+        Rate: packets/s, frame bits/s (without FCS), or a percentage of ``line_rate_bps``
+        counted on the wire (frame + 24 bytes). None of them: as fast as possible.
+    count : int
+        Stop after this many packets (0: no limit).
+    duration_s : float
+        Stop after this long (0: no limit).
+    mode : "continuous" | "single_burst" | "multi_burst"
+        single_burst sends ``count`` packets; multi_burst sends ``bursts`` bursts of
+        ``burst_packets`` with ``ibg_s`` seconds between them.
+    fix_checksums : bool
+        Keep IPv4 and UDP checksums right while fields change (IPv4/UDP templates).
+    seed : int
+        For ``random`` variables.
+    """
+
+    def __init__(self, packets, *, vars=(), size: SizeVar | None = None, pps: float | None = None,
+                 bps: float | None = None, percent: float | None = None,
+                 line_rate_bps: float | None = None, count: int = 0, duration_s: float = 0.0,
+                 mode: str = "continuous", burst_packets: int = 0, bursts: int = 0,
+                 ibg_s: float = 0.0, fix_checksums: bool = True, seed: int = 1):
+        frames = _as_frames(packets)
+        if not frames:
+            raise ConfigError("a stream needs at least one packet")
+        if any(len(f) < 14 for f in frames):
+            raise ConfigError("every packet needs at least an Ethernet header (14 bytes)")
+        self.vars = list(vars)
+        if len(self.vars) > MAX_VARS:
+            raise ConfigError(f"at most {MAX_VARS} field variables per stream")
+        for v in self.vars:
+            if not isinstance(v, FieldVar):
+                raise ConfigError("vars must be FieldVar objects")
+            for f in frames:
+                if v.offset + v.size > len(f):
+                    raise ConfigError(f"{v!r} lies beyond the end of a {len(f)}-byte template")
+        self.size = size
+        if size is not None:
+            if not isinstance(size, SizeVar) or not 42 <= size.min <= size.max <= 9000:
+                raise ConfigError("size must be a SizeVar with 42 <= min <= max <= 9000")
+            if size.op not in ("inc", "dec", "random") or size.step < 1:
+                raise ConfigError("SizeVar op must be inc, dec or random and step >= 1")
+            if not all(_is_ipv4_udp(f) for f in frames):
+                raise ConfigError("a SizeVar needs Ethernet/IPv4/UDP templates")
+            frames = [f.ljust(size.max, b"\0") for f in frames]
+        self.fix_checksums = bool(fix_checksums)
+        if self.fix_checksums:
+            frames = [self._with_checksums(f) for f in frames]
+        self.frames = frames
+        rates = [r for r in (pps, bps, percent) if r is not None]
+        if len(rates) > 1:
+            raise ConfigError("give one of pps, bps or percent")
+        for name, r in (("pps", pps), ("bps", bps), ("percent", percent)):
+            if r is not None and not r > 0:
+                raise ConfigError(f"{name} must be > 0, got {r!r}")
+        if percent is not None and not line_rate_bps:
+            raise ConfigError("percent needs line_rate_bps (e.g. 10e9 for 10 Gb/s)")
+        if percent is not None and percent > 100:
+            raise ConfigError("percent must be <= 100")
+        self._rate_spec = ("pps", pps) if pps is not None else ("bps", bps) if bps is not None \
+            else ("percent", percent) if percent is not None else (None, None)
+        self.line_rate_bps = line_rate_bps
+        if mode not in ("continuous", "single_burst", "multi_burst"):
+            raise ConfigError("mode must be continuous, single_burst or multi_burst")
+        if not isinstance(count, int) or count < 0:
+            raise ConfigError("count must be a non-negative integer")
+        if duration_s < 0:
+            raise ConfigError("duration_s must be >= 0")
+        if mode == "single_burst" and count < 1:
+            raise ConfigError("single_burst needs count >= 1")
+        if mode == "multi_burst":
+            if burst_packets < 1 or bursts < 1 or ibg_s < 0:
+                raise ConfigError("multi_burst needs burst_packets >= 1, bursts >= 1, ibg_s >= 0")
+        self.mode, self.count, self.duration_s = mode, count, duration_s
+        self.burst_packets, self.bursts, self.ibg_s = burst_packets, bursts, ibg_s
+        self.seed = seed
+
+    @staticmethod
+    def _with_checksums(frame: bytes) -> bytes:
+        """The template with IPv4 (and non-zero UDP) checksums made right, so that the C
+        engine can update them incrementally."""
+        if not _is_ipv4_udp(frame):
+            return frame
+        f = bytearray(frame)
+        f[24:26] = b"\0\0"
+        f[24:26] = struct.pack("!H", _packets.inet_checksum(bytes(f[14:34])))
+        ulen = struct.unpack_from("!H", f, 38)[0]
+        if f[40:42] != b"\0\0" and 8 <= ulen <= len(f) - 34:
+            f[40:42] = b"\0\0"
+            pseudo = bytes(f[26:34]) + struct.pack("!BBH", 0, 17, ulen)
+            c = _packets.inet_checksum(pseudo + bytes(f[34:34 + ulen])) or 0xFFFF
+            f[40:42] = struct.pack("!H", c)
+        return bytes(f)
+
+    @property
+    def mean_size(self) -> float:
+        if self.size is not None:
+            return (self.size.min + self.size.max) / 2
+        return sum(len(f) for f in self.frames) / len(self.frames)
+
+    def pps_for(self, spec=None) -> float:
+        """The rate in packets per second (0: unlimited)."""
+        kind, value = spec or self._rate_spec
+        if kind is None:
+            return 0.0
+        if kind == "pps":
+            return float(value)
+        if kind == "bps":
+            return float(value) / (self.mean_size * 8)
+        return self.line_rate_bps * value / 100.0 / ((self.mean_size + WIRE_OVERHEAD) * 8)
+
+    def generator_args(self, mempool):
+        udp_end = 34
+        if self.frames and _is_ipv4_udp(self.frames[0]):
+            udp_end = 34 + struct.unpack_from("!H", self.frames[0], 38)[0]
+        count = self.count
+        burst_packets, bursts, ibg = 0, 0, 0.0
+        if self.mode == "multi_burst":
+            burst_packets, bursts, ibg = self.burst_packets, self.bursts, self.ibg_s
+        fixable = all(_is_ipv4_udp(f) for f in self.frames)
+        return dict(
+            mempool=mempool, templates=self.frames,
+            variables=[v.c_tuple(udp_end) for v in self.vars],
+            size_var=(self.size.op, self.size.min, self.size.max, self.size.step) if self.size else None,
+            fix_ip=self.fix_checksums and fixable, fix_udp=self.fix_checksums and fixable,
+            pps=self.pps_for(), count=count, duration_s=self.duration_s,
+            burst_packets=burst_packets, bursts=bursts, ibg_s=ibg, seed=self.seed)
+
+    # -- replay ------------------------------------------------------------------------
+    @classmethod
+    def replay(cls, packets, lengths=None, *, loops: int = 0, **kw) -> "Stream":
+        """Send the given packets in order, ``loops`` times (0: forever). ``packets`` as
+        for Stream, or a 2-D uint8 array with per-row ``lengths``."""
+        if isinstance(packets, np.ndarray) and packets.ndim == 2 and lengths is not None:
+            lengths = np.asarray(lengths)
+            frames = [packets[i, :int(lengths[i])].tobytes() for i in range(len(packets))]
+        else:
+            frames = _as_frames(packets)
+        count = loops * len(frames) if loops else 0
+        kw.setdefault("fix_checksums", False)
+        return cls(frames, count=count, **kw)
+
+    @classmethod
+    def from_pcap(cls, path, *, loops: int = 0, limit: int | None = None, **kw) -> "Stream":
+        """Replay the Ethernet frames of a pcap file (classic pcap, any endianness)."""
+        return cls.replay(read_pcap(path, limit=limit), loops=loops, **kw)
+
+
+def read_pcap(path, limit: int | None = None) -> list[bytes]:
+    """Frames of a classic pcap file (LINKTYPE_ETHERNET)."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        if len(head) < 24:
+            raise ConfigError(f"{path}: not a pcap file (too short)")
+        magic = head[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            endian = "<"
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            endian = ">"
+        else:
+            raise ConfigError(f"{path}: not a classic pcap file"
+                              + (" (pcapng is not supported; convert it with editcap -F pcap)"
+                                 if magic == b"\x0a\x0d\x0d\x0a" else ""))
+        linktype = struct.unpack(endian + "I", head[20:24])[0]
+        if linktype != 1:
+            raise ConfigError(f"{path}: link type {linktype} is not Ethernet")
+        snaplen = struct.unpack(endian + "I", head[16:20])[0]
+        frames = []
+        while limit is None or len(frames) < limit:
+            rec = f.read(16)
+            if not rec:
+                break
+            if len(rec) < 16:
+                raise ConfigError(f"{path}: truncated: the record header after packet "
+                                  f"{len(frames)} is cut short")
+            _, _, incl, _ = struct.unpack(endian + "IIII", rec)
+            if incl > max(snaplen, 65535):
+                raise ConfigError(f"{path}: corrupt: packet {len(frames)} claims {incl} bytes "
+                                  f"(snap length {snaplen})")
+            data = f.read(incl)
+            if len(data) < incl:
+                raise ConfigError(f"{path}: truncated: packet {len(frames)} has {len(data)} of "
+                                  f"its {incl} bytes")
+            frames.append(data)
+    if not frames:
+        raise ConfigError(f"{path}: no packets")
+    return frames
+
+
+def write_pcap(path, frames) -> None:
+    """Write frames to a classic pcap file (microsecond timestamps, Ethernet)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        t = time.time()
+        for i, fr in enumerate(frames):
+            fr = bytes(fr)
+            f.write(struct.pack("<IIII", int(t), i % 1000000, len(fr), len(fr)))
+            f.write(fr)
