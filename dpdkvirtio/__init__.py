@@ -23,7 +23,7 @@ MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
 # public name -> the module that defines it
 _EXPORTS = {
     "Burst": "._core.mbuf", "MAX_BURST": "._core.mbuf",
-    "Mempool": "._core.mempool",
+    "Mempool": ".mempools", "mempool_size": ".mempools",
     "EalConfig": ".config",
     "Eal": ".eal", "current": ".eal", "dpdk_version": ".eal", "init": ".eal",
     **{name: ".errors" for name in (
@@ -32,12 +32,11 @@ _EXPORTS = {
         "SocketPathError", "VhostError")},
     **{name: ".ports" for name in (
         "VdevPort", "VhostEvent", "VhostUserClientPort", "VhostUserPort", "VirtioUserPort",
-        "create_mempool", "events_fd", "feature_names", "mempool_size", "poll_events")},
-    **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "RateMeter", "port_stats",
-                                   "queue_counters")},
-    **{name: ".engines" for name in (
-        "PMD_MAX_BURST", "PMD_STATS_DTYPE", "Assignment", "GeneratorHandle", "Pmd",
-        "assign_rxqs")},
+        "events_fd", "feature_names", "poll_events")},
+    **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "PMD_STATS_DTYPE", "POLL_STATS_DTYPE",
+                                   "RateMeter", "port_stats", "queue_counters")},
+    **{name: ".pmd" for name in (
+        "ENGINES", "PMD_MAX_BURST", "Assignment", "GeneratorHandle", "Pmd", "assign_rxqs")},
     **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream", "read_pcap", "write_pcap")},
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",

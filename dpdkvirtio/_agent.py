@@ -1,16 +1,16 @@
 """A second dpdkvirtio process for tests and benchmarks (``python -m dpdkvirtio._agent``):
-JSON commands on stdin, one JSON reply per line on stdout. It ends (closing everything)
-on "exit", on EOF and when its parent dies. Driven by dpdkvirtio.peers.Agent."""
+JSON-RPC 2.0 (dpdkvirtio.rpc) requests on stdin, replies on stdout; the methods are the
+``op_*`` functions. It ends (closing everything) on "exit", on EOF and when its parent
+dies. Driven by dpdkvirtio.peers.Agent."""
 
-import json
 import os
 import signal
 import sys
 import threading
 import time
-import traceback
 
 import dpdkvirtio as dv
+from dpdkvirtio import rpc
 from dpdkvirtio._process import set_pdeathsig
 
 state = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
@@ -166,8 +166,8 @@ def op_switch_stats(name):
 def op_add_vhost_ports(paths, queues=1):
     """Create vhost-user server ports one by one on a shared pool, each added to the
     running PMD at once; the seconds each addition took."""
-    pool = dv.create_mempool(dv.mempool_size(ports=len(paths), queues=queues, rx_ring_size=0,
-                                             tx_ring_size=0))
+    pool = dv.Mempool(dv.mempool_size(ports=len(paths), queues=queues, rx_ring_size=0,
+                                       tx_ring_size=0))
     seconds = []
     for i, path in enumerate(paths):
         t0 = time.perf_counter()
@@ -250,29 +250,30 @@ def op_sleep(seconds):
     return {}
 
 
+def op_exit():
+    """Close everything this agent made; the agent ends after the reply."""
+    state["exiting"] = True
+    op_pyloop_stop()
+    for sw in state.get("switches", {}).values():
+        sw.close()
+    if state["pmd"] is not None:
+        state["pmd"].close()
+    for p in list(state["ports"].values()):
+        p.close()
+    return {}
+
+
+def _method(name):
+    fn = globals().get(f"op_{name}")
+    return fn if callable(fn) else None
+
+
 def main():
     set_pdeathsig()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for line in sys.stdin:
-        msg = json.loads(line)
-        op = msg.pop("op")
-        if op == "exit":
-            op_pyloop_stop()
-            for sw in state.get("switches", {}).values():
-                sw.close()
-            if state["pmd"] is not None:
-                state["pmd"].close()
-            for p in list(state["ports"].values()):
-                p.close()
-            print(json.dumps({"ok": True}), flush=True)
-            return 0
-        try:
-            reply = globals()[f"op_{op}"](**msg)
-            reply["ok"] = True
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            reply = {"ok": False, "type": type(e).__name__, "error": str(e),
-                     "trace": traceback.format_exc()}
-        print(json.dumps(reply), flush=True)
+    known = sorted(n[3:] for n, f in globals().items() if n.startswith("op_") and callable(f))
+    rpc.serve(sys.stdin.fileno(), sys.stdout.fileno(), _method, lambda: known,
+              max_bytes=1 << 24, stop=lambda: state.get("exiting", False))
     return 0
 
 

@@ -28,3 +28,13 @@ def stop(proc: subprocess.Popen, timeout_s: float = 5.0, sig: int = signal.SIGIN
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def close_pipes(proc: subprocess.Popen) -> None:
+    """Close the parent's ends of ``proc``'s stdin/stdout/stderr pipes (idempotent)."""
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass

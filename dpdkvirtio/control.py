@@ -1,21 +1,20 @@
-"""The control socket of ``dpdkvirtio run``: JSON lines over a UNIX stream socket, one
-request {"cmd": ..., "args": {...}} and one reply {"ok": true, "result": ...} or
-{"ok": false, "error": "..."} per line. ``dpdkvirtio ctl`` is its client.
+"""The control socket of ``dpdkvirtio run``: JSON-RPC 2.0 (dpdkvirtio.rpc) over a UNIX
+stream socket, one message per line; the methods are the ``cmd_*`` of ControlServer
+(``add-port``, ``show``...). ``dpdkvirtio ctl`` is its client (:func:`request`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 
-from . import sockets
-from .errors import ConfigError, DpdkError
+from . import rpc, sockets
+from .errors import ConfigError
 
 log = logging.getLogger("dpdkvirtio.control")
-MAX_REQUEST = 1 << 16
+MAX_REQUEST = rpc.MAX_MESSAGE_BYTES
 
 
 class ControlError(Exception):
@@ -25,23 +24,16 @@ class ControlError(Exception):
 def _parse_options(items) -> dict:
     if isinstance(items, dict):
         return items
+    if not isinstance(items, (list, tuple, type(None))):
+        raise ConfigError(f"options must be a list of key=value strings or an object, "
+                          f"got {type(items).__name__}")
     out = {}
     for it in items or []:
-        if "=" not in it:
+        if not isinstance(it, str) or "=" not in it:
             raise ConfigError(f"option {it!r} must look like key=value")
         k, v = it.split("=", 1)
         out[k.strip()] = v.strip()
     return out
-
-
-def _check_types(cmd: str, fn, args: dict):
-    """Arguments annotated ``str`` must be strings (names, types): a clear error instead of
-    whatever a list or number would do further down."""
-    import inspect
-    for name, param in inspect.signature(fn).parameters.items():
-        if name in args and param.annotation in ("str", str) and not isinstance(args[name], str):
-            raise ConfigError(f"{cmd}: {name} must be a string, got "
-                              f"{type(args[name]).__name__} {args[name]!r}")
 
 
 class ControlServer:
@@ -73,50 +65,15 @@ class ControlServer:
 
     def _serve(self, conn: socket.socket):
         with conn:
-            f = conn.makefile("rwb")
-            while True:
-                try:
-                    line = f.readline(MAX_REQUEST + 1)       # never more than the limit
-                except OSError:
-                    return
-                if not line:
-                    return
-                too_long = len(line) > MAX_REQUEST
-                if too_long:
-                    reply = {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes; "
-                             "the connection is closed"}
-                else:
-                    reply = self.handle(line)
-                try:
-                    f.write(json.dumps(reply).encode() + b"\n")
-                    f.flush()
-                except OSError:
-                    return
-                if too_long:                                  # the rest of it is not read
-                    return
+            try:
+                rpc.serve(conn.fileno(), conn.fileno(), self.method, lambda: COMMANDS,
+                          MAX_REQUEST)
+            except OSError:
+                return
 
-    def handle(self, line: bytes) -> dict:
-        try:
-            req = json.loads(line)
-            cmd = req["cmd"]
-            args = req.get("args") or {}
-            if not isinstance(args, dict):
-                raise ConfigError("args must be an object")
-        except (ValueError, KeyError, TypeError):
-            return {"ok": False, "error": "malformed request: expected {\"cmd\": ..., \"args\": {...}}"}
-        fn = getattr(self, "cmd_" + cmd.replace("-", "_"), None) if isinstance(cmd, str) else None
-        if fn is None:
-            return {"ok": False, "error": f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}"}
-        try:
-            _check_types(cmd, fn, args)
-            return {"ok": True, "result": fn(**args)}
-        except TypeError as e:
-            return {"ok": False, "error": f"{cmd}: bad arguments ({e})"}
-        except (ConfigError, DpdkError, OSError, ValueError) as e:
-            return {"ok": False, "error": str(e)}
-        except Exception as e:  # noqa: BLE001 - a bad request must not end the connection silently
-            log.exception("control command %r failed", cmd)
-            return {"ok": False, "error": f"{cmd}: {type(e).__name__}: {e}"}
+    def method(self, name: str):
+        """The ``cmd_*`` bound method serving ``name`` (e.g. 'add-port'), or None."""
+        return getattr(self, "cmd_" + name.replace("-", "_"), None)
 
     # -- commands ---------------------------------------------------------------------
     def cmd_ping(self):
@@ -182,32 +139,25 @@ COMMANDS = [n[4:].replace("_", "-") for n in dir(ControlServer) if n.startswith(
 def request(path: str, cmd: str, timeout_s: float = 30.0, **args):
     """Send one command to a running switch; its result, or ControlError."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout_s)
     try:
         s.connect(path)
     except FileNotFoundError:
+        s.close()
         raise ControlError(f"no control socket at {path}: is `dpdkvirtio run` running? "
                            "(give its socket with --socket)") from None
     except ConnectionRefusedError:
+        s.close()
         raise ControlError(f"nothing listens on {path} (a stale socket of a stopped switch)") from None
     except PermissionError:
+        s.close()
         raise ControlError(f"permission denied on {path}: run as the switch's user or group") from None
     try:
-        s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise ControlError("the switch closed the connection")
-            buf += chunk
-    except socket.timeout:
-        raise ControlError(f"the switch did not answer {cmd!r} within {timeout_s:g} s") from None
+        conn = rpc.Connection(s.fileno(), s.fileno(), name="the switch")
+        return conn.call(cmd, timeout_s=timeout_s, **args)
+    except rpc.RpcError as e:
+        raise ControlError(e.message) from None
     finally:
         s.close()
-    reply = json.loads(buf)
-    if not reply.get("ok"):
-        raise ControlError(reply.get("error", "failed"))
-    return reply["result"]
 
 
 def find_socket(explicit: str | None = None) -> str:

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 
-from . import engines as _engines
+from . import pmd as _pmd
 from . import eal as _eal_mod
+from . import rpc
 from . import stats as _stats
 from ._process import set_pdeathsig
 from .errors import ConfigError, DpdkError
@@ -42,9 +43,9 @@ def _template(pkt_size: int) -> bytes:
     return udp_frame(pkt_size, src_ip="127.0.0.1", dst_ip="127.0.0.2")
 
 
-def _emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+def _emit(event: str, **fields):
+    """A notification to the parent (rpc: method = the event's name)."""
+    rpc.write_all(1, rpc.encode_notification(event, fields))
 
 
 class _Side:
@@ -66,7 +67,7 @@ class _Side:
 
     # -- C engines ------------------------------------------------------------------------
     def start_c(self):
-        self.pmd = _engines.Pmd(cpu=self.cpu, burst_size=self.burst_size)
+        self.pmd = _pmd.Pmd(cpu=self.cpu, burst_size=self.burst_size)
         if self.role == "tx":
             self.pmd.add_generator(self.port, 0, Stream([self.template]))
         else:
@@ -143,25 +144,25 @@ def _python_rx_loop(side: _Side, should_stop, tick) -> None:
 # ------------------------------------------------------------------------------ peer
 
 class _Words:
-    """Words from the parent on stdin, read from the raw fd (no buffering surprises)."""
+    """Words from the parent: rpc notifications on stdin (the method is the word)."""
 
     def __init__(self):
-        self._buf = b""
-        self.closed = False
+        self._reader = rpc.LineReader(0)
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.eof
 
     def poll(self, timeout_s: float = 0.0):
-        """The next word, or None when none arrived within ``timeout_s``."""
-        if b"\n" not in self._buf and not self.closed:
-            r, _, _ = select.select([0], [], [], timeout_s)
-            if r:
-                chunk = os.read(0, 4096)
-                if not chunk:
-                    self.closed = True
-                self._buf += chunk
-        if b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
-            return line.decode().strip()
-        return "eof" if self.closed else None
+        """The next word, "eof" once the parent closed stdin, or None when none arrived
+        within ``timeout_s``."""
+        line = self._reader.read_line(timeout_s)
+        if line is None:
+            return "eof" if self._reader.eof else None
+        try:
+            return rpc.parse(line).get("method")
+        except rpc.RpcError:
+            return None
 
     def wait(self, timeout_s: float | None = None, tick=None):
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -184,7 +185,7 @@ def run_peer(args) -> int:
     role = "tx" if args.direction == "to-vhost" else "rx"
     side = _Side(port, role, args.engine, args.cpu, args.pkt_size, args.burst)
     port.wait_link_up(10)
-    _emit({"event": "ready", "pid": os.getpid(), "memory_mode": _eal_mod.current().memory_mode})
+    _emit("ready", pid=os.getpid(), memory_mode=_eal_mod.current().memory_mode)
     if words.wait(60) != "go":
         return 1
     stop_at = time.monotonic() + args.seconds
@@ -193,7 +194,7 @@ def run_peer(args) -> int:
     def tick(now):
         if now >= next_tick[0]:
             next_tick[0] += 1.0
-            _emit({"event": "tick", "t": now, **side.counters()})
+            _emit("tick", t=now, **side.counters())
 
     if args.engine == "c":
         side.start_c()
@@ -211,14 +212,14 @@ def run_peer(args) -> int:
         else:
             _python_rx_loop(side, lambda now: words.poll(0) is not None, tick)
     duration = (side.t_stop or time.monotonic()) - (side.t_start or stop_at - args.seconds)
-    _emit({"event": "done", "duration": duration, "t_start": side.t_start, "t_stop": side.t_stop,
-           "first_rx": side.first_rx, **side.counters()})
+    _emit("done", duration=duration, t_start=side.t_start, t_stop=side.t_stop,
+          first_rx=side.first_rx, **side.counters())
     # Keep the port (and the packets in its rings) until the parent has drained them.
     if role == "tx":
         words.wait(60)
     side.close()
     port.close()
-    _emit({"event": "bye"})
+    _emit("bye")
     return 0
 
 
@@ -226,38 +227,36 @@ def run_peer(args) -> int:
 
 class _Peer:
     def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
+                                    name="the virtio-user peer")
         self.last_tick = None
         self.prev_tick = None
         self.done = None
         self.ready = None
-        self._buf = ""
 
     def read_events(self, timeout_s: float = 0.0) -> list:
+        """Events (notifications) that arrived, as {"event": name, **fields}; waits up to
+        ``timeout_s`` for the first."""
         out = []
-        r, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-        if not r:
-            return out
-        chunk = os.read(self.proc.stdout.fileno(), 65536).decode()
-        if not chunk:
-            raise RuntimeError(f"the virtio-user peer exited (status {self.proc.poll()})")
-        self._buf += chunk
-        while "\n" in self._buf:
-            line, self._buf = self._buf.split("\n", 1)
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        wait = timeout_s
+        while True:
+            msg = self._conn.next_notification(wait)
+            if msg is None:
+                if self._conn.reader.eof and not out:
+                    raise RuntimeError(f"the virtio-user peer exited (status {self.proc.poll()})")
+                return out
+            wait = 0.0
+            params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+            ev = {"event": msg.get("method"), **params}
             out.append(ev)
-            kind = ev.get("event")
+            kind = ev["event"]
             if kind == "tick":
                 self.prev_tick, self.last_tick = self.last_tick, ev
             elif kind == "done":
                 self.done = ev
             elif kind == "ready":
                 self.ready = ev
-        return out
 
     def wait_for(self, kind: str, timeout_s: float):
         deadline = time.monotonic() + timeout_s
@@ -272,9 +271,8 @@ class _Peer:
 
     def say(self, word: str):
         try:
-            self.proc.stdin.write(word + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
+            self._conn.send(word)
+        except rpc.RpcClosed:
             pass
 
     def stop(self):

@@ -211,25 +211,29 @@ class Eal:
         self.pid = os.getpid()
         self.cpus: list[int] = sorted(os.sched_getaffinity(0))
         self.runtime_dir = None
-        self._objects: list = []          # strong refs: closed in reverse order at exit
+        self._objects: list[weakref.ref] = []   # live objects, in creation order
         self._lock = threading.RLock()
         self._closed = False
         self._name_seq: dict[str, int] = {}
 
     # -- registry ---------------------------------------------------------------------
     def track(self, obj):
-        """Keep ``obj`` (port, mempool, PMD) until it is closed or the process exits."""
+        """Remember ``obj`` (mempool, port, PMD) weakly: it is closed at exit if still
+        open. One collected while open warns (ResourceWarning) and closes itself."""
         with self._lock:
-            self._objects.append(obj)
+            self._objects = [r for r in self._objects if r() is not None]
+            self._objects.append(weakref.ref(obj))
         return obj
 
     def untrack(self, obj):
         with self._lock:
-            self._objects = [o for o in self._objects if o is not obj]
+            self._objects = [r for r in self._objects if r() is not None and r() is not obj]
 
     def objects(self, kind=None) -> list:
+        """Live tracked objects (of class ``kind``), in creation order."""
         with self._lock:
-            return [o for o in self._objects if kind is None or isinstance(o, kind)]
+            live = [r() for r in self._objects]
+        return [o for o in live if o is not None and (kind is None or isinstance(o, kind))]
 
     def next_name(self, stem: str) -> str:
         """``stem`` + a number not used before in this process (0, 1, ...)."""
@@ -269,12 +273,10 @@ class Eal:
             if self._closed or os.getpid() != self.pid:
                 return
             self._closed = True
-            objects = list(self._objects)
+            objects = [o for o in (r() for r in self._objects) if o is not None]
             self._objects.clear()
-        # PMD threads first (they touch ports), then ports, then the rest.
-        def rank(o):
-            return 0 if getattr(o, "_close_rank", 1) == 0 else (1 if hasattr(o, "rx_burst") else 2)
-        for obj in sorted(reversed(objects), key=rank):
+        # PMD threads first (they touch ports), then ports, then mempools: _close_rank.
+        for obj in sorted(reversed(objects), key=lambda o: getattr(o, "_close_rank", 3)):
             try:
                 obj.close()
             except Exception as e:  # noqa: BLE001 - exit must go on
@@ -408,6 +410,17 @@ def ensure(config: EalConfig | None = None) -> Eal:
     if _current is not None and not _current.closed:
         return _current
     return init(config)
+
+
+def untrack(obj) -> None:
+    """Forget ``obj`` (it was closed); nothing when no EAL runs."""
+    if _current is not None:
+        _current.untrack(obj)
+
+
+def alive() -> bool:
+    """Whether this process's EAL runs (initialised, not cleaned up, not a forked child)."""
+    return _current is not None and not _current.closed and _current.pid == os.getpid()
 
 
 def dpdk_version() -> str:

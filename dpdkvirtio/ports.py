@@ -11,13 +11,19 @@ net_null, net_ring, net_tap ...), with mempools sized for them.
 
 Queue indexes are queue pairs: ``rx_burst(q, ...)`` reads the front-end's transmit
 ring q, ``tx_burst(q, ...)`` writes its receive ring q. Ports are closed by
-``close()``, by their ``with`` block, or at interpreter exit.
+``close()``, by their ``with`` block, or at interpreter exit; one collected while open
+emits ResourceWarning and is closed then.
+
+Shape: each class here owns an L1 handle, ``core`` (``_core.vhost.VhostPort`` or
+``_core.ethdev.EthPort``), which holds the port's state (see ``_core/port.pyx``). A port
+is built by one function per kind (``_open_vhost``, ``_open_ethdev``) and torn down by
+one, ``close``, the mirror of it.
 """
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 import os
 import re
 import select
@@ -25,8 +31,8 @@ import socket
 import stat
 import threading
 import time
-import weakref
-from typing import NamedTuple
+import warnings
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -34,15 +40,12 @@ from . import eal as _eal_mod
 from . import sockets
 from . import stats as _stats
 from ._core import ethdev as _ethdev
-from ._core import mempool as _mempool
 from ._core import vhost as _vhost
 from ._core.mbuf import Burst, MAX_BURST
-from .errors import (ConfigError, DpdkError, PeerTimeoutError, PortError, PortStateError,
-                     MempoolBusyError)
+from .errors import ConfigError, DpdkError, PeerTimeoutError, PortStateError
+from .mempools import Mempool, mempool_size
 
 log = logging.getLogger("dpdkvirtio.ports")
-
-Mempool = _mempool.Mempool
 
 # virtio-net feature bits (virtio spec 1.1, section 5.1.3)
 VIRTIO_NET_F_CSUM = 0
@@ -85,42 +88,6 @@ def feature_names(bits: int) -> list[str]:
     return [FEATURE_NAMES.get(i, f"bit{i}") for i in range(64) if bits >> i & 1]
 
 
-# ---------------------------------------------------------------------------- mempools
-
-def mempool_size(ports: int = 1, queues: int = 1, rx_ring_size: int = 1024,
-                 tx_ring_size: int = 1024, burst_size: int = 32, lcores: int = 2,
-                 cache_size: int = 256) -> int:
-    """mbufs a pool needs for ``ports`` × ``queues`` with rings of the given sizes, a burst
-    in flight per queue and direction, and per-lcore caches; rounded up to 2**k - 1
-    (the size DPDK's ring-backed pools use best)."""
-    for name, v in (("ports", ports), ("queues", queues), ("burst_size", burst_size),
-                    ("lcores", lcores)):
-        if v < 1:
-            raise ConfigError(f"{name} must be >= 1")
-    per_queue = rx_ring_size + tx_ring_size + 2 * burst_size
-    need = ports * queues * per_queue + lcores * int(cache_size * 1.5) + 512
-    size = 1
-    while size - 1 < need:
-        size <<= 1
-    return size - 1
-
-
-def create_mempool(size: int | None = None, name: str | None = None, *, cache_size: int = 256,
-                   data_room_size: int = 2048 + 128, socket_id: int = -1) -> Mempool:
-    """A packet mempool registered with the running EAL (closed at exit). Raises
-    MempoolError with a hint when DPDK lacks memory."""
-    eal = _eal_mod.current()
-    size = mempool_size() if size is None else size
-    name = name or eal.next_name("dvpool")
-    started = time.time()
-    try:
-        pool = Mempool(name, size, cache_size, data_room_size, socket_id)
-    except DpdkError as e:
-        raise _eal_mod.explain(e, started) from None
-    eal.track(pool)
-    return pool
-
-
 # ---------------------------------------------------------------------------- events
 
 class VhostEvent(NamedTuple):
@@ -135,8 +102,15 @@ class VhostEvent(NamedTuple):
     tsc: int
 
 
-_by_slot: dict = {}
 _events_lock = threading.Lock()
+
+
+def _ports_by_slot() -> dict:
+    """(slot, generation) → open vhost-user port of this process (from the EAL's registry)."""
+    if not _eal_mod.alive():
+        return {}
+    return {(p.core.slot, p.core.generation): p for p in _eal_mod.current().objects(_VhostPortBase)
+            if not p.closed}
 
 
 def poll_events() -> list[VhostEvent]:
@@ -145,9 +119,9 @@ def poll_events() -> list[VhostEvent]:
     with _events_lock:
         raw = _vhost.drain_events()
         out = []
+        by_slot = _ports_by_slot() if raw else {}
         for kind, slot, gen, vid, queue, enable, features, tsc in raw:
-            ref = _by_slot.get((slot, gen))
-            port = ref() if ref is not None else None
+            port = by_slot.get((slot, gen))
             ev = VhostEvent(kind, port, vid, queue, enable, features, tsc)
             out.append(ev)
             if port is not None:
@@ -187,27 +161,77 @@ def _wait_until(predicate, timeout_s: float | None, fd: int | None = None) -> bo
 
 # ---------------------------------------------------------------------------- ports
 
-class _PortMixin:
-    """Python-level behaviour shared by every port kind."""
+def _port_mempool(mempool: Mempool | None, queues: int, ring_size: int) -> tuple[Mempool, bool]:
+    """The pool a new port uses, and whether the port made it (and closes it)."""
+    if mempool is None:
+        return Mempool(mempool_size(queues=queues, rx_ring_size=ring_size,
+                                    tx_ring_size=ring_size)), True
+    if not isinstance(mempool, Mempool):
+        raise ConfigError(f"mempool must be a dpdkvirtio Mempool, got {type(mempool).__name__}")
+    return mempool, False
 
-    _owned_pool = None
 
-    def _init_common(self, mempool, queues, ring_size):
-        self._eal = _eal_mod.ensure()
-        if mempool is None:
-            mempool = create_mempool(mempool_size(queues=queues, rx_ring_size=ring_size,
-                                                  tx_ring_size=ring_size))
-            self._owned_pool = mempool
-        elif not isinstance(mempool, Mempool):
-            raise ConfigError(f"mempool must be a dpdkvirtio Mempool, got {type(mempool).__name__}")
-        self._pmd_users = 0
-        return mempool
+class _Port:
+    """What every port kind shares. ``core`` is the L1 handle that holds the port's state;
+    ``rx_burst``/``tx_burst`` are its methods, bound on the instance (no extra call)."""
+
+    _close_rank = 1                         # closed after PMDs, before mempools, at EAL exit
+    core: Any = None
+    mempool: Mempool
+    rx_burst: Callable[..., int]
+    tx_burst: Callable[..., int]
+
+    def _adopt(self, core: Any, mempool: Mempool, owns_pool: bool) -> None:
+        """Take the opened L1 port: bind the burst API, register with the EAL."""
+        self.core = core
+        self.mempool = mempool
+        self._owns_pool = owns_pool
+        self.rx_burst = core.rx_burst
+        self.tx_burst = core.tx_burst
+        _eal_mod.current().track(self)
+
+    # -- state (cheap reads of what this process holds: properties) -------------------
+    @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def state(self) -> str:
+        """'created', 'started', 'stopped' or 'closed'."""
+        return self.core.state
+
+    @property
+    def closed(self) -> bool:
+        return self.core is None or self.core.closed
+
+    @property
+    def n_queues(self) -> int:
+        """Queue pairs served."""
+        return self.core.n_queues
+
+    @property
+    def tx_retries_max(self) -> int:
+        return self.core.tx_retries_max
+
+    @tx_retries_max.setter
+    def tx_retries_max(self, value: int) -> None:
+        self.core.tx_retries_max = value
+
+    @property
+    def counters(self) -> Any:
+        """The L1 counter block (buffer protocol); see queue_counters."""
+        return self.core.counters
 
     @property
     def queue_counters(self) -> np.ndarray:
         """Live per-queue counters (numpy structured array, read-only)."""
         return _stats.queue_counters(self)
 
+    def owner(self, queue: int, direction: str) -> int | None:
+        """The lcore of the PMD that owns (``queue``, 'rx'|'tx'), or None: Python's."""
+        return self.core.owner(queue, direction)
+
+    # -- summaries (computed: methods) ------------------------------------------------
     def stats(self) -> dict:
         """OVS-style totals and per-queue packet counts (see stats.port_stats)."""
         return _stats.port_stats(self)
@@ -216,30 +240,48 @@ class _PortMixin:
         """Drops by reason: tx_failure, tx_not_ready, tx_nombuf."""
         return _stats.drops_by_reason(self.queue_counters)
 
-    def close(self):
+    # -- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
         """Close the port (idempotent) and the mempool it made for itself. Raises
-        PortStateError while a PMD thread polls it (remove it from the PMD first)."""
-        if getattr(self, "_pmd_users", 0):
-            raise PortStateError(f"port {self.name!r} is still assigned to {self._pmd_users} "
-                                 "PMD thread(s)", "Remove it from the PMDs (or stop them) first")
-        super().close()
-        eal = getattr(self, "_eal", None)
-        if eal is not None:
-            eal.untrack(self)
-        pool, self._owned_pool = self._owned_pool, None
-        if pool is not None:
-            try:
-                pool.close()
-                if eal is not None:
-                    eal.untrack(pool)
-            except MempoolBusyError:
-                log.debug("%s: mempool %s still has mbufs in use; freed at exit", self.name, pool.name)
+        PortStateError while a PMD owns one of its queues (remove it from the PMD first)."""
+        if self.core is None:
+            return
+        self.core.close()
+        _eal_mod.untrack(self)
+        self._close_own_pool()
 
-    def __repr__(self):
+    def _close_own_pool(self) -> None:
+        if getattr(self, "_owns_pool", False):
+            self._owns_pool = False
+            try:
+                self.mempool.close()
+            except DpdkError:
+                log.debug("%s: mempool %s still has mbufs in use; freed at exit", self.name,
+                          self.mempool.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self.core is None or self.core.closed or not _eal_mod.alive():
+            return
+        warnings.warn(f"unclosed {self!r}: close() it or use a with block",
+                      ResourceWarning, source=self, stacklevel=2)
+        try:
+            self.close()
+        except DpdkError:
+            pass
+
+    def __repr__(self) -> str:
+        if self.core is None:
+            return f"<{type(self).__name__} (not opened)>"
         return f"<{type(self).__name__} {self.name!r} {self.state} queues={self.n_queues}>"
 
 
-class _VhostPortBase(_PortMixin, _vhost.VhostPort):
+class _VhostPortBase(_Port):
     _client = False
 
     def __init__(self, path, *, queues: int = 1, mempool: Mempool | None = None,
@@ -255,39 +297,23 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
             path = sockets.check_server_path(path)
         if not isinstance(queues, int) or not 1 <= queues <= 128:
             raise ConfigError(f"queues must be 1..128 queue pairs, got {queues!r}")
-        self._socket_mode = sockets.check_socket_mode(socket_mode)
-        self._owner = sockets.resolve_owner(owner)
-        self._group = sockets.resolve_group(group)
-        # vhost-user ports own no descriptor rings: the pool only holds bursts in flight
-        mempool = self._init_common(mempool, queues, 0)
+        socket_mode = sockets.check_socket_mode(socket_mode)
+        owner_uid = sockets.resolve_owner(owner)
+        group_gid = sockets.resolve_group(group)
         flags = 0
-        if self._client:
-            flags |= _vhost.FLAG_CLIENT
-            if not reconnect:
-                flags |= _vhost.FLAG_NO_RECONNECT
-        if iommu_support:
-            flags |= _vhost.FLAG_IOMMU_SUPPORT
-        if postcopy_support:
-            flags |= _vhost.FLAG_POSTCOPY_SUPPORT
-        if linear_buffers:
-            flags |= _vhost.FLAG_LINEARBUF_SUPPORT
-        if external_buffers:
-            flags |= _vhost.FLAG_EXTBUF_SUPPORT
-        if compliant_ol_flags:
-            flags |= _vhost.FLAG_NET_COMPLIANT_OL_FLAGS
+        for wanted, flag in ((self._client, _vhost.FLAG_CLIENT),
+                             (self._client and not reconnect, _vhost.FLAG_NO_RECONNECT),
+                             (iommu_support, _vhost.FLAG_IOMMU_SUPPORT),
+                             (postcopy_support, _vhost.FLAG_POSTCOPY_SUPPORT),
+                             (linear_buffers, _vhost.FLAG_LINEARBUF_SUPPORT),
+                             (external_buffers, _vhost.FLAG_EXTBUF_SUPPORT),
+                             (compliant_ol_flags, _vhost.FLAG_NET_COMPLIANT_OL_FLAGS)):
+            if wanted:
+                flags |= flag
         self._events: list = []
-        started = time.time()
-        try:
-            self._setup(mempool, path, flags, queues, disable_features, enable_features,
-                        tx_retries_max)
-        except DpdkError as e:
-            self._close_pool()
-            raise _eal_mod.explain(e, started) from None
-        except BaseException:
-            self._close_pool()
-            raise
-        _by_slot[(self.slot, self.generation)] = weakref.ref(self)
-        self._eal.track(self)
+        _eal_mod.ensure()
+        self._open_vhost(path, flags, queues, mempool, tx_retries_max, disable_features,
+                         enable_features, socket_mode, owner_uid, group_gid)
         if start:
             try:
                 self.start()
@@ -295,39 +321,61 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
                 self.close()
                 raise
 
-    def _close_pool(self):
-        pool, self._owned_pool = self._owned_pool, None
-        if pool is not None:
-            pool.close()
-            self._eal.untrack(pool)
-
-    def start(self):
-        """Listen (server) or connect (client) on the socket."""
-        if self.state == "started":
-            return
+    def _open_vhost(self, path, flags, queues, mempool, tx_retries_max, disable_features,
+                    enable_features, socket_mode, owner_uid, group_gid) -> None:
+        """Construction, all or nothing (close() is its mirror)."""
+        # vhost-user ports own no descriptor rings: the pool only holds bursts in flight
+        mempool, owns_pool = _port_mempool(mempool, queues, 0)
+        core = _vhost.VhostPort()
         started = time.time()
-        if self._client:
-            try:
-                super().start()
-            except DpdkError as e:
-                raise _eal_mod.explain(e, started) from None
-            return
-        # The library binds on this thread: a tight umask closes the window before chmod.
-        old = os.umask(0o177)
         try:
-            super().start()
+            core.open(mempool.core, path, flags, queues, disable_features, enable_features,
+                      tx_retries_max, socket_mode, owner_uid, group_gid)
+        except BaseException as e:
+            if owns_pool:
+                mempool.close()
+            if isinstance(e, DpdkError):
+                raise _eal_mod.explain(e, started) from None
+            raise
+        self._adopt(core, mempool, owns_pool)
+
+    @property
+    def path(self) -> str:
+        return self.core.path
+
+    @property
+    def flags(self) -> int:
+        return self.core.flags
+
+    @property
+    def running(self) -> bool:
+        """True while a front-end device is up (between new_device and destroy_device)."""
+        return self.core.running
+
+    @property
+    def mode(self) -> str:
+        return "client" if self._client else "server"
+
+    def start(self) -> None:
+        """Listen (server: the socket gets its mode and owner) or connect (client)."""
+        started = time.time()
+        try:
+            self.core.start()
         except DpdkError as e:
             raise _eal_mod.explain(e, started) from None
-        finally:
-            os.umask(old)
-        self._apply_socket_permissions()
 
-    def _apply_socket_permissions(self):
-        if self._socket_mode is not None:
-            os.chmod(self.path, self._socket_mode)
-        if self._owner is not None or self._group is not None:
-            os.chown(self.path, -1 if self._owner is None else self._owner,
-                     -1 if self._group is None else self._group)
+    def status(self) -> dict:
+        """Live connection state: vid, running, features, n_vrings, connections, devices,
+        refused, rejected, enabled_vrings."""
+        return self.core.status()
+
+    def vring_stats(self, queue: int) -> dict:
+        """DPDK's per-vring stats of queue pair ``queue`` (empty while no device runs)."""
+        return self.core.vring_stats(queue)
+
+    def socket_features(self) -> int:
+        """Features offered on this socket (before negotiation)."""
+        return self.core.socket_features()
 
     def events(self) -> list[VhostEvent]:
         """Events of this port since the last call (drains the ring first)."""
@@ -352,14 +400,6 @@ class _VhostPortBase(_PortMixin, _vhost.VhostPort):
         """Feature bits agreed with the front-end (0 while none is connected)."""
         st = self.status()
         return st["features"] if st["running"] else 0
-
-    @property
-    def mode(self) -> str:
-        return "client" if self._client else "server"
-
-    def close(self):
-        _by_slot.pop((self.slot, self.generation), None)
-        super().close()
 
 
 class VhostUserPort(_VhostPortBase):
@@ -398,7 +438,6 @@ class VhostUserClientPort(_VhostPortBase):
 
     _client = True
 
-
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
@@ -410,92 +449,111 @@ def _bool_arg(name, value):
     return f"{name}={int(value)}"
 
 
-class _EthPortBase(_PortMixin, _ethdev.EthPort):
-    def _open(self, devname, devargs, queues, ring_size, mempool, tx_retries_max, start,
-              timeout_s=None, unblock=None):
+class _EthPortBase(_Port):
+    def _open_ethdev(self, devname: str, devargs: str, queues: int, ring_size: int,
+                     mempool: Mempool | None, tx_retries_max: int, start: bool,
+                     timeout_s: float | None = None,
+                     unblock: Callable[[], None] | None = None) -> None:
+        """Construction, all or nothing (close() is its mirror): probe the vdev, set its
+        queues up, start it."""
         if not isinstance(queues, int) or queues < 1:
             raise ConfigError(f"queues must be a positive integer, got {queues!r}")
         if not isinstance(ring_size, int) or ring_size < 16 or ring_size & (ring_size - 1):
             raise ConfigError(f"ring size must be a power of 2 >= 16, got {ring_size!r}")
-        mempool = self._init_common(mempool, queues, ring_size)
+        _eal_mod.ensure()
+        mempool, owns_pool = _port_mempool(mempool, queues, ring_size)
+        core = _ethdev.EthPort()
+        args = (mempool.core, devname, devargs, queues, ring_size, ring_size, tx_retries_max)
         started = time.time()
         try:
             if timeout_s is None:
-                self._setup(mempool, devname, devargs, queues, ring_size, ring_size, tx_retries_max)
+                core.open(*args)
             else:
-                self._setup_with_timeout(mempool, devname, devargs, queues, ring_size,
-                                         tx_retries_max, timeout_s, unblock)
-        except DpdkError as e:
-            self._close_pool()
-            raise _eal_mod.explain(e, started) from None
-        except BaseException:
-            self._close_pool()
+                _open_with_timeout(core, args, timeout_s, unblock)
+        except BaseException as e:
+            if owns_pool:
+                mempool.close()
+            if isinstance(e, DpdkError):
+                raise _eal_mod.explain(e, started) from None
             raise
-        self._eal.track(self)
+        self._adopt(core, mempool, owns_pool)
         if start:
             try:
                 self.start()
-            except DpdkError as e:
-                self.close()
-                raise _eal_mod.explain(e, started) from None
             except BaseException:
                 self.close()
                 raise
 
-    def _setup_with_timeout(self, mempool, devname, devargs, queues, ring_size, retries,
-                            timeout_s, unblock):
-        # The probe blocks (virtio-user server mode waits in accept()); run it on a helper
-        # thread without the GIL and, on timeout, unblock it by connecting ourselves.
-        result = {}
+    @property
+    def devargs(self) -> str:
+        return self.core.devargs
 
-        def run():
-            try:
-                self._setup(mempool, devname, devargs, queues, ring_size, ring_size, retries)
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                result["error"] = e
+    @property
+    def port_id(self) -> int:
+        return self.core.port_id
 
-        t = threading.Thread(target=run, name=f"probe-{devname}", daemon=True)
-        t.start()
-        t.join(timeout_s)
-        if t.is_alive():
-            unblock()
-            t.join()
-            if "error" not in result:
-                self.close()
-            raise PeerTimeoutError(f"no vhost-user back-end connected to {devname} within "
-                                   f"{timeout_s:g} s", "Start the back-end (a vhost-user client "
-                                   "port on the same socket) or raise connect_timeout_s")
-        if "error" in result:
-            raise result["error"]
-
-    def _close_pool(self):
-        pool, self._owned_pool = self._owned_pool, None
-        if pool is not None:
-            pool.close()
-            self._eal.untrack(pool)
-
-    def start(self):
+    def start(self) -> None:
+        """rte_eth_dev_start (also after stop())."""
         started = time.time()
         try:
-            super().start()
+            self.core.start()
         except DpdkError as e:
             raise _eal_mod.explain(e, started) from None
 
-    def stop(self):
-        """Stop the port (start() restarts it). Raises PortStateError while a PMD thread
-        polls it: a burst on a stopped ethdev is not allowed (remove it from the PMD first)."""
-        if getattr(self, "_pmd_users", 0):
-            raise PortStateError(f"port {self.name!r} is still assigned to {self._pmd_users} "
-                                 "PMD thread(s)", "Remove it from the PMDs first")
-        super().stop()
+    def stop(self) -> None:
+        """Stop the port (start() restarts it). Raises PortStateError while a PMD owns one
+        of its queues: a burst on a stopped ethdev is not allowed."""
+        self.core.stop()
 
-    @property
-    def link_up(self) -> bool:
-        return self.link()[0]
+    def link(self) -> tuple[bool, int]:
+        """(up, speed_mbps), asked of the driver without waiting."""
+        return self.core.link()
 
     def wait_link_up(self, timeout_s: float | None = 30.0) -> bool:
         """Wait until the link is up (the peer is connected). False on timeout."""
-        return _wait_until(lambda: self.link()[0], timeout_s)
+        return _wait_until(lambda: self.core.link()[0], timeout_s)
+
+    def mac(self) -> str:
+        return self.core.mac()
+
+    def driver_name(self) -> str:
+        return self.core.driver_name()
+
+    def dpdk_stats(self) -> dict:
+        """rte_eth_stats_get as a dict (the driver's own counters)."""
+        return self.core.dpdk_stats()
+
+    def xstats(self) -> list[tuple[str, int]]:
+        """The driver's extended stats as (name, value)."""
+        return self.core.xstats()
+
+
+def _open_with_timeout(core, args, timeout_s: float, unblock) -> None:
+    """core.open(*args) on a helper thread (the probe blocks without the GIL: virtio-user
+    server mode waits in accept()); on timeout unblock it by connecting ourselves, close
+    what it made and raise PeerTimeoutError."""
+    result: dict = {}
+
+    def run():
+        try:
+            core.open(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            result["error"] = e
+
+    devname = args[1]
+    t = threading.Thread(target=run, name=f"probe-{devname}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        unblock()
+        t.join()
+        if "error" not in result:
+            core.close()
+        raise PeerTimeoutError(f"no vhost-user back-end connected to {devname} within "
+                               f"{timeout_s:g} s", "Start the back-end (a vhost-user client "
+                               "port on the same socket) or raise connect_timeout_s")
+    if "error" in result:
+        raise result["error"]
 
 
 class VirtioUserPort(_EthPortBase):
@@ -559,6 +617,7 @@ class VirtioUserPort(_EthPortBase):
         args.append(f"mac={mac}")
         self.path = path
         self.server = server
+        self.core = None
 
         def unblock():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -570,8 +629,9 @@ class VirtioUserPort(_EthPortBase):
                 s.close()
 
         try:
-            self._open(devname, ",".join(args), queues, queue_size, mempool, tx_retries_max,
-                       start, timeout_s=connect_timeout_s if server else None, unblock=unblock)
+            self._open_ethdev(devname, ",".join(args), queues, queue_size, mempool,
+                              tx_retries_max, start,
+                              timeout_s=connect_timeout_s if server else None, unblock=unblock)
         except BaseException:
             self._remove_server_socket()
             raise
@@ -603,6 +663,8 @@ class VirtioUserPort(_EthPortBase):
         socket file was removed: a back-end that closed its port), DPDK's complaints that
         it cannot reach it are expected and logged at INFO, not ERROR. (No connection is
         tried to find out: a live back-end would count it as a refused front-end.)"""
+        if self.core is None:
+            return
         gone = not self.closed and not self.server and not os.path.exists(self.path)
         with _eal_mod.peer_gone("pmd.net.virtio.") if gone else contextlib.nullcontext():
             super().close()
@@ -623,9 +685,9 @@ class VdevPort(_EthPortBase):
                               f"got {devname!r}")
         if not isinstance(devargs, str):
             raise ConfigError("devargs must be a string like 'key=value,key2=value2'")
-        self._open(devname, devargs, queues, ring_size, mempool, tx_retries_max, start)
+        self._open_ethdev(devname, devargs, queues, ring_size, mempool, tx_retries_max, start)
 
 
-__all__ = ["Burst", "MAX_BURST", "Mempool", "VhostUserPort", "VhostUserClientPort",
+__all__ = ["Burst", "MAX_BURST", "VhostUserPort", "VhostUserClientPort",
            "VirtioUserPort", "VdevPort", "VhostEvent", "poll_events", "events_fd",
-           "mempool_size", "create_mempool", "feature_names", "DEFAULT_DISABLED_FEATURES"]
+           "feature_names", "DEFAULT_DISABLED_FEATURES"]

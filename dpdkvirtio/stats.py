@@ -28,7 +28,22 @@ def _dtype_from_layout(layout) -> np.dtype:
     return dt
 
 
+def _pmd_dtype() -> np.dtype:
+    size, fields, hist_off, bins = _datapath.pmd_stats_layout()
+    dt = np.dtype({"names": [n for n, _ in fields] + ["hist"],
+                   "formats": ["<u8"] * len(fields) + [("<u8", (bins,))],
+                   "offsets": [o for _, o in fields] + [hist_off], "itemsize": size})
+    if dt.itemsize != size or hist_off + 8 * bins > size:
+        raise ImportError(f"PMD counter dtype ({dt.itemsize} bytes) does not match the C "
+                          f"struct ({size})")
+    return dt
+
+
+# Every counter block the data path writes, as numpy dtypes tied to the C structs' sizeof
+# and offsets (checked here, at import).
 QUEUE_STATS_DTYPE = _dtype_from_layout(_datapath.queue_stats_layout())
+PMD_STATS_DTYPE = _pmd_dtype()
+POLL_STATS_DTYPE = _dtype_from_layout(_datapath.poll_stats_layout())
 
 # Drop counters, by reason, as the demo and the switch report them.
 DROP_FIELDS = {

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from . import eal as _eal_mod
 from . import sockets
 from .config import EalConfig, LOG_LEVELS, available_cpus
-from .engines import Pmd
+from .pmd import Pmd
 from .placement import parse_rxq_affinity, place_rxqs
 from .errors import ConfigError, DpdkError, PortError
-from .ports import (VdevPort, VhostUserClientPort, VhostUserPort, create_mempool,
-                    mempool_size)
+from .mempools import Mempool, mempool_size
+from .ports import VdevPort, VhostUserClientPort, VhostUserPort
 
 log = logging.getLogger("dpdkvirtio.switch")
 
@@ -260,21 +260,26 @@ class Switch:
 
     def _pool_for_new_port(self, queues: int, ring: int):
         if self.config.per_port_memory:
-            return create_mempool(mempool_size(queues=queues, rx_ring_size=ring,
-                                               tx_ring_size=ring, lcores=len(self.pmds) + 1)), True
+            return Mempool(mempool_size(queues=queues, rx_ring_size=ring,
+                                        tx_ring_size=ring, lcores=len(self.pmds) + 1)), True
         for entry in self._pools:
             if entry[1] < SHARED_POOL_PORTS:
                 entry[1] += 1
                 return entry[0], False
-        pool = create_mempool(mempool_size(ports=SHARED_POOL_PORTS, queues=1, rx_ring_size=ring,
-                                           tx_ring_size=ring, lcores=len(self.pmds) + 1))
+        pool = Mempool(mempool_size(ports=SHARED_POOL_PORTS, queues=1, rx_ring_size=ring,
+                                    tx_ring_size=ring, lcores=len(self.pmds) + 1))
         self._pools.append([pool, 1])
         return pool, False
 
     def _release_pool(self, sp: SwitchPort):
+        """After sp's port is closed: close its own pool, or count it off a shared one."""
         pool = sp.port.mempool
         if sp.pool_owned:
-            return                              # the port closes its own
+            try:
+                pool.close()
+            except DpdkError as e:
+                log.debug("pool %s of port %s freed at exit: %s", pool.name, sp.name, e)
+            return
         for entry in self._pools:
             if entry[0] is pool:
                 entry[1] -= 1
@@ -356,14 +361,11 @@ class Switch:
             except BaseException:
                 if owned:
                     pool.close()
-                    self._eal.untrack(pool)
                 else:
                     for entry in self._pools:
                         if entry[0] is pool:
                             entry[1] -= 1
                 raise
-            if owned:
-                port._owned_pool = pool
             sp = SwitchPort(name, type, options, port, self._next_ofport, owned)
             self._next_ofport += 1
             self.ports[name] = sp
@@ -562,13 +564,13 @@ class Switch:
             for sp in list(self.ports.values()):
                 try:
                     sp.port.close()
+                    self._release_pool(sp)
                 except DpdkError as e:
                     log.warning("closing port %s: %s", sp.name, e)
             self.ports.clear()
             for pool, _ in self._pools:
                 try:
                     pool.close()
-                    self._eal.untrack(pool)
                 except DpdkError as e:
                     log.debug("pool %s freed at exit: %s", pool.name, e)
             self._pools.clear()

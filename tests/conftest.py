@@ -65,7 +65,7 @@ def _no_leftovers(request):
     import dpdkvirtio.eal as eal_mod
     cur = eal_mod._current
     if cur is not None and not cur.closed:
-        from dpdkvirtio.engines import Pmd
+        from dpdkvirtio.pmd import Pmd
         running = [p for p in cur.objects(Pmd) if p.running]
         for p in running:
             p.close()

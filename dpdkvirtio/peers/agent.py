@@ -1,17 +1,14 @@
-"""A second dpdkvirtio process (``python -m dpdkvirtio._agent``) driven with JSON
-commands: the peer "of our own" in tests and benchmarks."""
+"""A second dpdkvirtio process (``python -m dpdkvirtio._agent``) driven with JSON-RPC
+requests (dpdkvirtio.rpc): the peer "of our own" in tests and benchmarks."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
 import shutil
 import subprocess
 import sys
-import time
 
-from .._process import stop as _stop
+from .. import rpc
+from .._process import close_pipes as _close_pipes, stop as _stop
 from .process import cpus
 
 
@@ -26,33 +23,25 @@ class Agent:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.timeout = timeout
-        self._buf = b""
+        self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
+                                    name="the agent")
         self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
 
     def call(self, op: str, timeout: float | None = None, **kw):
-        msg = json.dumps({"op": op, **kw}) + "\n"
+        """Run ``op_<op>`` in the agent; its result (a dict). Raises AgentError (what the
+        agent raised, by class name), TimeoutError, RuntimeError (the agent died)."""
         try:
-            self.proc.stdin.write(msg.encode())
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            raise RuntimeError(f"agent died: {self.stderr()}") from None
-        deadline = time.monotonic() + (timeout or self.timeout)
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"agent did not answer {op!r} in time")
-            r, _, _ = select.select([fd], [], [], left)
-            if r:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise RuntimeError(f"agent exited ({self.proc.poll()}): {self.stderr()}")
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise AgentError(reply.get("type", "Error"), reply.get("error", "?"))
-        return reply
+            return self._conn.call(op, timeout_s=timeout or self.timeout, **kw)
+        except rpc.RpcTimeout:
+            raise TimeoutError(f"agent did not answer {op!r} in time") from None
+        except rpc.RpcClosed:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            raise RuntimeError(f"agent exited ({self.proc.returncode}): {self.stderr()}") from None
+        except rpc.RpcError as e:
+            raise AgentError(e.kind, e.message) from None
 
     def stderr(self) -> str:
         if self.proc.poll() is None:
@@ -80,11 +69,7 @@ class Agent:
         shutil.rmtree(f"/var/run/dpdk/dv{self.proc.pid}", ignore_errors=True)
 
     def _close_pipes(self):
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
+        _close_pipes(self.proc)
 
     def __enter__(self):
         return self

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from .._process import stop as _stop
+from .._process import close_pipes as _close_pipes, stop as _stop
 from .process import OutputReader, cpus, unique_prefix
 
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
@@ -133,13 +133,19 @@ class Testpmd:
                 self.proc.wait(15)
             except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
                 _stop(self.proc)
+        self._close_pipes()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+
+    def _close_pipes(self):
+        self.out.t.join(5)                  # the reader ends at EOF (the process is gone)
+        _close_pipes(self.proc)
 
     def kill(self):
         """Kill -9 (a crash, from the peer's point of view)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipes()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
 
     def __enter__(self):

@@ -8,7 +8,7 @@ from dpdkvirtio.errors import ConfigError
 
 @pytest.fixture
 def pool(eal):
-    mp = dv.create_mempool(2047, cache_size=64)
+    mp = dv.Mempool(2047, cache_size=64)
     yield mp
     mp.close()
 
@@ -70,7 +70,7 @@ def test_bad_inputs(pool):
 
 
 def test_pool_exhaustion_is_all_or_nothing(eal):
-    mp = dv.create_mempool(63, cache_size=0)
+    mp = dv.Mempool(63, cache_size=0)
     b = dv.Burst(128)
     try:
         assert b.alloc(mp, 63, b"\0" * 60) == 63

@@ -6,7 +6,7 @@ from dpdkvirtio.errors import ConfigError, MempoolBusyError, MempoolError
 
 
 def test_create_and_introspect(eal):
-    mp = dv.create_mempool(1023, cache_size=32)
+    mp = dv.Mempool(1023, cache_size=32)
     try:
         assert mp.size == 1023 and mp.available == 1023 and mp.in_use == 0
         assert mp.data_size == 2048
@@ -43,16 +43,16 @@ def test_sizing_helper():
 ])
 def test_bad_arguments(eal, kw, text):
     with pytest.raises(ConfigError, match=text):
-        dv.Mempool("dvbad", **kw)
+        dv.Mempool(name="dvbad", **kw)
 
 
 def test_name_rules(eal):
     with pytest.raises(ConfigError, match="name"):
-        dv.Mempool("x" * 30, 255, 0)
-    mp = dv.Mempool("dvdup", 255, 0)
+        dv.Mempool(255, name="x" * 30, cache_size=0)
+    mp = dv.Mempool(255, name="dvdup", cache_size=0)
     try:
         with pytest.raises(MempoolError) as ei:
-            dv.Mempool("dvdup", 255, 0)
+            dv.Mempool(255, name="dvdup", cache_size=0)
         assert ei.value.errno == 17 and isinstance(ei.value, FileExistsError)
     finally:
         mp.close()
@@ -60,14 +60,14 @@ def test_name_rules(eal):
 
 def test_too_big_is_enomem_with_hint(eal):
     with pytest.raises(MempoolError) as ei:
-        dv.Mempool("dvhuge", 64 * 1024 * 1024, 0)
+        dv.Mempool(64 * 1024 * 1024, name="dvhuge", cache_size=0)
     assert ei.value.errno == 12 and isinstance(ei.value, MemoryError)
     assert "hugepages" in str(ei.value)
 
 
 def test_port_holds_its_pool(eal, sockdir):
     import os
-    mp = dv.create_mempool(4095)
+    mp = dv.Mempool(4095)
     port = dv.VhostUserPort(os.path.join(sockdir, "p.sock"), mempool=mp)
     try:
         assert mp.users == 1
@@ -77,3 +77,28 @@ def test_port_holds_its_pool(eal, sockdir):
         port.close()
     assert mp.users == 0
     mp.close()
+
+
+def test_unclosed_objects_warn_and_close(eal, sockdir):
+    """A port, PMD or mempool collected while open emits ResourceWarning naming it (the
+    uvloop/pyzmq convention) and is closed then; the EAL tracks them weakly."""
+    import gc
+    import os
+    import warnings
+    path = os.path.join(sockdir, "leak.sock")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        port = dv.VhostUserPort(path)
+        pool = dv.Mempool(255, name="dvleak", cache_size=0)
+        pmd = dv.Pmd()
+        lcore = pmd.lcore
+        del port, pool, pmd
+        gc.collect()
+    texts = sorted(str(w.message) for w in caught if w.category is ResourceWarning)
+    assert len(texts) == 3, texts
+    assert any(f"unclosed <Mempool 'dvleak'" in t for t in texts), texts
+    assert any(f"unclosed <Pmd lcore={lcore}" in t for t in texts), texts
+    assert any(f"unclosed <VhostUserPort {path!r}" in t for t in texts), texts
+    assert not os.path.exists(path)                  # the port was closed: socket removed
+    assert not [o for o in eal.objects() if getattr(o, "name", None) == "dvleak" and not o.closed]
+    dv.Pmd(lcore=lcore).close()                      # the lcore is free again

@@ -378,3 +378,45 @@ def test_rate_units():
     assert s.pps_for() == pytest.approx(10_000)
     s = dv.Stream(dv.udp_frame(100), percent=50, line_rate_bps=10e9)
     assert s.pps_for() == pytest.approx(0.5 * 10e9 / ((100 + 24) * 8))
+
+
+def test_one_owner_per_queue_and_direction(pair, pmds):
+    """The owner of each (port, queue, direction) is recorded in the C port: Python's burst
+    API refuses a queue a PMD owns (it would race the PMD on the same vring), moving a
+    queue moves the owner, removing it gives the queue back to Python."""
+    v, u = pair
+    a, b = pmds
+    burst = dv.Burst(32)
+    assert v.owner(0, "rx") is None and v.owner(0, "tx") is None
+    a.add_rxq(v, 0, "io", out_port=u)
+    assert v.owner(0, "rx") == a.lcore and u.owner(0, "tx") == a.lcore
+    assert v.owner(0, "tx") is None and u.owner(0, "rx") is None
+    with pytest.raises(dv.PortStateError, match=f"rx queue 0 .* lcore {a.lcore}"):
+        v.rx_burst(0, burst)
+    assert burst.alloc(u.mempool, 4, dv.udp_frame(64)) == 4
+    with pytest.raises(dv.PortStateError, match=f"tx queue 0 .* lcore {a.lcore}"):
+        u.tx_burst(0, burst)
+    assert len(burst) == 4                       # nothing was taken from the refused burst
+    assert v.tx_burst(0, burst) == 4             # the other direction stays Python's
+    with pytest.raises(dv.PortStateError, match="PMD"):
+        v.close()                                # a port a PMD polls cannot close
+    assert not v.closed
+    a.move_rxq(v, 0, b)
+    assert v.owner(0, "rx") == b.lcore and u.owner(0, "tx") == b.lcore
+    b.remove(v)
+    assert v.owner(0, "rx") is None and u.owner(0, "tx") is None
+    assert v.rx_burst(0, burst) >= 0             # Python's again
+    burst.free()
+
+
+def test_a_generator_owns_its_tx_queue(pair, pmds):
+    v, u = pair
+    a, _ = pmds
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=10))
+    assert u.owner(0, "tx") == a.lcore and u.owner(0, "rx") is None
+    with pytest.raises(dv.PortStateError, match="tx queue 0"):
+        u.tx_burst(0, dv.Burst(1))
+    with pytest.raises(dv.PortStateError, match="PMD"):
+        u.stop()
+    a.remove_generator(g)
+    assert u.owner(0, "tx") is None

@@ -97,7 +97,7 @@ def test_state_machine_and_queue_range(eal):
 
 
 def test_virtio_user_vdev_without_backend_fails_cleanly(eal):
-    mp = dv.create_mempool(127, cache_size=0)
+    mp = dv.Mempool(127, cache_size=0)
     try:
         with pytest.raises(PortError):
             dv.VdevPort("net_virtio_user9", "path=/tmp/none.sock", mempool=mp)

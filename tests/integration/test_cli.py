@@ -53,12 +53,14 @@ class Running:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=str(REPO))
         self.out = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 60
         while not any("running" in l for l in self.out):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read() if not self.proc.stderr.closed else ""
                 self.stop()
-                raise RuntimeError(f"dpdkvirtio run did not start: {self.proc.stderr.read()}")
+                raise RuntimeError(f"dpdkvirtio run did not start: {err}")
             time.sleep(0.05)
 
     def _read(self):
@@ -86,6 +88,10 @@ class Running:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if not pipe.closed and not (pipe is self.proc.stdout and self._reader.is_alive()):
+                pipe.close()
         return self.proc.returncode
 
 
@@ -333,32 +339,49 @@ def test_control_socket_rejects_bad_requests(d):
         st = os.stat(sw.sock)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
         assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+        from dpdkvirtio import rpc
+
+        def req(method, params=None, msg_id=None):
+            msg = {"jsonrpc": "2.0", "method": method, "id": msg_id}
+            if params is not None:
+                msg["params"] = params
+            return json.dumps(msg).encode() + b"\n"
+
         cases = [
-            (b"{not json\n", "malformed request"),
-            (b"[1, 2]\n", "malformed request"),
-            (b'{"args": {}}\n', "malformed request"),
-            (b'{"cmd": "show", "args": [1]}\n', "malformed request"),
-            (b'{"cmd": "frobnicate"}\n', "unknown command 'frobnicate'"),
-            (b'{"cmd": 7}\n', "unknown command 7"),
-            (b'{"cmd": "del-port", "args": {"nme": "a"}}\n', "del-port: bad arguments"),
-            (b'{"cmd": "del-port", "args": {"name": ["a"]}}\n', "del-port: name must be a string"),
-            (b'{"cmd": "set", "args": {"name": "a", "options": 5}}\n', "set: "),
-            (b'{"cmd": "set", "args": {"name": "a", "options": ["novalue"]}}\n', "key=value"),
-            (b'{"cmd": "add-port", "args": {"name": 5, "type": "dpdkvhostuser"}}\n',
+            (b"{not json\n", rpc.PARSE_ERROR, "not JSON"),
+            (b"[1, 2]\n", rpc.INVALID_REQUEST, "malformed request"),
+            (b'{"cmd": "show", "args": {}}\n', rpc.INVALID_REQUEST, "JSON-RPC 2.0"),
+            (b'{"jsonrpc": "2.0", "id": 3}\n', rpc.INVALID_REQUEST, "method must be a string"),
+            (req("show", [1], 4), rpc.INVALID_REQUEST, "params must be an object"),
+            (req("frobnicate", {}, 5), rpc.METHOD_NOT_FOUND, "unknown method 'frobnicate'"),
+            (req(7, {}, 6), rpc.INVALID_REQUEST, "method must be a string, got 7"),
+            (req("del-port", {"nme": "a"}, 7), rpc.INVALID_PARAMS, "del-port: bad arguments"),
+            (req("del-port", {"name": ["a"]}, 8), rpc.APPLICATION_ERROR,
+             "del-port: name must be a string"),
+            (req("set", {"name": "a", "options": 5}, 9), rpc.APPLICATION_ERROR,
+             "options must be a list of key=value strings"),
+            (req("set", {"name": "a", "options": ["novalue"]}, 10), rpc.APPLICATION_ERROR,
+             "key=value"),
+            (req("add-port", {"name": 5, "type": "dpdkvhostuser"}, 11), rpc.APPLICATION_ERROR,
              "add-port: name must be a string, got int 5"),
-            (b'{"cmd": "port-stats", "args": {"name": "nosuch"}}\n', "no port"),
+            (req("port-stats", {"name": "nosuch"}, 12), rpc.APPLICATION_ERROR, "no port"),
         ]
-        # one connection carries them all: an error reply never ends the conversation
-        replies = _raw(sw.sock, b"".join(p for p, _ in cases) + b'{"cmd": "ping"}\n')
+        # one connection carries them all: an error reply never ends the conversation; a
+        # notification (no id) gets no reply
+        notification = b'{"jsonrpc": "2.0", "method": "ping"}\n'
+        replies = _raw(sw.sock, b"".join(p for p, _, _ in cases) + notification
+                       + req("ping", None, 99))
         assert len(replies) == len(cases) + 1
-        for (payload, text), reply in zip(cases, replies):
-            assert reply["ok"] is False and text in reply["error"], (payload, reply)
-        assert replies[-1] == {"ok": True, "result": "pong"}
+        for (payload, code, text), reply in zip(cases, replies):
+            assert reply["jsonrpc"] == "2.0" and reply["error"]["code"] == code, (payload, reply)
+            assert text in reply["error"]["message"], (payload, reply)
+            sent = json.loads(payload) if code != rpc.PARSE_ERROR else None
+            assert reply["id"] == (sent.get("id") if isinstance(sent, dict) else None)
+        assert replies[-1] == {"jsonrpc": "2.0", "result": "pong", "id": 99}
         # a request over the size limit is refused without being read whole, then closed
-        replies = _raw(sw.sock, b'{"cmd": "ping", "pad": "' + b"x" * (2 * MAX_REQUEST) + b'"}\n'
-                       + b'{"cmd": "ping"}\n')
-        assert len(replies) == 1 and replies[0]["ok"] is False
-        assert f"longer than {MAX_REQUEST} bytes" in replies[0]["error"]
+        replies = _raw(sw.sock, req("ping", {"pad": "x" * (2 * MAX_REQUEST)}, 1) + req("ping", None, 2))
+        assert len(replies) == 1 and replies[0]["error"]["code"] == rpc.MESSAGE_TOO_LONG
+        assert f"longer than {MAX_REQUEST} bytes" in replies[0]["error"]["message"]
         # the ctl client: bad key=value, one line
         assert "key=value" in _one_line_error(sw.ctl("set", "a", "novalue", check=False))
         assert [p["name"] for p in sw.ctl("show")["ports"]] == ["a"]      # nothing changed

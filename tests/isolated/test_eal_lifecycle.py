@@ -86,17 +86,17 @@ def test_arguments_that_would_exit_are_refused(args):
 def test_use_before_init_and_after_cleanup():
     r = run("""
         try:
-            dv.Mempool("x", 255, 0)
+            dv.Mempool(255, name="x", cache_size=0)
         except dv.EalError as x:
             print("before:", x)
         e = dv.init(memory_mode="no-huge", log_level="warning")
-        mp = dv.create_mempool(255, cache_size=0)
+        mp = dv.Mempool(255, cache_size=0)
         e.close()
         try:
             mp.available
         except dv.MempoolError as x:
             print("pool:", x)                   # closed with the EAL
-        for f in (lambda: dv.Mempool("y", 255, 0), lambda: dv.VdevPort("net_null0"),
+        for f in (lambda: dv.Mempool(255, name="y", cache_size=0), lambda: dv.VdevPort("net_null0"),
                   lambda: dv.Burst(8).alloc(mp, 1, b"x" * 60)):
             try:
                 f()
@@ -149,7 +149,7 @@ def test_objects_are_inert_after_fork():
             except dv.ForkedProcessError:
                 pass
             try:
-                dv.Mempool("c", 255, 0)
+                dv.Mempool(255, name="c", cache_size=0)
                 code = 2
             except dv.ForkedProcessError:
                 pass

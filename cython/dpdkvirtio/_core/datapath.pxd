@@ -1,5 +1,5 @@
 # L1: C structures shared by the control plane and the hot loops in datapath.pyx.
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
 
@@ -40,6 +40,17 @@ cdef struct dv_vq_sync:
     int tx_busy
     int _pad2[15]
 
+# Who may touch one direction of one queue: Python (the burst API) or one PMD lcore.
+# Written by the control thread only (under the GIL); read by the burst API.
+cdef enum:
+    DV_OWNER_PYTHON = -1
+    DV_DIR_RX = 0
+    DV_DIR_TX = 1
+
+cdef struct dv_queue_owner:
+    int32_t lcore                 # DV_OWNER_PYTHON, or the lcore of the PMD that owns it
+    uint32_t refs                 # that PMD's assignments using it (a tx queue may serve several)
+
 cdef struct dv_port:
     int kind
     uint16_t port_id              # ethdev port id
@@ -50,6 +61,7 @@ cdef struct dv_port:
     dv_queue_stats *stats         # n_queues rows, owned by a Counters object
     dv_vq_sync *sync              # vhost: n_queues rows
     uint8_t *vring_enabled        # vhost: 2 * n_queues flags (vring index order)
+    dv_queue_owner *owners        # 2 * n_queues: [2q + DV_DIR_RX], [2q + DV_DIR_TX]
 
 cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil
 cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
@@ -66,11 +78,24 @@ cdef void dv_lengths(rte_mbuf **pkts, uint32_t n, uint32_t *out) noexcept nogil
 
 # ---- PMD threads ------------------------------------------------------------------------
 
+# Engines: one C function each, in the table DV_ENGINES (datapath.pyx) indexed by this
+# enum. Adding an engine = one function + one enum value + one table row.
+cdef enum dv_engine_id:
+    DV_ENGINE_RXONLY = 0          # count and free
+    DV_ENGINE_IO = 1              # forward to (out_port, out_queue)
+    DV_ENGINE_MACSWAP = 2         # swap Ethernet addresses, send to (out_port, out_queue)
+    DV_ENGINE_GENERATOR = 3       # build packets from templates, send to (port, queue)
+    DV_N_ENGINES = 4
+
+# What an engine touches (the control side claims queues and checks arguments by it).
 cdef enum:
-    DV_ACT_RXONLY = 1             # count and free
-    DV_ACT_IO = 2                 # forward to (out_port, out_queue)
-    DV_ACT_MACSWAP = 3            # swap Ethernet addresses, send to (out_port, out_queue)
-    DV_ACT_GEN = 4                # generator: build packets from templates, send
+    DV_USES_RX = 1                # polls rx queue (port, queue)
+    DV_USES_TX_OUT = 2            # sends on tx queue (out_port, out_queue)
+    DV_USES_TX_OWN = 4            # sends on tx queue (port, queue)
+    DV_OUT_DEFAULTS_TO_IN = 8     # out_port defaults to port (sends back)
+    DV_USES_GEN = 16              # needs a generator (dv_gen)
+
+cdef enum:
     DV_PMD_MAX_BURST = 64
     DV_HIST_BINS = 65             # burst sizes 0..64
     DV_MAX_VARS = 8
@@ -145,8 +170,8 @@ cdef struct dv_gen:
     uint64_t rng
 
 cdef struct dv_poll:
-    int action
-    dv_port *port                 # rx port (tx port for DV_ACT_GEN)
+    int engine                    # dv_engine_id
+    dv_port *port                 # rx port (tx port of a generator)
     uint16_t queue
     dv_port *out_port
     uint16_t out_queue

@@ -352,8 +352,10 @@ cdef inline uint32_t _next_size(dv_gen *g) noexcept nogil:
 
 # ---- PMD loop ---------------------------------------------------------------------------
 
-cdef inline uint16_t _gen_poll(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
-                               uint64_t now) noexcept nogil:
+cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
+                                uint64_t now, dv_pmd_stats *st) noexcept nogil:
+    """Build packets from the templates (field/size variables, pacing, limits), send them
+    on (port, queue)."""
     cdef dv_gen *g = pl.gen
     cdef uint16_t want = burst, n
     cdef uint64_t remaining
@@ -408,6 +410,7 @@ cdef inline uint16_t _gen_poll(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
         return 0
     dv_port_tx(pl.port, pl.queue, pkts, n, True)
     g.built += n
+    st.tx_packets += n
     _after_sent(g, n, now)
     return n
 
@@ -431,6 +434,64 @@ cdef inline void _macswap(rte_mbuf **pkts, uint16_t n) noexcept nogil:
         memcpy(tmp, p, 6)
         memcpy(p, p + 6, 6)
         memcpy(p + 6, tmp, 6)
+
+
+cdef uint16_t _engine_rxonly(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint64_t now,
+                             dv_pmd_stats *st) noexcept nogil:
+    """Count and free."""
+    cdef uint16_t n = dv_port_rx(pl.port, pl.queue, pkts, burst)
+    if n:
+        st.rx_packets += n
+        rte_pktmbuf_free_bulk(pkts, n)
+    return n
+
+
+cdef inline uint16_t _forward(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
+                             dv_pmd_stats *st, bint swap_macs) noexcept nogil:
+    cdef uint16_t n = dv_port_rx(pl.port, pl.queue, pkts, burst)
+    if n:
+        st.rx_packets += n
+        if swap_macs:
+            _macswap(pkts, n)
+        st.tx_packets += dv_port_tx(pl.out_port, pl.out_queue, pkts, n, True)
+    return n
+
+
+cdef uint16_t _engine_io(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint64_t now,
+                         dv_pmd_stats *st) noexcept nogil:
+    """Forward to (out_port, out_queue) unchanged."""
+    return _forward(pl, pkts, burst, st, False)
+
+
+cdef uint16_t _engine_macswap(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint64_t now,
+                              dv_pmd_stats *st) noexcept nogil:
+    """Swap the Ethernet addresses, send to (out_port, out_queue)."""
+    return _forward(pl, pkts, burst, st, True)
+
+
+ctypedef uint16_t (*dv_engine_fn)(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint64_t now,
+                                  dv_pmd_stats *st) noexcept nogil
+
+cdef struct dv_engine:
+    const char *name
+    dv_engine_fn poll             # one poll; returns the packets it moved
+    int uses                      # DV_USES_* / DV_OUT_DEFAULTS_TO_IN flags
+
+# The engine table: the one place engines are named (Python reads ENGINES below).
+cdef dv_engine DV_ENGINES[DV_N_ENGINES]
+DV_ENGINES[<int>DV_ENGINE_RXONLY] = dv_engine(b"rxonly", _engine_rxonly, DV_USES_RX)
+DV_ENGINES[<int>DV_ENGINE_IO] = dv_engine(b"io", _engine_io, DV_USES_RX | DV_USES_TX_OUT)
+DV_ENGINES[<int>DV_ENGINE_MACSWAP] = dv_engine(
+    b"macswap", _engine_macswap, DV_USES_RX | DV_USES_TX_OUT | DV_OUT_DEFAULTS_TO_IN)
+DV_ENGINES[<int>DV_ENGINE_GENERATOR] = dv_engine(
+    b"generator", _engine_generator, DV_USES_TX_OWN | DV_USES_GEN)
+
+ENGINES = {DV_ENGINES[i].name.decode(): (i, DV_ENGINES[i].uses) for i in range(DV_N_ENGINES)}
+USES_RX = DV_USES_RX
+USES_TX_OUT = DV_USES_TX_OUT
+USES_TX_OWN = DV_USES_TX_OWN
+OUT_DEFAULTS_TO_IN = DV_OUT_DEFAULTS_TO_IN
+USES_GEN = DV_USES_GEN
 
 
 cdef int dv_pmd_main(void *arg) noexcept nogil:
@@ -457,19 +518,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         if plan is not NULL:
             for i in range(plan.n_polls):
                 pl = &plan.polls[i]
-                if pl.action == DV_ACT_GEN:
-                    n = _gen_poll(pl, pkts, burst, t_prev)
-                    st.tx_packets += n
-                else:
-                    n = dv_port_rx(pl.port, pl.queue, pkts, burst)
-                    if n:
-                        st.rx_packets += n
-                        if pl.action == DV_ACT_RXONLY:
-                            rte_pktmbuf_free_bulk(pkts, n)
-                        else:
-                            if pl.action == DV_ACT_MACSWAP:
-                                _macswap(pkts, n)
-                            st.tx_packets += dv_port_tx(pl.out_port, pl.out_queue, pkts, n, True)
+                n = DV_ENGINES[pl.engine].poll(pl, pkts, burst, t_prev, st)
                 t_now = rte_rdtsc()
                 pl.pst.cycles += t_now - t_prev
                 pl.pst.packets += n

@@ -7,4 +7,3 @@ cdef class EthPort(Port):
     cdef readonly uint16_t port_id
     cdef bint _probed
     cdef bint _configured
-    cdef _teardown(self)

@@ -21,6 +21,7 @@ from libc.string cimport memset, strdup
 from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME
 from dpdkvirtio._dpdk.rte_ethdev cimport *
 from dpdkvirtio._dpdk.rte_alarm cimport rte_eal_alarm_set
+from dpdkvirtio._dpdk.posix_extra cimport sem_t, sem_init, sem_post, sem_timedwait, sem_destroy
 from dpdkvirtio._core.datapath cimport DV_KIND_ETHDEV
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
@@ -28,14 +29,6 @@ from dpdkvirtio._core.errors cimport check_neg_errno, raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PortError, ConfigError
 
-
-cdef extern from "<semaphore.h>" nogil:
-    ctypedef struct sem_t:
-        pass
-    int sem_init(sem_t *sem, int pshared, unsigned int value)
-    int sem_post(sem_t *sem)
-    int sem_timedwait(sem_t *sem, const timespec *abs_timeout)
-    int sem_destroy(sem_t *sem)
 
 cdef enum:
     TEARDOWN_STOP = 1
@@ -102,8 +95,8 @@ cdef int _probe_rc_to_errno(int rc) noexcept:
 cdef class EthPort(Port):
     """An ethdev port made from a vdev. Use the L2 classes (VirtioUserPort, VdevPort)."""
 
-    def _setup(self, Mempool mempool not None, str devname, str devargs, int n_queues,
-               int rx_ring_size, int tx_ring_size, int tx_retries_max):
+    def open(self, Mempool mempool not None, str devname, str devargs, int n_queues,
+             int rx_ring_size, int tx_ring_size, int tx_retries_max):
         """Probe ``devname`` with ``devargs``, configure ``n_queues`` queue pairs with rings
         of the given sizes on ``mempool``. Unwinds everything on failure.
         Blocks while the driver talks to its peer (virtio-user server mode waits for
@@ -185,10 +178,12 @@ cdef class EthPort(Port):
         self._state = PORT_STARTED
 
     def stop(self):
-        """rte_eth_dev_stop. Stop every poller of this port first."""
+        """rte_eth_dev_stop (start() restarts). Raises PortStateError while a PMD owns one
+        of its queues: a burst on a stopped ethdev is not allowed."""
         eal_check_usable()
         if self._state != PORT_STARTED:
             return
+        self.require_python_owned("stop")
         cdef int rc_stop = 0, rc_close = 0, rc_remove = 0, rc
         cdef uint16_t pid = self.port_id
         with nogil:
@@ -199,16 +194,8 @@ cdef class EthPort(Port):
         self._state = PORT_STOPPED
         check_neg_errno(rc_stop, "rte_eth_dev_stop", PortError)
 
-    def close(self):
-        """Stop, close and remove the vdev. Idempotent. Stop every poller first."""
-        if self._state == PORT_CLOSED:
-            return
-        if not eal_alive():
-            self._state = PORT_CLOSED
-            return
-        self._teardown()
-
-    cdef _teardown(self):
+    cdef int _teardown(self) except -1:
+        """Stop, close and remove the vdev: the mirror of open (each step only if done)."""
         cdef uint16_t pid = self.port_id
         cdef int rc_stop = 0, rc_close = 0, rc_remove = 0, rc
         cdef int steps = 0
@@ -232,6 +219,7 @@ cdef class EthPort(Port):
         self._configured = False
         self._state = PORT_CLOSED
         self.release_port()
+        return 0
 
     def __dealloc__(self):
         # Never blocks: a port still open at garbage collection is closed at EAL exit

@@ -24,6 +24,16 @@ MAX_BURST = DV_MAX_BURST
 
 
 @cython.final
+cdef Mempool _core_pool(object mempool):
+    """The L1 pool of a dv.Mempool (its ``core``), or an L1 pool as it is."""
+    if isinstance(mempool, Mempool):
+        return mempool
+    core = getattr(mempool, "core", None)
+    if isinstance(core, Mempool):
+        return core
+    raise TypeError(f"a dpdkvirtio Mempool is needed, got {type(mempool).__name__}")
+
+
 cdef class Burst:
     """A reusable burst buffer of ``capacity`` mbuf slots (1..512; 32 or 64 are the usual
     sizes). Not thread-safe: one thread uses a burst at a time."""
@@ -80,12 +90,13 @@ cdef class Burst:
             rte_pktmbuf_free_bulk(self._pkts, self._count)
             self._count = 0
 
-    def alloc(self, Mempool pool not None, int count, const uint8_t[::1] template):
-        """Append ``count`` mbufs from ``pool``, each a copy of ``template`` (bytes,
+    def alloc(self, object mempool, int count, const uint8_t[::1] template):
+        """Append ``count`` mbufs from ``mempool`` (a dv.Mempool), each a copy of ``template`` (bytes,
         bytearray or a 1-D uint8 array). Returns count, or 0 when the pool had fewer
         free mbufs (all or nothing). Raises ConfigError for a count beyond the free
         slots or a template larger than one mbuf."""
         self.check_mutable()
+        cdef Mempool pool = _core_pool(mempool)
         cdef uint32_t length = template.shape[0]
         if count < 0 or count > self._capacity - self._count:
             raise ConfigError(f"count must be 0..{self._capacity - self._count} (free slots)")
@@ -97,12 +108,13 @@ cdef class Burst:
         self._count += got
         return got
 
-    def alloc_rows(self, Mempool pool not None, const uint8_t[:, ::1] data,
+    def alloc_rows(self, object mempool, const uint8_t[:, ::1] data,
                    const uint32_t[::1] lengths=None):
         """Append one mbuf per row of ``data`` (2-D uint8, C-contiguous), with
         ``lengths[i]`` bytes of row i (default: the whole row). All or nothing;
         returns the number of rows appended (0 when the pool ran dry)."""
         self.check_mutable()
+        cdef Mempool pool = _core_pool(mempool)
         cdef Py_ssize_t rows = data.shape[0], width = data.shape[1], i
         if rows > self._capacity - self._count:
             raise ConfigError(f"{rows} rows do not fit the {self._capacity - self._count} free slots")

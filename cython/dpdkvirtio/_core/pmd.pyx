@@ -5,7 +5,7 @@ plan is published with an atomic store and the old one is freed only after the l
 has finished a round with the new one, so assignments, burst size and the CPU change
 without stopping the lcore and without a use-after-free.
 
-Policy (which lcore, which queue where) lives in dpdkvirtio.engines (L2)."""
+Policy (which lcore, which queue where) lives in dpdkvirtio.pmd (L2)."""
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free
@@ -16,18 +16,17 @@ from dpdkvirtio._dpdk.rte_lcore cimport (rte_eal_remote_launch, rte_eal_get_lcor
 from dpdkvirtio._dpdk.dv_shim cimport (dv_load_acquire_u64, dv_store_release_ptr,
     dv_store_release_int, dv_load_acquire_int)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
-    dv_poll_stats, dv_pmd_main, DV_ACT_RXONLY, DV_ACT_IO, DV_ACT_MACSWAP, DV_ACT_GEN,
-    DV_PMD_MAX_BURST, DV_MAX_VARS)
+    dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
+    DV_USES_TX_OWN, DV_USES_GEN)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PmdError, ConfigError
+from dpdkvirtio._core.datapath import ENGINES
 
 import time
 
-ACTIONS = {"rxonly": DV_ACT_RXONLY, "io": DV_ACT_IO, "macswap": DV_ACT_MACSWAP,
-           "generator": DV_ACT_GEN}
 PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
 OPS = {"inc": 0, "dec": 1, "random": 2}
@@ -247,7 +246,7 @@ cdef class PmdThread:
 
     def set_plan(self, list assignments, double timeout_s=5.0):
         """Replace what the lcore polls. ``assignments``: list of
-        (action, port, queue, out_port, out_queue, generator, poll_row). Returns after
+        (engine, port, queue, out_port, out_queue, generator, poll_row). Returns after
         the lcore has picked the new plan up (when running), so ports and generators no
         longer in it may be closed."""
         eal_check_usable()
@@ -261,33 +260,36 @@ cdef class PmdThread:
             raise MemoryError()
         cdef Port port, out_port
         cdef Generator gen
+        cdef int uses
         refs = []
         try:
-            for i, (action, p, queue, out_p, out_queue, g, row) in enumerate(assignments):
-                if action not in ACTIONS:
-                    raise ConfigError(f"unknown action {action!r}")
+            for i, (engine, p, queue, out_p, out_queue, g, row) in enumerate(assignments):
+                if engine not in ENGINES:
+                    raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+                plan.polls[i].engine, uses = ENGINES[engine]
                 port = p
                 if port.c_port() is NULL or port._state == PORT_CLOSED:
                     raise PmdError(None, f"port {port.name!r} is closed")
                 if not 0 <= queue < port.c_port().n_queues:
                     raise ConfigError(f"queue {queue} out of range for port {port.name!r}")
+                self._require_owner(port, queue, "rx" if uses & DV_USES_RX else "tx")
                 if not 0 <= row < self.poll_stats.rows:
                     raise ConfigError("poll statistics row out of range")
-                plan.polls[i].action = ACTIONS[action]
                 plan.polls[i].port = port.c_port()
                 plan.polls[i].queue = queue
                 plan.polls[i].pst = <dv_poll_stats *>self.poll_stats.row(row)
                 refs.append(port)
-                if action in ("io", "macswap"):
+                if uses & DV_USES_TX_OUT:
                     out_port = out_p
                     if out_port.c_port() is NULL or out_port._state == PORT_CLOSED:
                         raise PmdError(None, f"port {out_port.name!r} is closed")
                     if not 0 <= out_queue < out_port.c_port().n_queues:
                         raise ConfigError(f"queue {out_queue} out of range for port {out_port.name!r}")
+                    self._require_owner(out_port, out_queue, "tx")
                     plan.polls[i].out_port = out_port.c_port()
                     plan.polls[i].out_queue = out_queue
                     refs.append(out_port)
-                elif action == "generator":
+                if uses & DV_USES_GEN:
                     gen = g
                     plan.polls[i].gen = gen._g
                     refs.append(gen)
@@ -300,6 +302,12 @@ cdef class PmdThread:
             raise
         self._swap(plan, timeout_s)
         self._refs = refs
+
+    def _require_owner(self, Port port, int queue, str direction):
+        # The owner field is the contract: a plan only polls queues this lcore owns.
+        if port.owner(queue, direction) != self.lcore:
+            raise PmdError(None, f"{direction} queue {queue} of port {port.name!r} is not "
+                           f"owned by lcore {self.lcore} (Port.claim first)")
 
     cdef int _swap(self, dv_plan *plan, double timeout_s) except -1:
         cdef dv_plan *old = self._plan

@@ -1,5 +1,5 @@
 # L1: what every port kind shares: the C dv_port the data path works on, its counters,
-# its mempool, a state machine and the Python burst API.
+# its mempool, who owns each queue, a state machine and the Python burst API.
 from libc.stdint cimport uint16_t
 from dpdkvirtio._core.datapath cimport dv_port
 from dpdkvirtio._core.mempool cimport Mempool
@@ -22,4 +22,7 @@ cdef class Port:
                         int tx_retries_max) except -1
     cdef void release_port(self) noexcept
     cdef int require_state(self, int wanted, str action) except -1
+    cdef int require_python_owned(self, str action) except -1
     cdef dv_port *c_port(self) noexcept
+    cdef int _owner_index(self, int queue, str direction) except -1
+    cdef int _teardown(self) except -1

@@ -1,12 +1,21 @@
 # cython: language_level=3
 """Port (L1): the base of EthPort (ethdev: virtio-user and other vdevs) and VhostPort
 (vhost library). It owns the C ``dv_port`` the data path uses and gives Python the
-burst API: rx_burst / tx_burst on a queue pair index."""
+burst API: rx_burst / tx_burst on a queue pair index.
+
+**Where a port's state lives.** Everything the data path or a DPDK callback may read is
+in the C struct ``dv_port`` (datapath.pxd): the queue counters, the vhost vid and
+enabled vrings, and the *owner* of each (queue, direction): Python or one PMD lcore.
+``claim``/``release`` are the only writers of the owner field (the PMD module calls them
+when it adds, moves or removes an assignment); the burst API refuses a queue a PMD owns,
+and ``close``/``stop`` refuse while any queue is owned. The lifecycle state
+(created/started/stopped/closed) is ``_state`` here. Subclasses construct in ``open``
+and tear down in ``_teardown``, the mirror of ``open``; ``close`` is defined once, here."""
 cimport cython
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint8_t, uint16_t
 from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_port_rx,
-    dv_port_tx, DV_KIND_VHOST)
+    dv_port_tx, dv_queue_owner, DV_KIND_VHOST, DV_OWNER_PYTHON, DV_DIR_RX, DV_DIR_TX)
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
@@ -16,6 +25,7 @@ from dpdkvirtio.errors import PortStateError, ConfigError
 
 STATE_NAMES = ("created", "started", "stopped", "closed")
 MAX_QUEUES = 1024
+DIRECTIONS = {"rx": DV_DIR_RX, "tx": DV_DIR_TX}
 
 
 @cython.no_gc_clear
@@ -28,6 +38,7 @@ cdef class Port:
             raise ConfigError(f"queues must be 1..{MAX_QUEUES}, got {n_queues}")
         if tx_retries_max < 0 or tx_retries_max > 32:
             raise ConfigError(f"tx_retries_max must be 0..32, got {tx_retries_max}")
+        cdef int i
         self._p = <dv_port *>calloc(1, sizeof(dv_port))
         if self._p is NULL:
             raise MemoryError()
@@ -38,6 +49,11 @@ cdef class Port:
         self._p.tx_retries_max = tx_retries_max
         self._p.stats = <dv_queue_stats *>self.counters.row(0)
         self._p.mp = mempool.ptr()
+        self._p.owners = <dv_queue_owner *>calloc(2 * n_queues, sizeof(dv_queue_owner))
+        if self._p.owners is NULL:
+            raise MemoryError()
+        for i in range(2 * n_queues):
+            self._p.owners[i].lcore = DV_OWNER_PYTHON
         if kind == DV_KIND_VHOST:
             self._p.sync = <dv_vq_sync *>dv_aligned_zalloc(n_queues * sizeof(dv_vq_sync))
             self._p.vring_enabled = <uint8_t *>calloc(2 * n_queues, 1)
@@ -53,6 +69,7 @@ cdef class Port:
         if self._p is not NULL:
             free(self._p.sync)
             free(self._p.vring_enabled)
+            free(self._p.owners)
             free(self._p)
             self._p = NULL
         if self.mempool is not None:
@@ -72,6 +89,77 @@ cdef class Port:
             raise PortStateError(
                 f"cannot {action} port {self.name!r}: it is {STATE_NAMES[self._state]}", hint)
         return 0
+
+    cdef int require_python_owned(self, str action) except -1:
+        cdef uint16_t i
+        if self._p is NULL:
+            return 0
+        for i in range(2 * self._p.n_queues):
+            if self._p.owners[i].lcore != DV_OWNER_PYTHON:
+                raise PortStateError(
+                    f"cannot {action} port {self.name!r}: its {('rx', 'tx')[i % 2]} queue "
+                    f"{i // 2} is polled by the PMD on lcore {self._p.owners[i].lcore}",
+                    "Remove the port from its PMDs (Pmd.remove) first")
+        return 0
+
+    cdef int _owner_index(self, int queue, str direction) except -1:
+        if self._p is NULL:
+            self.require_state(PORT_STARTED, "assign")
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be 'rx' or 'tx', got {direction!r}")
+        if queue < 0 or queue >= self._p.n_queues:
+            raise IndexError(f"queue {queue} out of range: port {self.name!r} has "
+                             f"{self._p.n_queues} queue(s)")
+        return 2 * queue + DIRECTIONS[direction]
+
+    def owner(self, int queue, str direction):
+        """The lcore of the PMD that owns (``queue``, ``direction``), or None (Python)."""
+        cdef int i = self._owner_index(queue, direction)
+        cdef int lcore = self._p.owners[i].lcore
+        return None if lcore == DV_OWNER_PYTHON else lcore
+
+    def claim(self, int queue, str direction, int lcore):
+        """Give (``queue``, ``direction``) to the PMD on ``lcore`` (a tx queue may be
+        claimed again by the same PMD: it counts references). Raises PortStateError when
+        another PMD owns it or the port is closed. Control thread only."""
+        if self._state == PORT_CLOSED:
+            self.require_state(PORT_STARTED, "assign")
+        cdef int i = self._owner_index(queue, direction)
+        cdef dv_queue_owner *o = &self._p.owners[i]
+        if lcore < 0:
+            raise ConfigError("a PMD's lcore is >= 0")
+        if o.lcore != DV_OWNER_PYTHON and o.lcore != lcore:
+            raise PortStateError(f"{direction} queue {queue} of port {self.name!r} is already "
+                                 f"used by the PMD on lcore {o.lcore}",
+                                 "Remove it there first (or use Pmd.move_rxq / another queue)")
+        if o.lcore == lcore and direction == "rx":
+            raise PortStateError(f"rx queue {queue} of port {self.name!r} is already polled "
+                                 f"by the PMD on lcore {lcore}")
+        o.lcore = lcore
+        o.refs += 1
+
+    def release(self, int queue, str direction, int lcore):
+        """Drop one reference of the PMD on ``lcore`` to (``queue``, ``direction``); at
+        zero the queue is Python's again. Control thread only, after the PMD stopped
+        using it."""
+        if self._p is NULL:
+            return
+        cdef int i = self._owner_index(queue, direction)
+        cdef dv_queue_owner *o = &self._p.owners[i]
+        if o.lcore != lcore:
+            raise PortStateError(f"{direction} queue {queue} of port {self.name!r} is not "
+                                 f"owned by lcore {lcore}")
+        o.refs -= 1
+        if o.refs == 0:
+            o.lcore = DV_OWNER_PYTHON
+
+    @property
+    def pmd_owned(self):
+        """How many (queue, direction) a PMD owns."""
+        if self._p is NULL:
+            return 0
+        return sum(1 for i in range(2 * self._p.n_queues)
+                   if self._p.owners[i].lcore != DV_OWNER_PYTHON)
 
     @property
     def state(self):
@@ -101,8 +189,8 @@ cdef class Port:
     def rx_burst(self, int queue, Burst burst not None):
         """Receive into ``burst`` (appended after what it holds, up to its capacity) from
         rx queue ``queue``. Returns the number received; the burst owns them.
-        Raises PortStateError unless started, IndexError for a bad queue,
-        ForkedProcessError in a forked child."""
+        Raises PortStateError unless started or while a PMD polls the queue, IndexError
+        for a bad queue, ForkedProcessError in a forked child."""
         if not eal_alive():
             eal_check_usable()
         if self._state != PORT_STARTED:
@@ -110,6 +198,10 @@ cdef class Port:
         if <unsigned int>queue >= self._p.n_queues:
             raise IndexError(f"queue {queue} out of range: port {self.name!r} has "
                              f"{self._p.n_queues} queue(s)")
+        if self._p.owners[2 * queue + DV_DIR_RX].lcore != DV_OWNER_PYTHON:
+            raise PortStateError(f"rx queue {queue} of port {self.name!r} is polled by the "
+                                 f"PMD on lcore {self._p.owners[2 * queue].lcore}",
+                                 "Remove it from the PMD (Pmd.remove) to receive from Python")
         if burst._exports:
             burst.check_mutable()
         cdef uint16_t room = burst._capacity - burst._count
@@ -124,8 +216,8 @@ cdef class Port:
         the peer accepted; those leave the burst. With ``drop_unsent`` (default) the rest
         are freed and counted in the port's drop counters by reason (tx_failure_drops,
         tx_not_ready_drops); otherwise they stay in the burst for a later retry.
-        Raises PortStateError unless started, IndexError for a bad queue,
-        ForkedProcessError in a forked child."""
+        Raises PortStateError unless started or while a PMD uses the queue, IndexError
+        for a bad queue, ForkedProcessError in a forked child."""
         if not eal_alive():
             eal_check_usable()
         if self._state != PORT_STARTED:
@@ -133,6 +225,10 @@ cdef class Port:
         if <unsigned int>queue >= self._p.n_queues:
             raise IndexError(f"queue {queue} out of range: port {self.name!r} has "
                              f"{self._p.n_queues} queue(s)")
+        if self._p.owners[2 * queue + DV_DIR_TX].lcore != DV_OWNER_PYTHON:
+            raise PortStateError(f"tx queue {queue} of port {self.name!r} is used by the "
+                                 f"PMD on lcore {self._p.owners[2 * queue + 1].lcore}",
+                                 "Remove it from the PMD (Pmd.remove) to send from Python")
         if burst._exports:
             burst.check_mutable()
         cdef uint16_t n = burst._count
@@ -145,11 +241,18 @@ cdef class Port:
             burst.consume_front(sent)
         return sent
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def close(self):
-        raise NotImplementedError
+        """Tear the port down (idempotent): the mirror of ``open``. Raises
+        PortStateError while a PMD owns one of its queues."""
+        if self._state == PORT_CLOSED:
+            return
+        if not eal_alive():
+            self._state = PORT_CLOSED          # DPDK is gone: nothing to undo
+            return
+        self.require_python_owned("close")
+        self._teardown()
+
+    cdef int _teardown(self) except -1:
+        self._state = PORT_CLOSED
+        self.release_port()
+        return 0

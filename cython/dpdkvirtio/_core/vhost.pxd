@@ -9,4 +9,6 @@ cdef class VhostPort(Port):
     cdef int _generation
     cdef bint _registered
     cdef bint _started
-    cdef _teardown(self)
+    cdef object _socket_mode
+    cdef object _socket_owner
+    cdef object _socket_group

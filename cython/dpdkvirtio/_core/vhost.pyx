@@ -9,9 +9,10 @@ Order: register → disable/enable features → callback_register → start. clo
 rte_vhost_driver_unregister without the GIL (it may run destroy_device synchronously)."""
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
-from libc.string cimport strncpy, strcmp, strncmp, memset
-from libc.stdio cimport snprintf
-from posix.unistd cimport write, read, close as c_close
+from libc.string cimport strncpy, strcmp, memset
+from posix.unistd cimport write, read
+from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
+    pthread_mutex_lock, pthread_mutex_unlock, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
 from dpdkvirtio._dpdk.rte_vhost cimport *
 from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc
 from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_store_release_int, dv_load_acquire_int
@@ -20,50 +21,13 @@ from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPE
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
+from dpdkvirtio._core.fdhygiene cimport cloexec_sweep_c
+from dpdkvirtio._core.screen cimport (screen_message, message_request, SCREEN_PASS,
+    SCREEN_REFUSE, SCREEN_POSTCOPY_ADVISED)
 import errno
+import os
 
 from dpdkvirtio.errors import ConfigError, VhostError, make_error
-
-cdef extern from "<pthread.h>" nogil:
-    ctypedef struct pthread_mutex_t:
-        pass
-    int pthread_mutex_init(pthread_mutex_t *m, const void *attr)
-    int pthread_mutex_lock(pthread_mutex_t *m)
-    int pthread_mutex_unlock(pthread_mutex_t *m)
-
-cdef extern from "<dirent.h>" nogil:
-    ctypedef struct DIR:
-        pass
-    struct dirent:
-        char d_name[256]
-    DIR *opendir(const char *name)
-    dirent *readdir(DIR *d)
-    int closedir(DIR *d)
-    int dirfd(DIR *d)
-
-cdef extern from "<fcntl.h>" nogil:
-    int fcntl(int fd, int cmd, ...)
-    enum: F_GETFD
-    enum: F_SETFD
-    enum: FD_CLOEXEC
-
-cdef extern from "<unistd.h>" nogil:
-    ssize_t readlink(const char *path, char *buf, size_t size)
-
-cdef extern from "<stdlib.h>" nogil:
-    int atoi(const char *s)
-
-cdef extern from "<sys/stat.h>" nogil:
-    cdef struct stat:
-        unsigned int st_mode
-        long st_size
-    int fstat(int fd, stat *buf)
-    bint S_ISREG(unsigned int mode)
-
-cdef extern from "<sys/eventfd.h>" nogil:
-    int eventfd(unsigned int initval, int flags)
-    enum: EFD_NONBLOCK
-    enum: EFD_CLOEXEC
 
 cdef enum:
     MAX_SLOTS = 1024              # RTE_MAX_VHOST_DEVICE / MAX_VHOST_SOCKET
@@ -80,19 +44,6 @@ cdef enum:
     EV_DESTROY_CONNECTION = 6
     EV_CONNECTION_REFUSED = 7
     EV_MESSAGE_REJECTED = 8
-    VHOST_USER_SET_MEM_TABLE = 5
-    VHOST_USER_POSTCOPY_ADVISE = 28
-    VHOST_USER_GET_INFLIGHT_FD = 31
-    VHOST_USER_SET_INFLIGHT_FD = 32
-    # struct vhu_msg_context of DPDK 22.11 (lib/vhost/vhost_user.h, packed): a 12-byte
-    # header, a 632-byte payload union (its largest member is VhostUserCryptoSessionParam),
-    # then int fds[8] and int fd_num. The screen only trusts these offsets when what it
-    # finds there looks like received fds (0 <= fd_num <= 8, each fd open).
-    MSG_PAYLOAD = 12
-    CTX_FDS = 12 + 632
-    CTX_FD_NUM = 12 + 632 + 8 * 4
-    CTX_MAX_FDS = 8
-    MEM_MAX_REGIONS = 8
 
 EVENT_NAMES = {1: "new_connection", 2: "new_device", 3: "vring_state_changed",
                4: "features_changed", 5: "destroy_device", 6: "destroy_connection",
@@ -194,167 +145,43 @@ cdef int _slot_of_locked(int vid) noexcept nogil:
     return s
 
 
-cdef uint32_t _cloexec_sweep() noexcept nogil:
-    """Mark inheritable memfds, eventfds and sockets close-on-exec. DPDK's vhost library
-    receives guest memory and kick/call eventfds with recvmsg() without MSG_CMSG_CLOEXEC and
-    creates its sockets without SOCK_CLOEXEC: a child process would inherit a guest's
-    memory. Python makes its own fds non-inheritable already (PEP 446)."""
-    cdef DIR *d = opendir("/proc/self/fd")
-    cdef dirent *e
-    cdef char path[64]
-    cdef char link[64]
-    cdef ssize_t n
-    cdef int fd, flags, own
-    cdef uint32_t changed = 0
-    if d is NULL:
-        return 0
-    own = dirfd(d)
-    while True:
-        e = readdir(d)
-        if e is NULL:
-            break
-        if e.d_name[0] < 48 or e.d_name[0] > 57:      # not a number
-            continue
-        fd = atoi(e.d_name)
-        if fd == own or fd < 3:
-            continue
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd)
-        n = readlink(path, link, sizeof(link) - 1)
-        if n <= 0:
-            continue
-        link[n] = 0
-        # (the kernel shows a memfd as "/memfd:NAME (deleted)")
-        if strncmp(link, "/memfd:", 7) != 0 and strncmp(link, "socket:", 7) != 0 \
-                and strncmp(link, "anon_inode:[eventfd]", 20) != 0:
-            continue
-        flags = fcntl(fd, F_GETFD)
-        if flags >= 0 and not (flags & FD_CLOEXEC):
-            fcntl(fd, F_SETFD, flags | FD_CLOEXEC)
-            changed += 1
-    closedir(d)
-    return changed
-
-
 def cloexec_sweep():
-    """Run the sweep now (see _cloexec_sweep); returns how many fds it changed."""
+    """Run the fd hygiene sweep now (fdhygiene); returns how many fds it changed."""
     cdef uint32_t n
     with nogil:
-        n = _cloexec_sweep()
+        n = cloexec_sweep_c()
     return n
 
 
-cdef bint _ctx_fds_sane(char *ctx) noexcept nogil:
-    cdef int n = (<int *>(ctx + CTX_FD_NUM))[0]
-    cdef int *fds = <int *>(ctx + CTX_FDS)
-    cdef int i
-    if n < 0 or n > CTX_MAX_FDS:
-        return False
-    for i in range(n):
-        if fds[i] < 0 or fcntl(fds[i], F_GETFD) < 0:
-            return False
-    return True
+cdef void _count_rejected_locked(int s, int vid, uint32_t request) noexcept nogil:
+    if s >= 0:
+        g_slots[s].rejected += 1
+        _push_locked(EV_MESSAGE_REJECTED, s, vid, request, 0, 0)
 
 
-cdef void _ctx_drop_fds(char *ctx) noexcept nogil:
-    """Close the fds the message carried and tell DPDK it carried none: DPDK's handler then
-    fails its own fd-count check, and nothing is left to leak."""
-    cdef int n = (<int *>(ctx + CTX_FD_NUM))[0]
-    cdef int *fds = <int *>(ctx + CTX_FDS)
-    cdef int i
-    for i in range(n):
-        c_close(fds[i])
-        fds[i] = -1
-    (<int *>(ctx + CTX_FD_NUM))[0] = 0
-
-
-cdef bint _mem_table_maps(char *ctx) noexcept nogil:
-    """Whether every region of a SET_MEM_TABLE message lies inside the regular file sent
-    for it. (DPDK 22.11 keeps the fd of the region whose mmap fails: it is moved out of
-    the message before mapping and not counted for clean-up.)"""
-    cdef uint32_t nregions = (<uint32_t *>(ctx + MSG_PAYLOAD))[0]
-    cdef int fd_num = (<int *>(ctx + CTX_FD_NUM))[0]
-    cdef int *fds = <int *>(ctx + CTX_FDS)
-    cdef uint64_t *region
-    cdef uint64_t size, offset
-    cdef stat st
-    cdef int i
-    if nregions > MEM_MAX_REGIONS or <int>nregions != fd_num:
-        return True                     # DPDK refuses these itself and closes the fds
-    for i in range(<int>nregions):
-        region = <uint64_t *>(ctx + MSG_PAYLOAD + 8 + 32 * i)   # gpa, size, uaddr, offset
-        size = region[1]
-        offset = region[3]
-        if fstat(fds[i], &st) != 0 or not S_ISREG(st.st_mode) or size == 0:
-            return False
-        if offset > <uint64_t>st.st_size or size > <uint64_t>st.st_size - offset:
-            return False
-    return True
-
-
-cdef rte_vhost_msg_result _screen_message(int vid, void *msg) noexcept nogil:
-    """Runs before DPDK handles each vhost-user message of our connections, on the one
-    vhost-events thread that serves every port, and neutralises requests that DPDK 22.11
-    handles dangerously:
-    - GET_INFLIGHT_FD creates and zero-fills a memfd of num_queues x queue_size entries,
-      both chosen by the front-end (up to ~64 GB, a stall of every port). Inflight tracking
-      is for vhost-user-blk; net ports do not offer it. Its sizes (payload bytes 12..35)
-      are zeroed, so DPDK's handler fails at once and closes the connection.
-    - SET_INFLIGHT_FD keeps the fd it received when it fails; SET_MEM_TABLE keeps the fd of
-      a region it cannot map. Their fds are closed here and the message is passed on with
-      none, so DPDK's handler fails its fd check and closes the connection.
-    - POSTCOPY_ADVISE creates a userfaultfd that outlives the connection: refused unless
-      the port offers postcopy, and then once per connection.
-    Every fd a message carries is made close-on-exec here. A neutralised message counts
-    in the port's ``rejected`` status and is reported as a "message_rejected" event."""
-    cdef char *ctx = <char *>msg
-    cdef uint32_t request = (<uint32_t *>ctx)[0]
-    cdef int s, i, flags
-    cdef bint reject = False
-    if _ctx_fds_sane(ctx):
-        # every fd a front-end sends (guest memory, kick/call eventfds) close-on-exec at
-        # once: DPDK receives them without MSG_CMSG_CLOEXEC
-        for i in range((<int *>(ctx + CTX_FD_NUM))[0]):
-            flags = fcntl((<int *>(ctx + CTX_FDS))[i], F_GETFD)
-            if flags >= 0 and not (flags & FD_CLOEXEC):
-                fcntl((<int *>(ctx + CTX_FDS))[i], F_SETFD, flags | FD_CLOEXEC)
-    if request == VHOST_USER_POSTCOPY_ADVISE:
-        # DPDK 22.11 creates a userfaultfd for every POSTCOPY_ADVISE, whether or not
-        # postcopy was offered, and keeps it after the connection ends: refused here
-        # unless the port offers postcopy, and then once per connection. The handler
-        # does not run (RESULT_ERR from this hook); DPDK closes the connection.
-        pthread_mutex_lock(&g_lock)
-        s = g_vid_slot[vid] if 0 <= vid < RTE_MAX_VHOST_DEVICE else -1
-        if s < 0 or not g_slots[s].postcopy or g_slots[s].advised:
-            if _ctx_fds_sane(ctx):
-                _ctx_drop_fds(ctx)      # DPDK's error path would keep what it carried
-            if s >= 0:
-                g_slots[s].rejected += 1
-                _push_locked(EV_MESSAGE_REJECTED, s, vid, request, 0, 0)
-            pthread_mutex_unlock(&g_lock)
-            return RTE_VHOST_MSG_RESULT_ERR
-        g_slots[s].advised = 1
-        pthread_mutex_unlock(&g_lock)
-    elif request == VHOST_USER_GET_INFLIGHT_FD:
-        memset(ctx + MSG_PAYLOAD, 0, 24)
-        reject = True
-    elif request == VHOST_USER_SET_INFLIGHT_FD or request == VHOST_USER_SET_MEM_TABLE:
-        if not _ctx_fds_sane(ctx):
-            return RTE_VHOST_MSG_RESULT_NOT_HANDLED     # unknown layout: leave it to DPDK
-        if request == VHOST_USER_SET_INFLIGHT_FD:
-            memset(ctx + MSG_PAYLOAD, 0, 24)
-            _ctx_drop_fds(ctx)
-            reject = True
-        elif not _mem_table_maps(ctx):
-            (<uint32_t *>(ctx + MSG_PAYLOAD))[0] = 1      # one region expected, no fd sent
-            _ctx_drop_fds(ctx)
-            reject = True
-    if reject:
-        pthread_mutex_lock(&g_lock)
-        s = g_vid_slot[vid] if 0 <= vid < RTE_MAX_VHOST_DEVICE else -1
+cdef rte_vhost_msg_result _on_message(int vid, void *msg) noexcept nogil:
+    """Before DPDK handles a message of our connections: the screen (screen.pyx) decides,
+    this hook keeps the port's books (postcopy advised once, rejections counted and
+    reported as "message_rejected" events)."""
+    cdef int s, verdict
+    cdef bint postcopy_allowed
+    pthread_mutex_lock(&g_lock)
+    s = g_vid_slot[vid] if 0 <= vid < RTE_MAX_VHOST_DEVICE else -1
+    postcopy_allowed = s >= 0 and g_slots[s].postcopy and not g_slots[s].advised
+    pthread_mutex_unlock(&g_lock)
+    # (one connection's messages are handled one at a time, on the vhost-events thread)
+    verdict = screen_message(<char *>msg, postcopy_allowed)
+    if verdict == SCREEN_PASS:
+        return RTE_VHOST_MSG_RESULT_NOT_HANDLED
+    pthread_mutex_lock(&g_lock)
+    if verdict == SCREEN_POSTCOPY_ADVISED:
         if s >= 0:
-            g_slots[s].rejected += 1
-            _push_locked(EV_MESSAGE_REJECTED, s, vid, request, 0, 0)
-        pthread_mutex_unlock(&g_lock)
+            g_slots[s].advised = 1
+    else:
+        _count_rejected_locked(s, vid, message_request(<char *>msg))
+    pthread_mutex_unlock(&g_lock)
+    if verdict == SCREEN_REFUSE:
+        return RTE_VHOST_MSG_RESULT_ERR
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED
 
 
@@ -382,7 +209,7 @@ cdef int _on_new_connection(int vid) noexcept nogil:
     pthread_mutex_unlock(&g_lock)
     if rc == 0:
         rte_vhost_extern_callback_register(vid, &g_screen, NULL)
-    _cloexec_sweep()                          # the connection's socket
+    cloexec_sweep_c()                          # the connection's socket
     return rc
 
 
@@ -406,7 +233,7 @@ cdef int _on_new_device(int vid) noexcept nogil:
         dv_store_seq_int(&p.vid, vid)          # publish to pollers last
         _push_locked(EV_NEW_DEVICE, s, vid, nvr, 1, features)
     pthread_mutex_unlock(&g_lock)
-    _cloexec_sweep()                          # guest memory and kick/call eventfds
+    cloexec_sweep_c()                          # guest memory and kick/call eventfds
     return 0
 
 
@@ -436,7 +263,7 @@ cdef int _on_vring_state_changed(int vid, uint16_t vring, int enable) noexcept n
             p.vring_enabled[vring] = 1 if enable else 0
         _push_locked(EV_VRING_STATE, s, vid, vring, enable, 0)
     pthread_mutex_unlock(&g_lock)
-    _cloexec_sweep()
+    cloexec_sweep_c()
     return 0
 
 
@@ -469,7 +296,7 @@ g_ops.features_changed = _on_features_changed
 g_ops.new_connection = _on_new_connection
 g_ops.destroy_connection = _on_destroy_connection
 g_ops.guest_notified = NULL
-g_screen.pre_msg_handle = _screen_message
+g_screen.pre_msg_handle = _on_message
 g_screen.post_msg_handle = NULL
 
 
@@ -516,10 +343,13 @@ cdef class VhostPort(Port):
     def __cinit__(self, *args, **kwargs):
         self._slot = -1
 
-    def _setup(self, Mempool mempool not None, str path, uint64_t flags, int n_queues,
-               uint64_t disable_features, uint64_t enable_features, int tx_retries_max):
+    def open(self, Mempool mempool not None, str path, uint64_t flags, int n_queues,
+             uint64_t disable_features, uint64_t enable_features, int tx_retries_max,
+             socket_mode=None, socket_owner=None, socket_group=None):
         """Register ``path`` with ``flags`` (RTE_VHOST_USER_*), adjust features and
-        callbacks. The socket is not listened on / connected until start()."""
+        callbacks. The socket is not listened on / connected until start(); a server
+        socket then gets ``socket_mode`` and ``socket_owner``/``socket_group`` (numbers,
+        None: unchanged). On failure everything done is undone (_teardown)."""
         eal_check_usable()
         if self._registered or self._state != PORT_CREATED:
             raise VhostError(None, "port already set up")
@@ -529,6 +359,9 @@ cdef class VhostPort(Port):
         self.name = path
         self.path = path
         self.flags = flags | RTE_VHOST_USER_NET_STATS_ENABLE
+        self._socket_mode = socket_mode
+        self._socket_owner = socket_owner
+        self._socket_group = socket_group
         cdef const char *c_path = b_path
         cdef int rc, i, slot = -1
         cdef uint64_t pfeat = 0
@@ -587,7 +420,8 @@ cdef class VhostPort(Port):
 
     def start(self):
         """rte_vhost_driver_start: listen (server) or connect (client; if the server is
-        not there yet the library keeps retrying). Once only."""
+        not there yet the library keeps retrying). Once only. A server socket is bound
+        under a tight umask, then given its mode and owner."""
         eal_check_usable()
         if self._state == PORT_STARTED:
             return
@@ -595,8 +429,21 @@ cdef class VhostPort(Port):
         b_path = self.path.encode()
         cdef const char *c_path = b_path
         cdef int rc
-        with nogil:
-            rc = rte_vhost_driver_start(c_path)
+        cdef bint server = not (self.flags & RTE_VHOST_USER_CLIENT)
+        # The library binds on this thread: a tight umask closes the window before chmod.
+        old_umask = os.umask(0o177) if server else None
+        try:
+            with nogil:
+                rc = rte_vhost_driver_start(c_path)
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if rc == 0 and server:
+            if self._socket_mode is not None:
+                os.chmod(self.path, self._socket_mode)
+            if self._socket_owner is not None or self._socket_group is not None:
+                os.chown(self.path, -1 if self._socket_owner is None else self._socket_owner,
+                         -1 if self._socket_group is None else self._socket_group)
         if rc != 0:
             raise_dpdk(VhostError, 0, "rte_vhost_driver_start",
                        f"could not start {self.path!r}: a server socket path must not exist "
@@ -605,17 +452,9 @@ cdef class VhostPort(Port):
         self._state = PORT_STARTED
         cloexec_sweep()                           # the listening socket
 
-    def close(self):
-        """Unregister the socket (a server socket file is removed) and free the port.
-        Idempotent. Stop every poller of this port first."""
-        if self._state == PORT_CLOSED:
-            return
-        if not eal_alive():
-            self._state = PORT_CLOSED
-            return
-        self._teardown()
-
-    cdef _teardown(self):
+    cdef int _teardown(self) except -1:
+        """Unregister the socket (a server socket file is removed), free the slot and the
+        port: the mirror of open."""
         b_path = (self.path or "").encode()
         cdef const char *c_path = b_path
         cdef int slot = self._slot
@@ -639,6 +478,7 @@ cdef class VhostPort(Port):
             self._slot = -1
         self._state = PORT_CLOSED
         self.release_port()
+        return 0
 
     def __dealloc__(self):
         # Never blocks (unregister may spin): an open port is closed by the L2 registry at

@@ -1,5 +1,5 @@
-"""PMD threads and engines: Python sets the data plane up and watches it, C poll loops on
-pinned lcores move the packets.
+"""PMD threads: Python sets the data plane up and watches it, C poll loops on pinned
+lcores move the packets.
 
     import dpdkvirtio as dv
     dv.init()
@@ -11,11 +11,13 @@ pinned lcores move the packets.
     pmd.start()
     print(pmd.perf())                                # like ovs-appctl dpif-netdev/pmd-perf-show
 
-Engines (testpmd's forwarding modes): ``rxonly`` (count and free), ``io`` (forward to
-another port/queue), ``macswap`` (swap Ethernet addresses, send back), ``generator``
-(templates + field engine + TSC pacing; ``Stream.replay`` / ``Stream.from_pcap`` replay
-packets in a loop). Assignments, burst size and CPU placement change while the PMD
-runs; a (port, rx queue) and a (port, tx queue) belong to one PMD at a time.
+Engines (testpmd's forwarding modes) are C functions in ``_core/datapath.pyx``, named
+once in its engine table (``ENGINES`` here comes from it): ``rxonly`` (count and free),
+``io`` (forward to another port/queue), ``macswap`` (swap Ethernet addresses, send back),
+``generator`` (templates + field engine + TSC pacing; ``Stream.replay`` /
+``Stream.from_pcap`` replay packets in a loop). Assignments, burst size and CPU placement
+change while the PMD runs. Each (port, queue, direction) has one owner, recorded in the
+C port (``Port.claim``/``release``): Python's burst API, or one PMD.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -34,62 +37,22 @@ from ._core import datapath as _datapath
 from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError
-from . import streams as _streams
-from .placement import parse_rxq_affinity, place_rxqs  # noqa: F401  (re-exported)
-from .streams import (WIRE_OVERHEAD, FieldVar, SizeVar, Stream, read_pcap,  # noqa: F401
-                      write_pcap)
-from .stats import counters_array
+from .placement import parse_rxq_affinity, place_rxqs
+from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array
+from .streams import MAX_VARS, Stream
 
-log = logging.getLogger("dpdkvirtio.engines")
+log = logging.getLogger("dpdkvirtio.pmd")
 
-ACTIONS = ("rxonly", "io", "macswap")
+ENGINES: dict[str, int] = {name: uses for name, (_i, uses) in _datapath.ENGINES.items()}
+ACTIONS = tuple(n for n, uses in ENGINES.items() if uses & _datapath.USES_RX)
 PMD_MAX_BURST = _pmd.PMD_MAX_BURST      # the largest Pmd.burst_size (dv.MAX_BURST is a Burst's capacity)
 
-
-def _pmd_dtype() -> np.dtype:
-    size, fields, hist_off, bins = _datapath.pmd_stats_layout()
-    names = [n for n, _ in fields] + ["hist"]
-    formats = ["<u8"] * len(fields) + [("<u8", (bins,))]
-    offsets = [o for _, o in fields] + [hist_off]
-    dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
-    if dt.itemsize != size:
-        raise ImportError("PMD counter dtype does not match the C struct")
-    return dt
-
-
-def _poll_dtype() -> np.dtype:
-    size, fields = _datapath.poll_stats_layout()
-    return np.dtype({"names": [n for n, _ in fields], "formats": ["<u8"] * len(fields),
-                     "offsets": [o for _, o in fields], "itemsize": size})
-
-
-PMD_STATS_DTYPE = _pmd_dtype()
-POLL_STATS_DTYPE = _poll_dtype()
-
-
-# Streams (templates, field and size variables, rates, pcap): streams.py, pure Python.
-if _streams.MAX_VARS != _pmd.MAX_VARS:
-    raise ImportError(f"streams.MAX_VARS ({_streams.MAX_VARS}) differs from the C engine's "
+if MAX_VARS != _pmd.MAX_VARS:
+    raise ImportError(f"streams.MAX_VARS ({MAX_VARS}) differs from the C engine's "
                       f"DV_MAX_VARS ({_pmd.MAX_VARS}): rebuild")
 
 
 # ------------------------------------------------------------------------------ PMDs
-
-class _Owners:
-    """Which PMD owns each (port, rx queue) and (port, tx queue)."""
-
-    def __init__(self):
-        self.lock = threading.RLock()
-        self.rx: dict = {}
-        self.tx: dict = {}
-
-    @staticmethod
-    def key(port, queue):
-        return (id(port), queue)
-
-
-_owners = _Owners()
-
 
 @dataclass
 class Assignment:
@@ -101,6 +64,21 @@ class Assignment:
     generator: object = None
     stream: Stream | None = None
     row: int = 0
+
+    @property
+    def uses(self) -> int:
+        return ENGINES[self.action]
+
+    def queues(self) -> list[tuple[object, int, str]]:
+        """(port, queue, direction) this assignment owns while it is in a PMD."""
+        out = []
+        if self.uses & _datapath.USES_RX:
+            out.append((self.port, self.queue, "rx"))
+        if self.uses & _datapath.USES_TX_OUT:
+            out.append((self.out_port, self.out_queue, "tx"))
+        if self.uses & _datapath.USES_TX_OWN:
+            out.append((self.port, self.queue, "tx"))
+        return out
 
     def describe(self) -> dict:
         d = {"action": self.action, "port": self.port.name, "queue": self.queue}
@@ -179,6 +157,9 @@ class GeneratorHandle:
         return True
 
 
+_control_lock = threading.RLock()         # PMD creation and queue claims, across PMDs
+
+
 def _free_worker_lcores() -> list[int]:
     busy = {p.lcore for p in _eal_mod.current().objects(Pmd) if not p.closed}
     return [lc for lc in _pmd.worker_lcores() if lc not in busy]
@@ -213,7 +194,7 @@ class Pmd:
             if cpu not in available_cpus():
                 raise ConfigError(f"CPU {cpu} is not available to this process "
                                   f"(available: {available_cpus()})")
-        with _owners.lock:
+        with _control_lock:
             if lcore is None:
                 free = _free_worker_lcores()
                 if not free:
@@ -287,49 +268,44 @@ class Pmd:
 
     # -- assignments -------------------------------------------------------------------
     def _publish(self):
-        self._t.set_plan([(a.action, a.port, a.queue, a.out_port, a.out_queue, a.generator, a.row)
+        self._t.set_plan([(a.action, a.port.core, a.queue,
+                           a.out_port.core if a.out_port is not None else None,
+                           a.out_queue, a.generator, a.row)
                           for a in self._assignments])
 
     def _claim(self, a: Assignment):
-        with _owners.lock:
-            if a.action != "generator":
-                k = _owners.key(a.port, a.queue)
-                owner = _owners.rx.get(k)
-                if owner is not None:
-                    raise ConfigError(f"rx queue {a.queue} of port {a.port.name!r} is already "
-                                      f"polled by the PMD on lcore {owner.lcore}; remove it there "
-                                      "first (or use move_rxq)")
-            tx_port = a.out_port if a.action in ("io", "macswap") else a.port if a.action == "generator" else None
-            if tx_port is not None:
-                k = _owners.key(tx_port, a.out_queue if a.action in ("io", "macswap") else a.queue)
-                owner = _owners.tx.get(k)
-                if owner is not None and owner is not self:
-                    raise ConfigError(f"tx queue {k[1]} of port {tx_port.name!r} is already used by "
-                                      f"the PMD on lcore {owner.lcore}; give another out_queue")
-            if a.action != "generator":
-                _owners.rx[_owners.key(a.port, a.queue)] = self
-            if tx_port is not None:
-                _owners.tx[_tx_key(a)] = self
-            for p in {id(a.port): a.port, id(a.out_port): a.out_port}.values():
-                if p is not None:
-                    p._pmd_users += 1
+        """Record this PMD as the owner of every queue ``a`` touches (in the C ports),
+        all or nothing."""
+        done = []
+        with _control_lock:
+            try:
+                for port, queue, direction in a.queues():
+                    lcore = port.core.owner(queue, direction)
+                    if lcore is not None and (direction == "rx" or lcore != self.lcore):
+                        what = "polled" if direction == "rx" else "used"
+                        raise ConfigError(f"{direction} queue {queue} of port {port.name!r} is "
+                                          f"already {what} by the PMD on lcore {lcore}; remove "
+                                          "it there first (or use move_rxq, or another queue)")
+                    port.core.claim(queue, direction, self.lcore)
+                    done.append((port, queue, direction))
+            except BaseException:
+                for port, queue, direction in reversed(done):
+                    port.core.release(queue, direction, self.lcore)
+                raise
 
     def _release(self, a: Assignment):
-        with _owners.lock:
-            if a.action != "generator":
-                _owners.rx.pop(_owners.key(a.port, a.queue), None)
-            k = _tx_key(a)
-            if k is not None and not any(_tx_key(b) == k for b in self._assignments if b is not a):
-                _owners.tx.pop(k, None)
-            for p in {id(a.port): a.port, id(a.out_port): a.out_port}.values():
-                if p is not None:
-                    p._pmd_users -= 1
+        """Give the queues of ``a`` back (after the PMD stopped using them)."""
+        with _control_lock:
+            for port, queue, direction in a.queues():
+                if not port.closed:
+                    port.core.release(queue, direction, self.lcore)
         self._rows_free.append(a.row)
 
     def _add(self, a: Assignment):
         self._check_open()
-        if not hasattr(a.port, "_pmd_users"):
-            raise ConfigError("ports must be dpdkvirtio ports")
+        for p in (a.port, a.out_port):
+            if p is not None and not hasattr(p, "core"):
+                raise ConfigError(f"ports must be dpdkvirtio ports, got {type(p).__name__}")
         if a.port.closed:
             raise ConfigError(f"port {a.port.name!r} is closed")
         if not isinstance(a.queue, int) or not 0 <= a.queue < a.port.n_queues:
@@ -364,12 +340,13 @@ class Pmd:
         to (``out_port``, ``out_queue``), by default back out of the same port and queue."""
         if action not in ACTIONS:
             raise ConfigError(f"action must be one of {ACTIONS}, got {action!r}")
-        if action == "io" and out_port is None:
-            raise ConfigError("the io engine needs out_port")
-        if action == "macswap" and out_port is None:
+        uses = ENGINES[action]
+        if uses & _datapath.USES_TX_OUT and out_port is None:
+            if not uses & _datapath.OUT_DEFAULTS_TO_IN:
+                raise ConfigError(f"the {action} engine needs out_port")
             out_port = port
-        if action == "rxonly" and out_port is not None:
-            raise ConfigError("rxonly sends nothing: no out_port")
+        if not uses & _datapath.USES_TX_OUT and out_port is not None:
+            raise ConfigError(f"{action} sends nothing: no out_port")
         if out_queue is None:
             out_queue = queue if out_port is not None and queue < out_port.n_queues else 0
         return self._add(Assignment(action, port, queue, out_port, out_queue))
@@ -380,7 +357,7 @@ class Pmd:
         if not isinstance(stream, Stream):
             raise ConfigError("add_generator needs a Stream")
         self._check_open()
-        gen = _pmd.Generator(**stream.generator_args(port.mempool))
+        gen = _pmd.Generator(**stream.generator_args(port.mempool.core))
         a = self._add(Assignment("generator", port, queue, None, 0, gen, stream))
         return GeneratorHandle(self, a)
 
@@ -391,7 +368,7 @@ class Pmd:
         with self._lock:
             gone = [a for a in self._assignments
                     if (a.port is port and (queue is None or a.queue == queue)
-                        and (generators or a.action != "generator"))
+                        and (generators or a.uses & _datapath.USES_RX))
                     or (a.out_port is port and queue is None)]
             if not gone:
                 return 0
@@ -419,7 +396,7 @@ class Pmd:
         ring meanwhile, none is lost."""
         with self._lock:
             found = [a for a in self._assignments if a.port is port and a.queue == queue
-                     and a.action != "generator"]
+                     and a.uses & _datapath.USES_RX]
             if not found:
                 raise ConfigError(f"rx queue {queue} of {port.name!r} is not on lcore {self.lcore}")
             a = found[0]
@@ -474,6 +451,16 @@ class Pmd:
     def __exit__(self, *exc):
         self.close()
 
+    def __del__(self):
+        if getattr(self, "_closed", True) or not _eal_mod.alive():
+            return
+        warnings.warn(f"unclosed {self!r}: close() it or use a with block", ResourceWarning,
+                      source=self, stacklevel=2)
+        try:
+            self.close()
+        except PmdError:
+            pass
+
     # -- observation -------------------------------------------------------------------
     def perf(self) -> dict:
         """A pmd-perf-show style summary: iterations, busy %, cycles per packet, packets per
@@ -506,14 +493,6 @@ class Pmd:
                  "usage_pct": 100.0 * int(r["cycles"]) / total} for a, r in rows]
 
 
-def _tx_key(a: Assignment):
-    if a.action in ("io", "macswap"):
-        return _owners.key(a.out_port, a.out_queue)
-    if a.action == "generator":
-        return _owners.key(a.port, a.queue)
-    return None
-
-
 # --------------------------------------------------------------------- queue placement
 # (the pure part, parse_rxq_affinity and place_rxqs, lives in placement.py)
 
@@ -529,7 +508,7 @@ def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, actio
     amap = {}
     if affinity is not None:
         amap = parse_rxq_affinity(affinity) if isinstance(affinity, str) else dict(affinity)
-    load = {p.cpu: sum(1 for a in p.assignments() if a.action != "generator") for p in pmds}
+    load = {p.cpu: sum(1 for a in p.assignments() if a.uses & _datapath.USES_RX) for p in pmds}
     placement = place_rxqs(port.n_queues, amap, load, set())
     out = []
     for q in sorted(placement):

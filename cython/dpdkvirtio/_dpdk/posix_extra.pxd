@@ -1,0 +1,52 @@
+# L0: POSIX and glibc declarations Cython's own libc/posix packages do not carry
+# (names verbatim from the system headers).
+from posix.time cimport timespec
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *m, const void *attr)
+    int pthread_mutex_lock(pthread_mutex_t *m)
+    int pthread_mutex_unlock(pthread_mutex_t *m)
+
+cdef extern from "<semaphore.h>" nogil:
+    ctypedef struct sem_t:
+        pass
+    int sem_init(sem_t *sem, int pshared, unsigned int value)
+    int sem_post(sem_t *sem)
+    int sem_timedwait(sem_t *sem, const timespec *abs_timeout)
+    int sem_destroy(sem_t *sem)
+
+cdef extern from "<dirent.h>" nogil:
+    ctypedef struct DIR:
+        pass
+    struct dirent:
+        char d_name[256]
+    DIR *opendir(const char *name)
+    dirent *readdir(DIR *d)
+    int closedir(DIR *d)
+    int dirfd(DIR *d)
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, ...)
+    enum: F_GETFD
+    enum: F_SETFD
+    enum: FD_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t readlink(const char *path, char *buf, size_t size)
+
+cdef extern from "<stdlib.h>" nogil:
+    int atoi(const char *s)
+
+cdef extern from "<sys/stat.h>" nogil:
+    cdef struct stat:
+        unsigned int st_mode
+        long st_size
+    int fstat(int fd, stat *buf)
+    bint S_ISREG(unsigned int mode)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    enum: EFD_NONBLOCK
+    enum: EFD_CLOEXEC

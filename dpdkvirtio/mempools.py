@@ -1,0 +1,145 @@
+"""Packet mempools: the one way to make one is :class:`Mempool`.
+
+    pool = dv.Mempool(dv.mempool_size(ports=2))       # registered with the running EAL
+    burst.alloc(pool, 32, frame)
+    pool.close()                                      # or: with dv.Mempool(...) as pool
+
+A pool is closed by ``close()``, its ``with`` block, or at EAL exit; one collected while
+open emits ResourceWarning and is closed then (if no mbuf is in use).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+from . import eal as _eal_mod
+from ._core import mempool as _mempool
+from .errors import ConfigError, DpdkError, MempoolBusyError
+
+MAX_CACHE_SIZE = _mempool.MAX_CACHE_SIZE
+HEADROOM = _mempool.HEADROOM
+
+
+def mempool_size(ports: int = 1, queues: int = 1, rx_ring_size: int = 1024,
+                 tx_ring_size: int = 1024, burst_size: int = 32, lcores: int = 2,
+                 cache_size: int = 256) -> int:
+    """mbufs a pool needs for ``ports`` × ``queues`` with rings of the given sizes, a burst
+    in flight per queue and direction, and per-lcore caches; rounded up to 2**k - 1
+    (the size DPDK's ring-backed pools use best)."""
+    for name, v in (("ports", ports), ("queues", queues), ("burst_size", burst_size),
+                    ("lcores", lcores)):
+        if v < 1:
+            raise ConfigError(f"{name} must be >= 1")
+    per_queue = rx_ring_size + tx_ring_size + 2 * burst_size
+    need = ports * queues * per_queue + lcores * int(cache_size * 1.5) + 512
+    size = 1
+    while size - 1 < need:
+        size <<= 1
+    return size - 1
+
+
+class Mempool:
+    """A pool of ``size`` packet mbufs (default: :func:`mempool_size` ()) with
+    ``data_room_size`` bytes of buffer each (including the 128-byte headroom) and a
+    per-lcore cache of ``cache_size``.
+
+    Raises EalError before dpdkvirtio.init(), ConfigError for bad sizes or names (before
+    DPDK is called), MempoolError for
+    DPDK failures, with a hint (ENOMEM: not enough hugepage / --no-huge memory; EEXIST:
+    the name is in use)."""
+
+    _close_rank = 2                         # closed after PMDs and ports at EAL exit
+
+    def __init__(self, size: int | None = None, *, name: str | None = None,
+                 cache_size: int = 256, data_room_size: int = 2048 + 128,
+                 socket_id: int = -1):
+        eal = _eal_mod.current()
+        size = mempool_size() if size is None else size
+        for key, value in (("size", size), ("cache_size", cache_size),
+                           ("data_room_size", data_room_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"name must be a string, got {name!r}")
+        name = name or eal.next_name("dvpool")
+        started = time.time()
+        try:
+            self.core = _mempool.Mempool(name, size, cache_size, data_room_size, socket_id)
+        except DpdkError as e:
+            raise _eal_mod.explain(e, started) from None
+        eal.track(self)
+
+    # -- facts (cheap reads of state this process holds: properties) ------------------
+    @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def size(self) -> int:
+        return self.core.size
+
+    @property
+    def cache_size(self) -> int:
+        return self.core.cache_size
+
+    @property
+    def data_room_size(self) -> int:
+        return self.core.data_room_size
+
+    @property
+    def data_size(self) -> int:
+        """Largest packet one mbuf holds (data room minus headroom)."""
+        return self.core.data_size
+
+    @property
+    def closed(self) -> bool:
+        return self.core.closed
+
+    @property
+    def available(self) -> int:
+        """mbufs free in the pool (including per-lcore caches)."""
+        return self.core.available
+
+    @property
+    def in_use(self) -> int:
+        """mbufs allocated and not yet returned (in rings, bursts, or in flight)."""
+        return self.core.in_use
+
+    @property
+    def users(self) -> int:
+        """Open ports using this pool."""
+        return self.core.users
+
+    # -- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the pool (idempotent). Raises MempoolBusyError while ports use it or mbufs
+        are in use (close the ports and free the bursts first)."""
+        if self.core.closed:
+            return
+        self.core.close()
+        _eal_mod.untrack(self)
+
+    def __enter__(self) -> Mempool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        core = getattr(self, "core", None)
+        if core is None or core.closed or not _eal_mod.alive():
+            return
+        warnings.warn(f"unclosed {self!r}: close() it or use a with block",
+                      ResourceWarning, source=self, stacklevel=2)
+        try:
+            core.close()
+        except (MempoolBusyError, DpdkError):
+            pass                            # L1 frees it once nothing uses it, or leaks it
+
+    def __repr__(self) -> str:
+        core = getattr(self, "core", None)
+        if core is None:
+            return "<Mempool (not created)>"
+        state = "closed" if core.closed else f"{core.size} mbufs"
+        return f"<Mempool {core.name!r} {state}>"
