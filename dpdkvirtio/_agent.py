@@ -8,12 +8,13 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 import dpdkvirtio as dv
 from dpdkvirtio import rpc
 from dpdkvirtio._process import set_pdeathsig
 
-state = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
+state: dict[str, Any] = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
 
 
 def op_init(memory_mode="auto", cpu=0, control_cpus=None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -19,7 +20,7 @@ def set_pdeathsig(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def stop(proc: subprocess.Popen, timeout_s: float = 5.0, sig: int = signal.SIGINT) -> None:
+def stop(proc: subprocess.Popen[Any], timeout_s: float = 5.0, sig: int = signal.SIGINT) -> None:
     """Send ``sig``, wait up to ``timeout_s``, then kill; always reaps the process."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -30,7 +31,7 @@ def stop(proc: subprocess.Popen, timeout_s: float = 5.0, sig: int = signal.SIGIN
             proc.wait()
 
 
-def close_pipes(proc: subprocess.Popen) -> None:
+def close_pipes(proc: subprocess.Popen[Any]) -> None:
     """Close the parent's ends of ``proc``'s stdin/stdout/stderr pipes (idempotent)."""
     for f in (proc.stdin, proc.stdout, proc.stderr):
         if f is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -36,7 +37,7 @@ _OWNED_OPTIONS = {
 }
 
 
-def _cpu_list(cpus) -> str:
+def _cpu_list(cpus: Iterable[int]) -> str:
     cpus = sorted(set(cpus))
     if len(cpus) == 1:
         return str(cpus[0])
@@ -46,7 +47,7 @@ def _cpu_list(cpus) -> str:
 _process_cpus: set[int] = set()          # set by eal.init(): the CPUs the process had then
 
 
-def remember_process_cpus(cpus) -> None:
+def remember_process_cpus(cpus: Iterable[int]) -> None:
     """Called by eal.init() with the CPUs the process had when it initialised DPDK."""
     _process_cpus.clear()
     _process_cpus.update(cpus)
@@ -92,9 +93,9 @@ class EalConfig:
         Further EAL arguments, checked against the ones this config owns.
     """
 
-    workers: dict | None = None
+    workers: dict[int, int] | None = None
     main_lcore: int = 0
-    main_cpus: tuple | None = None
+    main_cpus: tuple[int, ...] | None = None
     memory_mode: str = "auto"
     memory_mb: int | None = None
     file_prefix: str | None = None
@@ -102,7 +103,7 @@ class EalConfig:
     iova_mode: str = "va"
     pci: bool = False
     telemetry: bool = True
-    extra_args: tuple = field(default_factory=tuple)
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self, cpus: list[int] | None = None) -> None:
         """Raise ConfigError naming the first bad setting."""

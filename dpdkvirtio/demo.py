@@ -16,20 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-from . import pmd as _pmd
 from . import eal as _eal_mod
+from . import pmd as _pmd
 from . import rpc
 from . import stats as _stats
 from ._process import set_pdeathsig
-from .errors import ConfigError, DpdkError
-from .ports import VhostUserPort, VirtioUserPort, Burst
+from .errors import ConfigError
+from .ports import Burst, VhostUserPort, VirtioUserPort
 from .streams import Stream
 
 DIRECTIONS = ("to-vhost", "to-virtio")
@@ -59,11 +59,11 @@ class _Side:
         self.cpu = cpu
         self.burst_size = burst
         self.template = _template(pkt_size)
-        self.pmd = None
-        self.first_rx = None
-        self.last_rx = None
-        self.t_start = None
-        self.t_stop = None
+        self.pmd: Any = None
+        self.first_rx: float | None = None
+        self.last_rx: float | None = None
+        self.t_start: float | None = None
+        self.t_stop: float | None = None
 
     # -- C engines ------------------------------------------------------------------------
     def start_c(self):
@@ -228,6 +228,7 @@ def run_peer(args) -> int:
 class _Peer:
     def __init__(self, argv):
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the virtio-user peer")
         self.last_tick = None
@@ -238,8 +239,8 @@ class _Peer:
     def read_events(self, timeout_s: float = 0.0) -> list:
         """Events (notifications) that arrived, as {"event": name, **fields}; waits up to
         ``timeout_s`` for the first."""
-        out = []
-        wait = timeout_s
+        out: list[dict[str, Any]] = []
+        wait: float | None = timeout_s
         while True:
             msg = self._conn.next_notification(wait)
             if msg is None:
@@ -247,7 +248,7 @@ class _Peer:
                     raise RuntimeError(f"the virtio-user peer exited (status {self.proc.poll()})")
                 return out
             wait = 0.0
-            params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+            params = msg["params"] if isinstance(msg.get("params"), dict) else {}
             ev = {"event": msg.get("method"), **params}
             out.append(ev)
             kind = ev["event"]

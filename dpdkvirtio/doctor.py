@@ -8,7 +8,7 @@ import resource
 import shutil
 import stat
 
-from . import hugepages, hostinfo, pmdinfo
+from . import hostinfo, hugepages, pmdinfo
 from .eal import dpdk_version
 
 CVE_FIXED = (22, 11, 7)          # vhost CVE fixes (CVE-2024-11614 and earlier) are in 22.11.7
@@ -78,7 +78,8 @@ def check_hugepages() -> list[dict]:
                           "dpdkvirtio hugepages reserve 1024 (as root)"))
     if info.mounts:
         for m in info.mounts:
-            out.append(_check(f"hugetlbfs {m.path}", "ok", f"pagesize {m.pagesize_kb or hugepages.default_hugepage_kb()} kB"))
+            pagesize_kb = m.pagesize_kb or hugepages.default_hugepage_kb()
+            out.append(_check(f"hugetlbfs {m.path}", "ok", f"pagesize {pagesize_kb} kB"))
     else:
         out.append(_check("hugetlbfs mount", "ok", "none (not needed: dpdkvirtio uses --in-memory); "
                           "other DPDK programs may want `dpdkvirtio hugepages mount`"))

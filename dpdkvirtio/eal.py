@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import collections
-import errno
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -25,13 +25,15 @@ import struct
 import threading
 import time
 import weakref
+from typing import Any, TypeVar
 
 from . import hugepages
 from ._core import eal as _eal
 from ._core import logbridge as _logbridge
-from .config import LOG_LEVELS, DEFAULT_MEMORY_MB, EalConfig, remember_process_cpus
+from .config import DEFAULT_MEMORY_MB, LOG_LEVELS, EalConfig, remember_process_cpus
 from .errors import ConfigError, DpdkError, EalError, make_error
 
+_T = TypeVar("_T")
 log = logging.getLogger("dpdkvirtio")
 dpdk_log = logging.getLogger("dpdkvirtio.dpdk")
 
@@ -48,7 +50,7 @@ class _LogBridge:
     """Drains the pipe the C log stream writes into and feeds ``logging``."""
 
     def __init__(self, recent: int = 200):
-        self.recent = collections.deque(maxlen=recent)
+        self.recent: collections.deque[tuple[float, int, str, str]] = collections.deque(maxlen=recent)
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock = threading.Lock()
         self._names: dict[int, str] = {}
@@ -161,7 +163,7 @@ def explain(exc: DpdkError, since: float) -> DpdkError:
 
 
 _bridge: _LogBridge | None = None
-_current: "Eal | None" = None
+_current: Eal | None = None
 _init_lock = threading.RLock()
 
 
@@ -210,14 +212,14 @@ class Eal:
         self.main_lcore = config.main_lcore
         self.pid = os.getpid()
         self.cpus: list[int] = sorted(os.sched_getaffinity(0))
-        self.runtime_dir = None
+        self.runtime_dir: str | None = None
         self._objects: list[weakref.ref] = []   # live objects, in creation order
         self._lock = threading.RLock()
         self._closed = False
         self._name_seq: dict[str, int] = {}
 
     # -- registry ---------------------------------------------------------------------
-    def track(self, obj):
+    def track(self, obj: _T) -> _T:
         """Remember ``obj`` (mempool, port, PMD) weakly: it is closed at exit if still
         open. One collected while open warns (ResourceWarning) and closes itself."""
         with self._lock:
@@ -225,11 +227,11 @@ class Eal:
             self._objects.append(weakref.ref(obj))
         return obj
 
-    def untrack(self, obj):
+    def untrack(self, obj: object) -> None:
         with self._lock:
             self._objects = [r for r in self._objects if r() is not None and r() is not obj]
 
-    def objects(self, kind=None) -> list:
+    def objects(self, kind: type | None = None) -> list[Any]:
         """Live tracked objects (of class ``kind``), in creation order."""
         with self._lock:
             live = [r() for r in self._objects]
@@ -373,6 +375,8 @@ class _stdout_silenced:
     """EAL prints its usage text with printf on bad arguments; keep it off our stdout
     (the reason reaches the exception through the log)."""
 
+    saved: int | None = None
+
     def __enter__(self):
         import sys
         try:
@@ -412,7 +416,7 @@ def ensure(config: EalConfig | None = None) -> Eal:
     return init(config)
 
 
-def untrack(obj) -> None:
+def untrack(obj: object) -> None:
     """Forget ``obj`` (it was closed); nothing when no EAL runs."""
     if _current is not None:
         _current.untrack(obj)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import Any
 
 __all__ = [
     "DpdkError",
@@ -43,7 +44,8 @@ class DpdkError(OSError):
         What to do about it, when known.
     """
 
-    def __init__(self, err, message, function=None, hint=None):
+    def __init__(self, err: int | None, message: str, function: str | None = None,
+                 hint: str | None = None) -> None:
         if err is None:
             super().__init__(message)
         else:
@@ -52,7 +54,7 @@ class DpdkError(OSError):
         self.hint = hint
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         parts = []
         if self.function:
             parts.append(f"{self.function}() failed")
@@ -66,7 +68,7 @@ class DpdkError(OSError):
             text += f". {self.hint}"
         return text
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Subclasses take other constructor arguments (or none), and the errno classes of
         # error_class() are made at run time: rebuild from the hierarchy class and errno.
         cls = type(self)
@@ -75,7 +77,8 @@ class DpdkError(OSError):
                            self.hint))
 
 
-def _restore(base, errno_class, err, message, function, hint):
+def _restore(base: type[DpdkError], errno_class: bool, err: int | None, message: str,
+             function: str | None, hint: str | None) -> DpdkError:
     """Unpickle a DpdkError (see DpdkError.__reduce__)."""
     cls = error_class(base, err) if errno_class else base
     obj = cls.__new__(cls)
@@ -94,7 +97,7 @@ class MempoolError(DpdkError):
 class MempoolBusyError(MempoolError):
     """A mempool cannot be closed while mbufs or ports still use it."""
 
-    def __init__(self, message, hint=None):
+    def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(_errno.EBUSY, message, None, hint)
 
 
@@ -105,7 +108,7 @@ class PortError(DpdkError):
 class PortStateError(PortError):
     """The port is in the wrong state for the operation (e.g. used after close)."""
 
-    def __init__(self, message, hint=None):
+    def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(None, message, None, hint)
 
 
@@ -120,14 +123,14 @@ class PmdError(DpdkError):
 class PeerTimeoutError(DpdkError, TimeoutError):
     """A peer did not connect or answer within the given time."""
 
-    def __init__(self, message, hint=None):
+    def __init__(self, message: str, hint: str | None = None) -> None:
         DpdkError.__init__(self, _errno.ETIMEDOUT, message, None, hint)
 
 
 class ForkedProcessError(EalError):
     """DPDK objects were used in a child created by fork(); use spawn instead."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(
             None,
             f"DPDK state is not usable in this forked child (pid {os.getpid()})",
@@ -155,27 +158,28 @@ _ERRNO_MIXINS = {
     _errno.EPERM: PermissionError,
     _errno.EACCES: PermissionError,
 }
-_combined: dict = {}
+_combined: dict[tuple[type[DpdkError], type[BaseException]], type[DpdkError]] = {}
 
 
-def error_class(base, err):
+def error_class(base: type[DpdkError], err: int | None) -> type[DpdkError]:
     """The class to raise for subsystem ``base`` and ``err``: ``base`` itself, or a
     subclass that also derives from the matching builtin (MemoryError for ENOMEM,
     FileExistsError for EEXIST, ...)."""
-    mixin = _ERRNO_MIXINS.get(err)
+    mixin = _ERRNO_MIXINS.get(err) if err is not None else None
     if mixin is None:
         return base
     key = (base, mixin)
     cls = _combined.get(key)
     if cls is None:
-        name = f"{base.__name__}[{_errno.errorcode.get(err, err)}]"
+        name = f"{base.__name__}[{_errno.errorcode.get(err, str(err)) if err else err}]"
         cls = type(name, (base, mixin), {"__module__": base.__module__,
                                          "__qualname__": name, "_dv_base": base})
         _combined[key] = cls
     return cls
 
 
-def make_error(base, err, message, function=None, hint=None):
+def make_error(base: type[DpdkError], err: int | None, message: str, function: str | None = None,
+               hint: str | None = None) -> DpdkError:
     """The one way to build an error that carries an errno: ``base`` (a DpdkError
     subclass), or its errno class (e.g. a FileExistsError too for EEXIST)."""
     return error_class(base, err)(err, message, function, hint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Set
 from pathlib import Path
 
 
@@ -58,7 +59,7 @@ def _proc_times() -> dict[int, tuple[int, int, str]]:
 
 
 def busy_pollers(cpus: list[int], window_s: float = 0.5, threshold: float = 0.4,
-                 ignore_pids: set[int] = frozenset()) -> list[dict]:
+                 ignore_pids: Set[int] = frozenset()) -> list[dict]:
     """Threads that used more than ``threshold`` of a CPU in ``cpus`` over ``window_s``."""
     hz = os.sysconf("SC_CLK_TCK")
     a = _proc_times()

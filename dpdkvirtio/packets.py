@@ -59,7 +59,7 @@ def inet_checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def udp_frame(size: int = 64, *, src_mac: str = "02:00:00:00:00:01",
@@ -108,7 +108,7 @@ def udp_checksum_ok(frame: bytes) -> bool:
     return inet_checksum(pseudo + udp) == 0
 
 
-def field(frame, name: str) -> int:
+def field(frame: bytes | bytearray | memoryview, name: str) -> int:
     """Read a header field (see OFFSETS) as an integer."""
     off, size = OFFSETS[name], SIZES[name]
     return int.from_bytes(bytes(frame[off:off + size]), "big")

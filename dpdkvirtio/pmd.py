@@ -28,12 +28,13 @@ import time
 import warnings
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import eal as _eal_mod
-from ._core import eal as _core_eal
 from ._core import datapath as _datapath
+from ._core import eal as _core_eal
 from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError
@@ -57,11 +58,11 @@ if MAX_VARS != _pmd.MAX_VARS:
 @dataclass
 class Assignment:
     action: str
-    port: object
+    port: Any
     queue: int
-    out_port: object = None
+    out_port: Any = None
     out_queue: int = 0
-    generator: object = None
+    generator: Any = None
     stream: Stream | None = None
     row: int = 0
 
@@ -69,7 +70,7 @@ class Assignment:
     def uses(self) -> int:
         return ENGINES[self.action]
 
-    def queues(self) -> list[tuple[object, int, str]]:
+    def queues(self) -> list[tuple[Any, int, str]]:
         """(port, queue, direction) this assignment owns while it is in a PMD."""
         out = []
         if self.uses & _datapath.USES_RX:
@@ -390,7 +391,7 @@ class Pmd:
         with self._lock:
             return list(self._assignments)
 
-    def move_rxq(self, port, queue: int, to: "Pmd") -> Assignment:
+    def move_rxq(self, port, queue: int, to: Pmd) -> Assignment:
         """Move the assignment polling (port, queue) to PMD ``to`` while traffic runs:
         removed here (after this PMD acknowledges) then added there; packets wait in the
         ring meanwhile, none is lost."""
@@ -504,11 +505,14 @@ def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, actio
     PMDs without pinned queues."""
     if not pmds:
         raise ConfigError("no PMDs to assign queues to")
+    if any(p.cpu is None for p in pmds):
+        raise ConfigError("queue placement needs PMDs pinned to one CPU each")
     by_cpu = {p.cpu: p for p in pmds}
-    amap = {}
+    amap: dict[int, int] = {}
     if affinity is not None:
         amap = parse_rxq_affinity(affinity) if isinstance(affinity, str) else dict(affinity)
-    load = {p.cpu: sum(1 for a in p.assignments() if a.uses & _datapath.USES_RX) for p in pmds}
+    load = {int(p.cpu or 0): sum(1 for a in p.assignments() if a.uses & _datapath.USES_RX)
+            for p in pmds}
     placement = place_rxqs(port.n_queues, amap, load, set())
     out = []
     for q in sorted(placement):

@@ -32,7 +32,8 @@ import stat
 import threading
 import time
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from . import sockets
 from . import stats as _stats
 from ._core import ethdev as _ethdev
 from ._core import vhost as _vhost
-from ._core.mbuf import Burst, MAX_BURST
+from ._core.mbuf import MAX_BURST, Burst
 from .errors import ConfigError, DpdkError, PeerTimeoutError, PortStateError
 from .mempools import Mempool, mempool_size
 
@@ -612,8 +613,9 @@ class VirtioUserPort(_EthPortBase):
             # A locally administered unicast address, unique per process and port (without
             # one the driver logs an error and picks a random address).
             n = int(devname[len("net_virtio_user"):])
-            mac = "02:76:{:02x}:{:02x}:{:02x}:{:02x}".format(
-                (os.getpid() >> 16) & 0xFF, (os.getpid() >> 8) & 0xFF, os.getpid() & 0xFF, n & 0xFF)
+            pid = os.getpid()
+            mac = (f"02:76:{(pid >> 16) & 0xFF:02x}:{(pid >> 8) & 0xFF:02x}:{pid & 0xFF:02x}:"
+                   f"{n & 0xFF:02x}")
         args.append(f"mac={mac}")
         self.path = path
         self.server = server

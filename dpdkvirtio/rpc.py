@@ -56,7 +56,7 @@ class RpcError(Exception):
     def kind(self) -> str:
         """The remote exception's class name for APPLICATION_ERROR, else 'RpcError'."""
         if isinstance(self.data, dict) and isinstance(self.data.get("type"), str):
-            return self.data["type"]
+            return str(self.data["type"])
         return "RpcError"
 
 
@@ -76,15 +76,15 @@ class RpcClosed(RpcError):
 
 # ------------------------------------------------------------------------------ encoding
 
-def _line(obj: dict) -> bytes:
+def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
-def encode_request(method: str, params: dict | None, msg_id: int) -> bytes:
+def encode_request(method: str, params: dict[str, Any] | None, msg_id: int) -> bytes:
     return _line({"jsonrpc": VERSION, "method": method, "params": params or {}, "id": msg_id})
 
 
-def encode_notification(method: str, params: dict | None = None) -> bytes:
+def encode_notification(method: str, params: dict[str, Any] | None = None) -> bytes:
     return _line({"jsonrpc": VERSION, "method": method, "params": params or {}})
 
 
@@ -93,13 +93,13 @@ def encode_result(msg_id: Any, result: Any) -> bytes:
 
 
 def encode_error(msg_id: Any, code: int, message: str, data: Any = None) -> bytes:
-    err: dict = {"code": code, "message": message}
+    err: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         err["data"] = data
     return _line({"jsonrpc": VERSION, "error": err, "id": msg_id})
 
 
-def error_for(exc: BaseException, method: str) -> tuple[int, str, dict]:
+def error_for(exc: BaseException, method: str) -> tuple[int, str, dict[str, Any]]:
     """(code, message, data) of the reply for an exception a method raised."""
     if isinstance(exc, TypeError):
         return INVALID_PARAMS, f"{method}: bad arguments ({exc})", {"type": "TypeError"}
@@ -110,7 +110,7 @@ def error_for(exc: BaseException, method: str) -> tuple[int, str, dict]:
         {"type": type(exc).__name__}
 
 
-def check_str_params(method: str, fn: Callable, params: dict) -> None:
+def check_str_params(method: str, fn: Callable[..., Any], params: dict[str, Any]) -> None:
     """Parameters annotated ``str`` must be strings: a clear error instead of whatever a
     list or a number would do further down. Raises ConfigError."""
     for name, param in inspect.signature(fn).parameters.items():
@@ -122,7 +122,7 @@ def check_str_params(method: str, fn: Callable, params: dict) -> None:
 
 # ------------------------------------------------------------------------------ server
 
-def parse(line: bytes) -> dict:
+def parse(line: bytes) -> dict[str, Any]:
     """The message in ``line``. Raises RpcError(PARSE_ERROR / INVALID_REQUEST)."""
     try:
         msg = json.loads(line)
@@ -134,7 +134,7 @@ def parse(line: bytes) -> dict:
     return msg
 
 
-def dispatch(line: bytes, lookup: Callable[[str], Callable | None],
+def dispatch(line: bytes, lookup: Callable[[str], Callable[..., Any] | None],
              known: Callable[[], list[str]] = lambda: []) -> bytes | None:
     """Handle one request line: find the method with ``lookup(name)`` (None: unknown),
     call it with the params (an object: keyword arguments), and return the encoded reply
@@ -217,7 +217,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def serve(rfd: int, wfd: int, lookup: Callable[[str], Callable | None],
+def serve(rfd: int, wfd: int, lookup: Callable[[str], Callable[..., Any] | None],
           known: Callable[[], list[str]] = lambda: [],
           max_bytes: int = MAX_MESSAGE_BYTES,
           stop: Callable[[], bool] = lambda: False) -> None:
@@ -248,7 +248,7 @@ class Connection:
         self.wfd = wfd
         self.name = name
         self._next_id = 1
-        self.notifications: list[dict] = []       # received while waiting for replies
+        self.notifications: list[dict[str, Any]] = []       # received while waiting for replies
 
     def send(self, method: str, **params: Any) -> None:
         """A notification (no reply). Raises RpcClosed when the other side is gone."""
@@ -286,7 +286,7 @@ class Connection:
                                err.get("data"))
             return msg.get("result")
 
-    def receive(self, timeout_s: float | None) -> dict | None:
+    def receive(self, timeout_s: float | None) -> dict[str, Any] | None:
         """The next message, or None (timeout or end of stream)."""
         while True:
             line = self.reader.read_line(timeout_s)
@@ -298,7 +298,7 @@ class Connection:
                 log.debug("%s sent a line that is no JSON-RPC message: %r", self.name, line[:200])
                 continue
 
-    def next_notification(self, timeout_s: float | None) -> dict | None:
+    def next_notification(self, timeout_s: float | None) -> dict[str, Any] | None:
         """The next notification (queued first), or None on timeout / end of stream."""
         if self.notifications:
             return self.notifications.pop(0)

@@ -11,16 +11,17 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Callable
 
 from .errors import SocketPathError
 
 MAX_PATH_BYTES = 107            # sizeof(sockaddr_un.sun_path) - 1
 
 
-def _common(path) -> str:
+def _common(path: object) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise SocketPathError(f"socket path must be a string, got {type(path).__name__}")
-    path = os.fspath(path)
+    path = str(os.fspath(path))
     if not path:
         raise SocketPathError("socket path is empty")
     if "\0" in path:
@@ -58,7 +59,7 @@ def _probe_listener(path: str) -> bool:
         s.close()
 
 
-def check_server_path(path, remove_stale: bool = True) -> str:
+def check_server_path(path: object, remove_stale: bool = True) -> str:
     """Validate a path we will listen on (vhost-user server / dpdkvhostuser).
 
     Refuses: over-long paths, a missing directory, a symlink at the path, a file that is
@@ -89,7 +90,7 @@ def check_server_path(path, remove_stale: bool = True) -> str:
     return path
 
 
-def check_client_path(path) -> str:
+def check_client_path(path: object) -> str:
     """Validate a path we will connect to (vhost-user client / virtio-user). The socket
     need not exist yet (client ports reconnect), but if something exists there it must
     be a socket."""
@@ -103,7 +104,8 @@ def check_client_path(path) -> str:
     return path
 
 
-def check_socket_dir(directory, allow_world_writable_sticky: bool = True) -> str:
+def check_socket_dir(directory: str | os.PathLike[str],
+                     allow_world_writable_sticky: bool = True) -> str:
     """A directory for server sockets must exist and not be writable by everybody
     (a world-writable directory without the sticky bit lets anyone replace a socket)."""
     directory = os.fspath(directory)
@@ -123,7 +125,7 @@ def check_socket_dir(directory, allow_world_writable_sticky: bool = True) -> str
     return directory
 
 
-def check_socket_mode(mode) -> int | None:
+def check_socket_mode(mode: object) -> int | None:
     """A socket file mode (permission bits only, e.g. 0o660) or None (leave as created).
     Raises ConfigError for anything else."""
     from .errors import ConfigError
@@ -135,17 +137,18 @@ def check_socket_mode(mode) -> int | None:
     return mode
 
 
-def resolve_owner(owner) -> int | None:
+def resolve_owner(owner: object) -> int | None:
     """A user name or uid (>= 0) to a uid; None stays None. Raises ConfigError."""
     return _resolve_id(owner, "owner", "user", lambda name: __import__("pwd").getpwnam(name).pw_uid)
 
 
-def resolve_group(group) -> int | None:
+def resolve_group(group: object) -> int | None:
     """A group name or gid (>= 0) to a gid; None stays None. Raises ConfigError."""
     return _resolve_id(group, "group", "group", lambda name: __import__("grp").getgrnam(name).gr_gid)
 
 
-def _resolve_id(value, what: str, kind: str, lookup) -> int | None:
+def _resolve_id(value: object, what: str, kind: str,
+                lookup: Callable[[str], int]) -> int | None:
     from .errors import ConfigError
     if value is None:
         return None

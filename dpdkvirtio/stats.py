@@ -8,14 +8,16 @@ here.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._core import counters as _counters  # noqa: F401  (buffer owner type)
 from ._core import datapath as _datapath
 
 
-def _dtype_from_layout(layout) -> np.dtype:
+def _dtype_from_layout(layout: tuple[int, list[tuple[str, int]]]) -> np.dtype[np.void]:
     size, fields = layout
     dt = np.dtype({"names": [n for n, _ in fields], "formats": ["<u8"] * len(fields),
                    "offsets": [o for _, o in fields], "itemsize": size})
@@ -28,7 +30,7 @@ def _dtype_from_layout(layout) -> np.dtype:
     return dt
 
 
-def _pmd_dtype() -> np.dtype:
+def _pmd_dtype() -> np.dtype[np.void]:
     size, fields, hist_off, bins = _datapath.pmd_stats_layout()
     dt = np.dtype({"names": [n for n, _ in fields] + ["hist"],
                    "formats": ["<u8"] * len(fields) + [("<u8", (bins,))],
@@ -53,23 +55,22 @@ DROP_FIELDS = {
 }
 
 
-def counters_array(counters, dtype: np.dtype) -> np.ndarray:
+def counters_array(counters: Any, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
     """A live read-only view of an L1 Counters block as ``dtype`` rows."""
-    arr = np.frombuffer(counters, dtype=dtype)
-    return arr
+    return np.frombuffer(counters, dtype=dtype)
 
 
-def queue_counters(port) -> np.ndarray:
+def queue_counters(port: Any) -> npt.NDArray[np.void]:
     """Per-queue counters of ``port`` (live view; keeps the memory alive)."""
     return counters_array(port.counters, QUEUE_STATS_DTYPE)
 
 
-def totals(arr: np.ndarray) -> dict[str, int]:
+def totals(arr: npt.NDArray[np.void]) -> dict[str, int]:
     """Sum a structured counter array over its rows: {field: int}."""
-    return {name: int(arr[name].sum()) for name in arr.dtype.names}
+    return {name: int(arr[name].sum()) for name in arr.dtype.names or ()}
 
 
-def port_stats(port) -> dict[str, int]:
+def port_stats(port: Any) -> dict[str, int]:
     """OVS-style interface statistics of ``port``: rx_packets, rx_bytes, tx_packets,
     tx_bytes, tx_dropped (all reasons), tx_failure_drops, tx_not_ready_drops,
     tx_nombuf_drops, tx_retries, and per queue rx_q<N>_good_packets / tx_q<N>_good_packets."""
@@ -118,6 +119,6 @@ class RateMeter:
         cur = self.arr.copy()
         dt = max(now - self._t, 1e-9)
         out = {n: float((cur[n].astype(np.int64) - self._last[n].astype(np.int64)).sum()) / dt
-               for n in cur.dtype.names}
+               for n in cur.dtype.names or ()}
         self._last, self._t = cur, now
         return out

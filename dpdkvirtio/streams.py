@@ -8,7 +8,9 @@ from __future__ import annotations
 import ipaddress
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ def _mac_low(v) -> int:
     return int(v)
 
 
-_FIELDS = {
+_FIELDS: dict[str, tuple[int, int, Callable[[Any], int]]] = {
     "ip.src": (_packets.OFFSETS["ip.src"], 4, _ip),
     "ip.dst": (_packets.OFFSETS["ip.dst"], 4, _ip),
     "ip.id": (_packets.OFFSETS["ip.id"], 2, int),
@@ -85,7 +87,8 @@ class FieldVar:
         if not lo <= self.start <= hi:
             raise ConfigError("start must lie within [min, max]")
         if _packets.OFFSETS["ip.csum"] <= offset + size - 1 and offset <= _packets.OFFSETS["ip.csum"] + 1 \
-                or _packets.OFFSETS["udp.csum"] <= offset + size - 1 and offset <= _packets.OFFSETS["udp.csum"] + 1:
+                or (_packets.OFFSETS["udp.csum"] <= offset + size - 1
+                    and offset <= _packets.OFFSETS["udp.csum"] + 1):
             raise ConfigError("a field variable must not overlap a checksum field")
 
     def values(self, n: int) -> list[int]:
@@ -260,16 +263,16 @@ class Stream:
             return (self.size.min + self.size.max) / 2
         return sum(len(f) for f in self.frames) / len(self.frames)
 
-    def pps_for(self, spec=None) -> float:
+    def pps_for(self, spec: tuple[str | None, float | None] | None = None) -> float:
         """The rate in packets per second (0: unlimited)."""
         kind, value = spec or self._rate_spec
-        if kind is None:
+        if kind is None or value is None:
             return 0.0
         if kind == "pps":
             return float(value)
         if kind == "bps":
             return float(value) / (self.mean_size * 8)
-        return self.line_rate_bps * value / 100.0 / ((self.mean_size + WIRE_OVERHEAD) * 8)
+        return (self.line_rate_bps or 0.0) * value / 100.0 / ((self.mean_size + WIRE_OVERHEAD) * 8)
 
     def generator_args(self, mempool):
         udp_end = 34
@@ -290,7 +293,7 @@ class Stream:
 
     # -- replay ------------------------------------------------------------------------
     @classmethod
-    def replay(cls, packets, lengths=None, *, loops: int = 0, **kw) -> "Stream":
+    def replay(cls, packets, lengths=None, *, loops: int = 0, **kw) -> Stream:
         """Send the given packets in order, ``loops`` times (0: forever). ``packets`` as
         for Stream, or a 2-D uint8 array with per-row ``lengths``."""
         if isinstance(packets, np.ndarray) and packets.ndim == 2 and lengths is not None:
@@ -303,7 +306,7 @@ class Stream:
         return cls(frames, count=count, **kw)
 
     @classmethod
-    def from_pcap(cls, path, *, loops: int = 0, limit: int | None = None, **kw) -> "Stream":
+    def from_pcap(cls, path, *, loops: int = 0, limit: int | None = None, **kw) -> Stream:
         """Replay the Ethernet frames of a pcap file (classic pcap, any endianness)."""
         return cls.replay(read_pcap(path, limit=limit), loops=loops, **kw)
 
@@ -327,7 +330,7 @@ def read_pcap(path, limit: int | None = None) -> list[bytes]:
         if linktype != 1:
             raise ConfigError(f"{path}: link type {linktype} is not Ethernet")
         snaplen = struct.unpack(endian + "I", head[16:20])[0]
-        frames = []
+        frames: list[bytes] = []
         while limit is None or len(frames) < limit:
             rec = f.read(16)
             if not rec:

@@ -22,14 +22,15 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import eal as _eal_mod
 from . import sockets
-from .config import EalConfig, LOG_LEVELS, available_cpus
-from .pmd import Pmd
-from .placement import parse_rxq_affinity, place_rxqs
+from .config import LOG_LEVELS, EalConfig, available_cpus
 from .errors import ConfigError, DpdkError, PortError
 from .mempools import Mempool, mempool_size
+from .placement import parse_rxq_affinity, place_rxqs
+from .pmd import Pmd
 from .ports import VdevPort, VhostUserClientPort, VhostUserPort
 
 log = logging.getLogger("dpdkvirtio.switch")
@@ -104,7 +105,7 @@ class SwitchConfig:
     log_level: str = "warning"
 
     @classmethod
-    def from_other_config(cls, oc: dict | None) -> "SwitchConfig":
+    def from_other_config(cls, oc: dict | None) -> SwitchConfig:
         oc = dict(oc or {})
         unknown = sorted(set(oc) - set(OTHER_CONFIG))
         if unknown:
@@ -185,7 +186,7 @@ class SwitchPort:
     name: str
     type: str
     options: dict
-    port: object
+    port: Any
     ofport: int
     pool_owned: bool = False
     added_at: float = field(default_factory=time.time)
@@ -240,7 +241,7 @@ class Switch:
                 pmd = Pmd(cpu=cpu)
                 pmd.start()
                 self.pmds.append(pmd)
-                self._load[pmd.cpu] = 0
+                self._load[cpu] = 0
         except BaseException:
             for p in self.pmds:
                 p.close()
@@ -323,7 +324,7 @@ class Switch:
                 path = os.path.join(self.config.vhost_sock_dir, name)
                 sockets.check_server_path(path)
             elif type == "dpdkvhostuserclient":
-                path = options.get("vhost-server-path")
+                path = str(options.get("vhost-server-path") or "")
                 if not path:
                     raise ConfigError(f"port {name!r}: dpdkvhostuserclient needs "
                                       "options:vhost-server-path")
@@ -338,6 +339,7 @@ class Switch:
                 for warning in check_devargs(devname, args):
                     log.warning("port %s: %s", name, warning)
             pool, owned = self._pool_for_new_port(n_rxq, ring)
+            port: Any
             try:
                 if type == "dpdkvhostuser":
                     text = str(options.get("socket-mode", "0660"))
@@ -387,7 +389,7 @@ class Switch:
         for cpu in self._placement.pop(name, {}).values():
             self._load[cpu] -= 1
         pinned = set()
-        for pname, sp in self.ports.items():
+        for sp in self.ports.values():
             if "pmd-rxq-affinity" in sp.options:
                 pinned |= set(parse_rxq_affinity(sp.options["pmd-rxq-affinity"]).values())
         self._isolated = pinned
@@ -505,7 +507,7 @@ class Switch:
         return {n: sp.port.stats() for n, sp in list(self.ports.items())}
 
     def mempools(self) -> list[dict]:
-        pools = {}
+        pools: dict[str, Any] = {}
         for sp in self.ports.values():
             mp = sp.port.mempool
             if mp is not None and not mp.closed:

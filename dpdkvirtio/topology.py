@@ -31,14 +31,22 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import sockets
 from .config import available_cpus
-from .placement import parse_rxq_affinity, place_rxqs
 from .errors import ConfigError
+from .placement import parse_rxq_affinity, place_rxqs
 from .ports import mempool_size
-from .switch import (PORT_OPTIONS, PORT_TYPES, SHARED_POOL_PORTS, SwitchConfig, _pow2,
-                     _retries, check_port_name)
+from .switch import (
+    PORT_OPTIONS,
+    PORT_TYPES,
+    SHARED_POOL_PORTS,
+    SwitchConfig,
+    _pow2,
+    _retries,
+    check_port_name,
+)
 
 DEFAULT_RUN_DIR = "/run/dpdkvirtio"
 MBUF_BYTES = 2304                 # one 2 KB-data mbuf with its header and mempool overhead
@@ -122,7 +130,8 @@ class Plan:
             lines.append(f"  {i} -> {o}")
         lines.append("mempools:")
         for m in self.mempools:
-            lines.append(f"  {m['name']:<12} {m['mbufs']:>7} mbufs  ~{m['mb']} MB  for {', '.join(m['ports'])}")
+            lines.append(f"  {m['name']:<12} {m['mbufs']:>7} mbufs  ~{m['mb']} MB  "
+                         f"for {', '.join(m['ports'])}")
         lines.append(f"control socket: {self.control_socket}")
         for w in self.warnings:
             lines.append(f"warning: {w}")
@@ -154,7 +163,7 @@ def plan(topology: dict) -> Plan:
     cfg = SwitchConfig.from_other_config(oc)
     eal = cfg.eal_config()
     pmd_cpus = sorted(set(eal.resolved_workers().values()))
-    main_cpus = list(eal.main_cpus)
+    main_cpus = list(eal.main_cpus or ())
     if set(main_cpus) & set(pmd_cpus) and len(available_cpus()) > 1:
         raise ConfigError(f"the main lcore (CPUs {main_cpus}) would share a CPU with a PMD thread "
                           f"(pmd-cpu-mask CPUs {pmd_cpus}): leave it one CPU (dpdk-lcore-mask)")
@@ -235,7 +244,7 @@ def plan(topology: dict) -> Plan:
         ins.add(a)
         flows.append((a, b))
     # mempools, as the switch will make them
-    pools = []
+    pools: list[dict[str, Any]] = []
     lcores = len(pmd_cpus) + 1
     if cfg.per_port_memory:
         for p in ports:

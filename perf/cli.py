@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
             print(f"{label}: {SCENARIOS[name]['what']}", flush=True)
             rec = run_scenario(name, o, args.trials, log=lambda s: print(s, flush=True))
             rec["host"] = fp
-            rec["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            rec["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             records.append(rec)
             if args.json:                     # after every record: an interrupted run keeps them
                 _scale_summary(records)
@@ -162,7 +162,7 @@ def cmd_run(args) -> int:
 def _scale_summary(records):
     scale = {r["ports"]: r for r in records if r["scenario"] == "scale-ports" and r.get("ours_mpps")}
     if 1 in scale:
-        for n, r in scale.items():
+        for r in scale.values():
             r["vs_one_port"] = round(r["ours_mpps"] / scale[1]["ours_mpps"], 3)
 
 
@@ -257,6 +257,7 @@ def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 
     (0: NDR, else PDR), by binary search over the generator's paced rate. Each trial sends
     rate x trial_s packets; loss = (sent - received) / sent, after the rings drained."""
     import tempfile
+
     from dpdkvirtio.peers import Agent
 
     d = tempfile.mkdtemp(prefix="dvndr-", dir="/tmp")

@@ -15,7 +15,6 @@ import pytest
 
 from tests import helpers
 
-
 pytest_plugins = ["tests.skippolicy"]
 
 

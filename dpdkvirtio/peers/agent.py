@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 from .. import rpc
-from .._process import close_pipes as _close_pipes, stop as _stop
+from .._process import close_pipes as _close_pipes
+from .._process import stop as _stop
 from .process import cpus
 
 
@@ -23,6 +24,7 @@ class Agent:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.timeout = timeout
+        assert self.proc.stdout is not None and self.proc.stdin is not None
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
         self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
@@ -44,7 +46,7 @@ class Agent:
             raise AgentError(e.kind, e.message) from None
 
     def stderr(self) -> str:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None or self.proc.stderr is None or self.proc.stderr.closed:
             return ""
         return self.proc.stderr.read().decode(errors="replace")[-3000:]
 

@@ -46,7 +46,7 @@ class OvsDpdk:
             self._wait_path(f"{self.dir}/db.sock", timeout)
             self.vsctl("--no-wait", "init")
             extra = f"--file-prefix={self.prefix} --no-pci"
-            oc = [f"other_config:dpdk-init=true", f"other_config:dpdk-lcore-mask={hex(1 << lcore_cpu)}",
+            oc = ["other_config:dpdk-init=true", f"other_config:dpdk-lcore-mask={hex(1 << lcore_cpu)}",
                   f"other_config:pmd-cpu-mask={hex(1 << pmd_cpu)}"]
             if memory_mode == "no-huge":
                 extra += f" --no-huge -m {socket_mem}"

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import time
 
-from .._process import close_pipes as _close_pipes, stop as _stop
+from .._process import close_pipes as _close_pipes
+from .._process import stop as _stop
 from .process import OutputReader, cpus, unique_prefix
 
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
@@ -69,6 +70,7 @@ class Testpmd:
         """Send a command; wait for ``expect`` (a regex) in its output, or for
         ``expect_count`` = (text, n) occurrences, then the prompt. Prompts printed by
         asynchronous events are not mistaken for the reply."""
+        assert self.proc.stdin is not None               # (Popen with stdin=PIPE)
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
         start = self.pos
@@ -128,6 +130,7 @@ class Testpmd:
     def close(self):
         if self.proc.poll() is None:
             try:
+                assert self.proc.stdin is not None
                 self.proc.stdin.write(b"quit\n")
                 self.proc.stdin.flush()
                 self.proc.wait(15)

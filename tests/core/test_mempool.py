@@ -22,7 +22,7 @@ def test_create_and_introspect(eal):
     assert mp.closed
     mp.close()                                      # idempotent
     with pytest.raises(MempoolError, match="closed"):
-        mp.available
+        _ = mp.available
 
 
 def test_sizing_helper():
@@ -96,7 +96,7 @@ def test_unclosed_objects_warn_and_close(eal, sockdir):
         gc.collect()
     texts = sorted(str(w.message) for w in caught if w.category is ResourceWarning)
     assert len(texts) == 3, texts
-    assert any(f"unclosed <Mempool 'dvleak'" in t for t in texts), texts
+    assert any("unclosed <Mempool 'dvleak'" in t for t in texts), texts
     assert any(f"unclosed <Pmd lcore={lcore}" in t for t in texts), texts
     assert any(f"unclosed <VhostUserPort {path!r}" in t for t in texts), texts
     assert not os.path.exists(path)                  # the port was closed: socket removed

@@ -9,7 +9,6 @@ import dpdkvirtio as dv
 from dpdkvirtio import packets
 from dpdkvirtio.errors import ConfigError, PmdError
 from tests import helpers
-from tests.core.conftest import drain
 
 
 def _wait(pred, timeout=20.0):
@@ -141,7 +140,7 @@ def _field_engine(v, u, a):
     sport = dv.FieldVar("udp.sport", 1000, 1003, op="dec")
     dst = dv.FieldVar("ip.dst", "127.1.0.0", "127.1.255.255", op="random")
     n = 500
-    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), vars=[src, sport, dst], count=n,
+    a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), vars=[src, sport, dst], count=n,
                                         mode="single_burst", pps=50_000))
     a.start()
     frames, rx = [], dv.Burst(64)
@@ -165,7 +164,7 @@ def test_size_engine(pair, pmds):
     v, u = pair
     a, _ = pmds
     n = 200
-    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), size=dv.SizeVar(64, 70), count=n,
+    a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), size=dv.SizeVar(64, 70), count=n,
                                         mode="single_burst", pps=20_000,
                                         vars=[dv.FieldVar("ip.id", 1, 60000)]))
     a.start()
@@ -278,7 +277,7 @@ def test_start_stop_repin_50_times_under_traffic(pair, pmds):
         a.burst_size = 16 if i % 2 else 32
         # traffic flows again after every round: a dead port would only count drops
         before = v.stats()["rx_packets"]
-        _wait(lambda: v.stats()["rx_packets"] > before + 1000, timeout=5.0)
+        _wait(lambda before=before: v.stats()["rx_packets"] > before + 1000, timeout=5.0)
     # A stopped or co-located receiver drops what the generator builds meanwhile (ring
     # full: tx_failure, nothing else); afterwards the drops must stop.
     w = helpers.steady_window(lambda: g.built, lambda: v.stats()["rx_packets"],

@@ -3,15 +3,12 @@ import errno
 import os
 import socket
 import stat
-import threading
 import time
 
-import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.errors import (ConfigError, PeerTimeoutError, PortStateError, SocketPathError,
-                               VhostError)
+from dpdkvirtio.errors import ConfigError, PeerTimeoutError, PortStateError, SocketPathError, VhostError
 from tests.core.conftest import drain
 
 
@@ -163,7 +160,7 @@ def test_multiqueue(eal, sockdir):
 def test_disconnect_and_reconnect_same_server(eal, sockdir):
     v = dv.VhostUserPort(os.path.join(sockdir, "r.sock"))
     try:
-        for round_ in range(3):
+        for _round in range(3):
             u = dv.VirtioUserPort(v.path)
             assert v.wait_running(10)
             assert _send(u, 2) == 64 and drain(v) == 64

@@ -2,7 +2,6 @@
 vhost-user port: both directions with exact counts and payload checks, multi-queue,
 server and client mode, a reboot, QEMU killed mid-traffic, more than 16 queues."""
 import os
-import re
 import struct
 import time
 

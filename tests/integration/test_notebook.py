@@ -1,5 +1,4 @@
 """examples/affinity_tuning.ipynb runs headless with a small sweep, so it cannot rot."""
-import os
 
 import pytest
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.helpers import Agent, AgentError, cpus, free_hugepages_mb, wait_still
+from tests.helpers import Agent, cpus, free_hugepages_mb, wait_still
 
 MODES = ["no-huge", pytest.param("hugepages", marks=pytest.mark.skipif(
     free_hugepages_mb() < 1200, reason="needs 1.2 GB of free 2 MB hugepages"))]
@@ -79,7 +79,7 @@ def test_peer_killed_mid_traffic_back_end_survives(sockdir):
         back.call("port", name="v", kind="vhost-server", path=path)
         back.call("rx", name="v")
         base = back.call("stats", name="v")["in_use"]
-        for i in range(3):
+        for _round in range(3):
             front = Agent("no-huge", cpu=c[0])
             try:
                 front.call("port", name="u", kind="virtio-user", path=path)

@@ -20,8 +20,8 @@ def run(code, timeout=60):
 def test_import_reports_dpdk_version():
     r = run("print(dv.DPDK_VERSION); print(dv.dpdk_version())")
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.split()
-    assert r.stdout.startswith("DPDK 22.11")
+    lines = r.stdout.splitlines()
+    assert r.stdout.startswith("DPDK 22.11") and lines[0] == lines[1]   # one version, two names
 
 
 def test_second_init_same_config_returns_it_other_config_raises():

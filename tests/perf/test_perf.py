@@ -1,7 +1,6 @@
 """perf/: every scenario in a short mode (well-formed record, positive rates; no speed
 assertion), the comparison, the busy-poller guard, clean-up on interruption."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -178,6 +177,7 @@ def test_run_scenario_records_unsupported_and_pairs_trials(monkeypatch):
     """A side that raises Unsupported is recorded as null with its reason; the others'
     paired ratios are the median of per-trial ratios (synthetic sides, exact rates)."""
     import contextlib
+
     from perf.scenarios import Unsupported
 
     def side(rate_pps):

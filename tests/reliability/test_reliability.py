@@ -2,7 +2,6 @@
 `baseline` (fds, RSS back where they were) and `untouched` (a second pair that must lose
 nothing while the test does its worst)."""
 import os
-import random
 import socket
 import stat
 import struct
@@ -10,13 +9,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.peers import Agent, AgentError
-from tests.reliability import vhostfuzz
 from tests.helpers import wait_still
+from tests.reliability import vhostfuzz
 from tests.reliability.conftest import BACK, FRONT, settle
 
 
@@ -471,6 +469,7 @@ def test_1000_ports_in_one_process(baseline, untouched, sockdir):
     vhost-events fdset holds at most 1,024 fds (MAX_FDS in lib/vhost/fd_man.h): the
     listening sockets and the connections share it."""
     import resource
+
     from dpdkvirtio.peers import AgentError
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     n = 1000

@@ -136,7 +136,8 @@ def case_messages(rng: random.Random, kind: str):
         yield _msg(12, struct.pack("<Q", idx | rng.choice([0, 0x100]))), _fds(rng, rng.choice([0, 1])), False
         yield _msg(18, struct.pack("<II", idx, 1)), [], False
     else:                                                              # unknown_request
-        yield _msg(rng.choice([0, 35, 42, 100, 0xFFFF, 0xFFFFFFFF]), rng.randbytes(rng.randrange(64))), [], False
+        request = rng.choice([0, 35, 42, 100, 0xFFFF, 0xFFFFFFFF])
+        yield _msg(request, rng.randbytes(rng.randrange(64))), [], False
 
 
 VRING_INDEX_REQUESTS = {8, 9, 10, 11, 18}     # payload starts with a u32 vring index

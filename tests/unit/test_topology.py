@@ -5,8 +5,8 @@ import textwrap
 import pytest
 
 from dpdkvirtio import topology
-from dpdkvirtio.placement import place_rxqs
 from dpdkvirtio.errors import ConfigError
+from dpdkvirtio.placement import place_rxqs
 
 CPUS = sorted(os.sched_getaffinity(0))
 FRONT, BACK = CPUS[0], CPUS[-1]
@@ -102,7 +102,8 @@ def test_per_port_memory_and_dry_run_does_not_touch_a_stale_socket(tmp_path, soc
      "unknown option"),
     ('[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null0", n_rxq_desc = 100 }\n',
      "power of 2"),
-    ('[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null0", pmd-rxq-affinity = "0:" }\n',
+    ('[[port]]\nname = "a"\ntype = "dpdk"\n'
+     'options = { dpdk-devargs = "net_null0", pmd-rxq-affinity = "0:" }\n',
      "malformed"),
     ('[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null0" }\n'
      '[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null1" }\n', "twice"),
@@ -111,7 +112,8 @@ def test_per_port_memory_and_dry_run_does_not_touch_a_stale_socket(tmp_path, soc
     ('[[port]]\nname = "a"\ntype = "dpdk"\noptions = { dpdk-devargs = "net_null0" }\n'
      '[[flow]]\nin_port = "a"\nout_port = "a"\n', "itself"),
     (f'[switch.other_config]\npmd-cpu-mask = "{hex(1 << NOT_OURS)}"\n', f"CPU {NOT_OURS}"),
-    (f'[switch.other_config]\npmd-cpu-mask = "{hex(1 << BACK)}"\ndpdk-lcore-mask = "{hex(1 << BACK)}"\n', "overlap"),
+    (f'[switch.other_config]\npmd-cpu-mask = "{hex(1 << BACK)}"\n'
+     f'dpdk-lcore-mask = "{hex(1 << BACK)}"\n', "overlap"),
     ('[switch.other_config]\npmd-cpu-mask = "zz"\n', "hexadecimal"),
     ('[switch.other_config]\nfoo = "1"\n', "unknown other_config"),
     ('[switch.other_config]\ndpdk-socket-mem = "8"\n', "at least 64"),

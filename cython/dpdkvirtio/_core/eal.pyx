@@ -4,12 +4,12 @@
 Policy (argv contents, defaults, file prefixes) lives in dpdkvirtio.eal (L2).
 """
 import os
-from libc.stdlib cimport malloc, calloc
+from libc.stdlib cimport calloc
 from libc.string cimport strdup
 from dpdkvirtio._dpdk.rte_eal cimport (rte_eal_init, rte_eal_cleanup, rte_eal_has_hugepages,
     rte_eal_iova_mode, rte_eal_get_runtime_dir, rte_version)
 from dpdkvirtio._dpdk.rte_lcore cimport (RTE_MAX_LCORE, ROLE_RTE, ROLE_SERVICE, ROLE_NON_EAL,
-    rte_eal_lcore_role, rte_get_main_lcore, rte_lcore_to_cpu_id, rte_lcore_is_enabled,
+    rte_eal_lcore_role, rte_get_main_lcore, rte_lcore_is_enabled,
     rte_get_tsc_hz, rte_eal_get_lcore_state, RUNNING, rte_cpuset_t, rte_lcore_cpuset, CPU_ISSET,
     CPU_SETSIZE)
 from dpdkvirtio._dpdk.dv_shim cimport dv_rte_errno
@@ -156,7 +156,8 @@ def lcores():
         if not rte_lcore_is_enabled(i):
             continue
         role = rte_eal_lcore_role(i)
-        name = "rte" if role == ROLE_RTE else "service" if role == ROLE_SERVICE else "non-eal" if role == ROLE_NON_EAL else "off"
+        name = ("rte" if role == ROLE_RTE else "service" if role == ROLE_SERVICE
+                else "non-eal" if role == ROLE_NON_EAL else "off")
         running = i != main and rte_eal_get_lcore_state(i) == RUNNING
         out.append((i, lcore_cpus(i), name, i == main, running))
     return out

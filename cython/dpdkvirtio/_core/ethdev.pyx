@@ -15,8 +15,8 @@ runs there. On that thread no interrupt callback can run at the same time, and a
 already pending run first."""
 cimport cython
 from libc.errno cimport errno, EINTR
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdint cimport uint16_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memset, strdup
 from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME
 from dpdkvirtio._dpdk.rte_ethdev cimport *

@@ -9,7 +9,6 @@ cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memmove
-from cpython.buffer cimport PyBUF_WRITABLE
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free_bulk, rte_pktmbuf_read
 from dpdkvirtio._dpdk.dv_shim cimport dv_mbuf_data
 from dpdkvirtio._core.eal cimport eal_alive, eal_check_usable
@@ -125,7 +124,8 @@ cdef class Burst:
                 raise ConfigError("lengths must have one entry per row")
             for i in range(rows):
                 if lengths[i] == 0 or lengths[i] > width or lengths[i] > pool.data_size:
-                    raise ConfigError(f"lengths[{i}] = {lengths[i]} is outside 1..{min(width, pool.data_size)}")
+                    raise ConfigError(f"lengths[{i}] = {lengths[i]} is outside "
+                                      f"1..{min(width, pool.data_size)}")
         elif width == 0 or width > pool.data_size:
             raise ConfigError(f"rows of {width} bytes do not fit {pool.data_size}-byte mbufs")
         cdef uint32_t got = dv_fill_rows(pool.ptr(), self._pkts + self._count, <uint32_t>rows,

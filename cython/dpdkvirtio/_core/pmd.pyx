@@ -9,7 +9,7 @@ Policy (which lcore, which queue where) lives in dpdkvirtio.pmd (L2)."""
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_eal_remote_launch, rte_eal_get_lcore_state,
     rte_eal_wait_lcore, rte_eal_lcore_role, rte_get_main_lcore, rte_lcore_is_enabled,
     rte_get_tsc_hz, rte_rdtsc, RTE_MAX_LCORE, ROLE_RTE, WAIT, RUNNING)
@@ -17,13 +17,13 @@ from dpdkvirtio._dpdk.dv_shim cimport (dv_load_acquire_u64, dv_store_release_ptr
     dv_store_release_int, dv_load_acquire_int)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
-    DV_USES_TX_OWN, DV_USES_GEN)
+    DV_USES_GEN)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PmdError, ConfigError
-from dpdkvirtio._core.datapath import ENGINES
+from dpdkvirtio._core.datapath import ENGINES as _ENGINES
 
 import time
 
@@ -264,9 +264,9 @@ cdef class PmdThread:
         refs = []
         try:
             for i, (engine, p, queue, out_p, out_queue, g, row) in enumerate(assignments):
-                if engine not in ENGINES:
-                    raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-                plan.polls[i].engine, uses = ENGINES[engine]
+                if engine not in _ENGINES:
+                    raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(_ENGINES)}")
+                plan.polls[i].engine, uses = _ENGINES[engine]
                 port = p
                 if port.c_port() is NULL or port._state == PORT_CLOSED:
                     raise PmdError(None, f"port {port.name!r} is closed")

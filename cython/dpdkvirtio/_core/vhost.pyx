@@ -8,16 +8,16 @@ signalling an eventfd; Python drains the ring (drain_events) when it wants to.
 Order: register → disable/enable features → callback_register → start. close() calls
 rte_vhost_driver_unregister without the GIL (it may run destroy_device synchronously)."""
 cimport cython
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
 from libc.string cimport strncpy, strcmp, memset
 from posix.unistd cimport write, read
 from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
     pthread_mutex_lock, pthread_mutex_unlock, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
 from dpdkvirtio._dpdk.rte_vhost cimport *
 from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc
-from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_store_release_int, dv_load_acquire_int
+from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_load_acquire_int
 from dpdkvirtio._core.datapath cimport dv_port, dv_vhost_quiesce, DV_KIND_VHOST
-from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPED, PORT_CLOSED
+from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
@@ -143,14 +143,6 @@ cdef int _slot_of_locked(int vid) noexcept nogil:
     if s >= 0 and g_slots[s].vid != vid:
         return -1
     return s
-
-
-def cloexec_sweep():
-    """Run the fd hygiene sweep now (fdhygiene); returns how many fds it changed."""
-    cdef uint32_t n
-    with nogil:
-        n = cloexec_sweep_c()
-    return n
 
 
 cdef void _count_rejected_locked(int s, int vid, uint32_t request) noexcept nogil:
@@ -450,7 +442,8 @@ cdef class VhostPort(Port):
                        "and its directory must be writable; see the DPDK log")
         self._started = True
         self._state = PORT_STARTED
-        cloexec_sweep()                           # the listening socket
+        with nogil:
+            cloexec_sweep_c()                     # the listening socket
 
     cdef int _teardown(self) except -1:
         """Unregister the socket (a server socket file is removed), free the slot and the
@@ -526,7 +519,7 @@ cdef class VhostPort(Port):
         cdef int vid = dv_load_acquire_int(&self._p.vid)
         if vid < 0:
             return {}
-        cdef int n, got, got2
+        cdef int n, got
         cdef rte_vhost_stat_name names[64]
         cdef rte_vhost_stat vals[64]
         out = {}

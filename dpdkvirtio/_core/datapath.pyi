@@ -1,0 +1,10 @@
+ENGINES: dict[str, tuple[int, int]]
+USES_RX: int
+USES_TX_OUT: int
+USES_TX_OWN: int
+OUT_DEFAULTS_TO_IN: int
+USES_GEN: int
+
+def pmd_stats_layout() -> tuple[int, list[tuple[str, int]], int, int]: ...
+def poll_stats_layout() -> tuple[int, list[tuple[str, int]]]: ...
+def queue_stats_layout() -> tuple[int, list[tuple[str, int]]]: ...
