@@ -23,7 +23,7 @@ MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
 # public name -> the module that defines it
 _EXPORTS = {
     "Burst": "._core.mbuf", "MAX_BURST": "._core.mbuf",
-    "Mempool": ".mempools", "mempool_size": ".mempools",
+    "Mempool": ".mempools", "mempool_size": ".config",
     "EalConfig": ".config",
     "Eal": ".eal", "current": ".eal", "dpdk_version": ".eal", "init": ".eal",
     **{name: ".errors" for name in (
@@ -31,8 +31,9 @@ _EXPORTS = {
         "MempoolError", "PeerTimeoutError", "PmdError", "PortError", "PortStateError",
         "SocketPathError", "VhostError")},
     **{name: ".ports" for name in (
-        "VdevPort", "VhostEvent", "VhostUserClientPort", "VhostUserPort", "VirtioUserPort",
-        "events_fd", "feature_names", "poll_events")},
+        "VdevPort", "VhostUserClientPort", "VhostUserPort", "VirtioUserPort")},
+    **{name: ".events" for name in ("VhostEvent", "events_fd", "poll_events")},
+    "feature_names": ".virtio",
     **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "PMD_STATS_DTYPE", "POLL_STATS_DTYPE",
                                    "RateMeter", "port_stats", "queue_counters")},
     **{name: ".pmd" for name in (
@@ -40,7 +41,7 @@ _EXPORTS = {
     **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream", "read_pcap", "write_pcap")},
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",
-    "Switch": ".switch", "SwitchConfig": ".switch",
+    "Switch": ".switch", "SwitchConfig": ".switchconfig",
 }
 
 __all__ = sorted(_EXPORTS) + ["DPDK_VERSION"]

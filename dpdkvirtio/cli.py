@@ -64,7 +64,7 @@ def _demo_peer(args) -> int:
 def _run(args) -> int:
     from . import topology
     from .control import ControlServer
-    from .ports import poll_events
+    from .events import poll_events
     plan = topology.plan(topology.load(args.topology))
     if args.dry_run:
         _print_json(plan.as_dict()) if args.json else print(plan.text())

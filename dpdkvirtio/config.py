@@ -191,3 +191,21 @@ class EalConfig:
             argv.append("--no-telemetry")
         argv += list(self.extra_args)
         return argv
+
+
+def mempool_size(ports: int = 1, queues: int = 1, rx_ring_size: int = 1024,
+                 tx_ring_size: int = 1024, burst_size: int = 32, lcores: int = 2,
+                 cache_size: int = 256) -> int:
+    """mbufs a pool needs for ``ports`` × ``queues`` with rings of the given sizes, a burst
+    in flight per queue and direction, and per-lcore caches; rounded up to 2**k - 1
+    (the size DPDK's ring-backed pools use best)."""
+    for name, v in (("ports", ports), ("queues", queues), ("burst_size", burst_size),
+                    ("lcores", lcores)):
+        if v < 1:
+            raise ConfigError(f"{name} must be >= 1")
+    per_queue = rx_ring_size + tx_ring_size + 2 * burst_size
+    need = ports * queues * per_queue + lcores * int(cache_size * 1.5) + 512
+    size = 1
+    while size - 1 < need:
+        size <<= 1
+    return size - 1

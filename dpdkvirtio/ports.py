@@ -26,14 +26,13 @@ import contextlib
 import logging
 import os
 import re
-import select
 import socket
 import stat
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -43,122 +42,13 @@ from . import stats as _stats
 from ._core import ethdev as _ethdev
 from ._core import vhost as _vhost
 from ._core.mbuf import MAX_BURST, Burst
+from .config import mempool_size
 from .errors import ConfigError, DpdkError, PeerTimeoutError, PortStateError
-from .mempools import Mempool, mempool_size
+from .events import VhostEvent, events_fd, poll_events, wait_until
+from .mempools import Mempool
+from .virtio import DEFAULT_DISABLED_FEATURES, feature_names
 
 log = logging.getLogger("dpdkvirtio.ports")
-
-# virtio-net feature bits (virtio spec 1.1, section 5.1.3)
-VIRTIO_NET_F_CSUM = 0
-VIRTIO_NET_F_GUEST_CSUM = 1
-VIRTIO_NET_F_GUEST_TSO4 = 7
-VIRTIO_NET_F_GUEST_TSO6 = 8
-VIRTIO_NET_F_GUEST_ECN = 9
-VIRTIO_NET_F_GUEST_UFO = 10
-VIRTIO_NET_F_HOST_TSO4 = 11
-VIRTIO_NET_F_HOST_TSO6 = 12
-VIRTIO_NET_F_HOST_ECN = 13
-VIRTIO_NET_F_HOST_UFO = 14
-VIRTIO_NET_F_MRG_RXBUF = 15
-VIRTIO_NET_F_STATUS = 16
-VIRTIO_NET_F_CTRL_VQ = 17
-VIRTIO_NET_F_GUEST_ANNOUNCE = 21
-VIRTIO_NET_F_MQ = 22
-VIRTIO_NET_F_MTU = 3
-VIRTIO_F_NOTIFY_ON_EMPTY = 24
-VIRTIO_F_ANY_LAYOUT = 27
-VIRTIO_RING_F_INDIRECT_DESC = 28
-VIRTIO_RING_F_EVENT_IDX = 29
-VHOST_USER_F_PROTOCOL_FEATURES = 30
-VIRTIO_F_VERSION_1 = 32
-VIRTIO_F_IOMMU_PLATFORM = 33
-VIRTIO_F_RING_PACKED = 34
-VIRTIO_F_IN_ORDER = 35
-
-FEATURE_NAMES = {v: k for k, v in globals().items()
-                 if k.startswith(("VIRTIO_", "VHOST_USER_F")) and isinstance(v, int)}
-
-# As OVS-DPDK without userspace TSO: no segmentation/checksum offload from the guest.
-DEFAULT_DISABLED_FEATURES = ((1 << VIRTIO_NET_F_HOST_TSO4) | (1 << VIRTIO_NET_F_HOST_TSO6)
-                             | (1 << VIRTIO_NET_F_HOST_ECN) | (1 << VIRTIO_NET_F_HOST_UFO)
-                             | (1 << VIRTIO_NET_F_CSUM))
-
-
-def feature_names(bits: int) -> list[str]:
-    """Names of the virtio feature bits set in ``bits``."""
-    return [FEATURE_NAMES.get(i, f"bit{i}") for i in range(64) if bits >> i & 1]
-
-
-# ---------------------------------------------------------------------------- events
-
-class VhostEvent(NamedTuple):
-    """A vhost-user state change, in the order DPDK reported it."""
-    kind: str          # new_connection, new_device, vring_state_changed, features_changed,
-                       # destroy_device, destroy_connection
-    port: object       # the VhostUserPort / VhostUserClientPort (None if it was closed)
-    vid: int
-    queue: int         # vring index (vring_state_changed) or number of vrings (new_device)
-    enable: int
-    features: int
-    tsc: int
-
-
-_events_lock = threading.Lock()
-
-
-def _ports_by_slot() -> dict:
-    """(slot, generation) → open vhost-user port of this process (from the EAL's registry)."""
-    if not _eal_mod.alive():
-        return {}
-    return {(p.core.slot, p.core.generation): p for p in _eal_mod.current().objects(_VhostPortBase)
-            if not p.closed}
-
-
-def poll_events() -> list[VhostEvent]:
-    """Drain the vhost event ring: return every new event and queue each on its port
-    (``port.events()``). Safe from any thread; never blocks."""
-    with _events_lock:
-        raw = _vhost.drain_events()
-        out = []
-        by_slot = _ports_by_slot() if raw else {}
-        for kind, slot, gen, vid, queue, enable, features, tsc in raw:
-            port = by_slot.get((slot, gen))
-            ev = VhostEvent(kind, port, vid, queue, enable, features, tsc)
-            out.append(ev)
-            if port is not None:
-                port._events.append(ev)
-                if kind == "new_device" and queue > 2 * port.n_queues:
-                    log.warning("%s: the front-end uses %d queue pairs, the port serves %d; "
-                                "the others are not polled", port.name, queue // 2, port.n_queues)
-            log.debug("vhost event %s on %s vid=%d queue=%d enable=%d", kind,
-                      port.name if port is not None else f"slot{slot}", vid, queue, enable)
-        lost = _vhost.events_lost()
-        if lost:
-            log.debug("%d vhost events were dropped before being drained", lost)
-        return out
-
-
-def events_fd() -> int:
-    """Readable when vhost events are waiting (for select/asyncio add_reader)."""
-    return _vhost.events_fd()
-
-
-def _wait_until(predicate, timeout_s: float | None, fd: int | None = None) -> bool:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        if fd is not None:
-            poll_events()
-        if predicate():
-            return True
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            return False
-        step = 0.05 if remaining is None else min(0.05, remaining)
-        if fd is not None:
-            select.select([fd], [], [], step)
-        else:
-            time.sleep(step)
-
 
 # ---------------------------------------------------------------------------- ports
 
@@ -390,11 +280,11 @@ class _VhostPortBase(_Port):
         if self.closed:
             raise PortStateError(f"cannot wait on port {self.name!r}: it is closed",
                                  "Create a new port")
-        return _wait_until(lambda: self.running, timeout_s, _vhost.events_fd())
+        return wait_until(lambda: self.running, timeout_s, _vhost.events_fd())
 
     def wait_stopped(self, timeout_s: float | None = 30.0) -> bool:
         """Wait until no device runs (the front-end went away)."""
-        return _wait_until(lambda: not self.running, timeout_s, _vhost.events_fd())
+        return wait_until(lambda: not self.running, timeout_s, _vhost.events_fd())
 
     @property
     def negotiated_features(self) -> int:
@@ -512,7 +402,7 @@ class _EthPortBase(_Port):
 
     def wait_link_up(self, timeout_s: float | None = 30.0) -> bool:
         """Wait until the link is up (the peer is connected). False on timeout."""
-        return _wait_until(lambda: self.core.link()[0], timeout_s)
+        return wait_until(lambda: self.core.link()[0], timeout_s)
 
     def mac(self) -> str:
         return self.core.mac()
@@ -692,4 +582,4 @@ class VdevPort(_EthPortBase):
 
 __all__ = ["Burst", "MAX_BURST", "VhostUserPort", "VhostUserClientPort",
            "VirtioUserPort", "VdevPort", "VhostEvent", "poll_events", "events_fd",
-           "feature_names", "DEFAULT_DISABLED_FEATURES"]
+           "feature_names", "DEFAULT_DISABLED_FEATURES"]     # (re-exported for callers)

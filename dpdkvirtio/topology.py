@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import sockets
-from .config import available_cpus
+from .config import available_cpus, mempool_size
 from .errors import ConfigError
 from .placement import parse_rxq_affinity, place_rxqs
-from .ports import mempool_size
-from .switch import (
+from .switchconfig import (
     PORT_OPTIONS,
     PORT_TYPES,
     SHARED_POOL_PORTS,

@@ -4,7 +4,8 @@ import sys
 
 from tests.helpers import REPO
 
-PURE = ("errors", "config", "placement", "packets", "sockets", "streams")
+PURE = ("errors", "config", "placement", "packets", "sockets", "streams", "virtio", "rpc",
+        "switchconfig", "topology")
 CODE = f"""
 import importlib, importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

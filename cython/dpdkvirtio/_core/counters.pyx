@@ -5,6 +5,7 @@ while the data plane runs. Readers may see slightly stale values; aligned 64-bit
 stores do not tear on x86-64."""
 from libc.stdlib cimport free
 from cpython.buffer cimport PyBUF_WRITABLE
+from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_COUNTERS
 from dpdkvirtio._dpdk.dv_shim cimport dv_aligned_zalloc
 
 
@@ -22,9 +23,12 @@ cdef class Counters:
         self._mem = dv_aligned_zalloc(<size_t>self._nbytes)
         if self._mem is NULL:
             raise MemoryError()
+        dv_debug_track(DV_RES_COUNTERS, 1)
 
     def __dealloc__(self):
-        free(self._mem)
+        if self._mem is not NULL:
+            free(self._mem)
+            dv_debug_track(DV_RES_COUNTERS, -1)
         self._mem = NULL
 
     @property

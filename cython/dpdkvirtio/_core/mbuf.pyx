@@ -11,6 +11,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memmove
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf, rte_pktmbuf_free_bulk, rte_pktmbuf_read
 from dpdkvirtio._dpdk.dv_shim cimport dv_mbuf_data
+from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_BURST
 from dpdkvirtio._core.eal cimport eal_alive, eal_check_usable
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.datapath cimport (DV_MAX_BURST, dv_fill_template, dv_fill_rows,
@@ -43,6 +44,7 @@ cdef class Burst:
         self._pkts = <rte_mbuf **>calloc(capacity, sizeof(rte_mbuf *))
         if self._pkts is NULL:
             raise MemoryError()
+        dv_debug_track(DV_RES_BURST, 1)
         self._capacity = <uint16_t>capacity
 
     def __dealloc__(self):
@@ -51,7 +53,9 @@ cdef class Burst:
         if self._count and eal_alive():
             rte_pktmbuf_free_bulk(self._pkts, self._count)
         self._count = 0
-        free(self._pkts)
+        if self._pkts is not NULL:
+            free(self._pkts)
+            dv_debug_track(DV_RES_BURST, -1)
         self._pkts = NULL
 
     cdef int check_mutable(self) except -1:

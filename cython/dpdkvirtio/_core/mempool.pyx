@@ -9,6 +9,7 @@ from dpdkvirtio._dpdk.rte_mempool cimport (rte_mempool, rte_mempool_avail_count,
     rte_mempool_in_use_count, rte_mempool_free, RTE_MEMPOOL_CACHE_MAX_SIZE, RTE_MEMPOOL_NAMESIZE)
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
 from dpdkvirtio._dpdk.dv_shim cimport dv_rte_errno
+from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_MEMPOOL
 from dpdkvirtio._core.errors cimport raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import MempoolError, MempoolBusyError, ConfigError
@@ -56,6 +57,7 @@ cdef class Mempool:
             elif err == 17:
                 hint = "Pick another mempool name"
             raise_dpdk(MempoolError, err, "rte_pktmbuf_pool_create", hint)
+        dv_debug_track(DV_RES_MEMPOOL, 1)
         self.name = name
         self.size = size
         self.cache_size = cache_size
@@ -113,6 +115,7 @@ cdef class Mempool:
                 f"mempool {self.name!r} has {n} mbufs in use",
                 "Free the bursts holding them (Burst.free()) and close the ports first")
         rte_mempool_free(self._mp)
+        dv_debug_track(DV_RES_MEMPOOL, -1)
         self._mp = NULL
 
     def __enter__(self):
@@ -126,6 +129,7 @@ cdef class Mempool:
         if self._mp is not NULL and eal_alive() and self._users == 0 \
                 and rte_mempool_in_use_count(self._mp) == 0:
             rte_mempool_free(self._mp)
+            dv_debug_track(DV_RES_MEMPOOL, -1)
         self._mp = NULL
 
     def __repr__(self):

@@ -15,6 +15,8 @@ from dpdkvirtio._dpdk.rte_lcore cimport (rte_eal_remote_launch, rte_eal_get_lcor
     rte_get_tsc_hz, rte_rdtsc, RTE_MAX_LCORE, ROLE_RTE, WAIT, RUNNING)
 from dpdkvirtio._dpdk.dv_shim cimport (dv_load_acquire_u64, dv_store_release_ptr,
     dv_store_release_int, dv_load_acquire_int)
+from dpdkvirtio._core.debug cimport (dv_debug_track, DV_RES_GENERATOR, DV_RES_PMD,
+    DV_RES_PLAN)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
     DV_USES_GEN)
@@ -80,6 +82,8 @@ cdef class Generator:
             blobs.append(b)
             total += len(b)
         self._g = <dv_gen *>calloc(1, sizeof(dv_gen))
+        if self._g is not NULL:
+            dv_debug_track(DV_RES_GENERATOR, 1)
         self._tmpl = malloc(total)
         self._offs = malloc(len(blobs) * sizeof(uint32_t))
         self._lens = malloc(len(blobs) * sizeof(uint16_t))
@@ -144,7 +148,9 @@ cdef class Generator:
 
     def __dealloc__(self):
         # The PMD holds a reference to this object while the generator is in its plan.
-        free(self._g)
+        if self._g is not NULL:
+            free(self._g)
+            dv_debug_track(DV_RES_GENERATOR, -1)
         free(self._tmpl)
         free(self._offs)
         free(self._lens)
@@ -212,6 +218,7 @@ cdef class PmdThread:
         self._ctx = <dv_pmd_ctx *>calloc(1, sizeof(dv_pmd_ctx))
         if self._ctx is NULL:
             raise MemoryError()
+        dv_debug_track(DV_RES_PMD, 1)
         self.stats = Counters(1, sizeof(dv_pmd_stats), "pmd")
         self.poll_stats = Counters(max_polls, sizeof(dv_poll_stats), "poll")
         self._ctx.stats = <dv_pmd_stats *>self.stats.row(0)
@@ -228,7 +235,10 @@ cdef class PmdThread:
         if self._plan is not NULL:
             free(self._plan.polls)
             free(self._plan)
-        free(self._ctx)
+            dv_debug_track(DV_RES_PLAN, -1)
+        if self._ctx is not NULL:
+            free(self._ctx)
+            dv_debug_track(DV_RES_PMD, -1)
 
     @property
     def burst_size(self):
@@ -300,6 +310,7 @@ cdef class PmdThread:
             free(plan.polls)
             free(plan)
             raise
+        dv_debug_track(DV_RES_PLAN, 1)
         self._swap(plan, timeout_s)
         self._refs = refs
 
@@ -327,6 +338,7 @@ cdef class PmdThread:
         if old is not NULL:
             free(old.polls)
             free(old)
+            dv_debug_track(DV_RES_PLAN, -1)
         return 0
 
     def start(self):

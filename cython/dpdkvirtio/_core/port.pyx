@@ -14,6 +14,7 @@ and tear down in ``_teardown``, the mirror of ``open``; ``close`` is defined onc
 cimport cython
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint8_t, uint16_t
+from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_PORT
 from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_port_rx,
     dv_port_tx, dv_queue_owner, DV_KIND_VHOST, DV_OWNER_PYTHON, DV_DIR_RX, DV_DIR_TX)
 from dpdkvirtio._core.mbuf cimport Burst
@@ -42,6 +43,7 @@ cdef class Port:
         self._p = <dv_port *>calloc(1, sizeof(dv_port))
         if self._p is NULL:
             raise MemoryError()
+        dv_debug_track(DV_RES_PORT, 1)
         self.counters = Counters(n_queues, sizeof(dv_queue_stats), "queue")
         self._p.kind = kind
         self._p.n_queues = <uint16_t>n_queues
@@ -71,6 +73,7 @@ cdef class Port:
             free(self._p.vring_enabled)
             free(self._p.owners)
             free(self._p)
+            dv_debug_track(DV_RES_PORT, -1)
             self._p = NULL
         if self.mempool is not None:
             self.mempool.remove_user()

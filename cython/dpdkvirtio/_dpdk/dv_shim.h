@@ -40,4 +40,13 @@ static inline void *dv_aligned_zalloc(size_t size)
     return p;
 }
 
+/* Leak counters (meson -Ddebug_checks=true defines DV_DEBUG_CHECKS): 1 when compiled in. */
+#ifdef DV_DEBUG_CHECKS
+#define DV_DEBUG_ENABLED 1
+#else
+#define DV_DEBUG_ENABLED 0
+#endif
+static inline void dv_add_long(long *p, long d) { __atomic_add_fetch(p, d, __ATOMIC_RELAXED); }
+static inline long dv_load_long(const long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
 #endif

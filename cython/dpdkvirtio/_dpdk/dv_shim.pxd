@@ -15,3 +15,6 @@ cdef extern from "dv_shim.h" nogil:
     void *dv_load_acquire_ptr(void * const *p)
     void dv_store_release_ptr(void **p, void *v)
     void *dv_aligned_zalloc(size_t size)
+    enum: DV_DEBUG_ENABLED
+    void dv_add_long(long *p, long d)
+    long dv_load_long(const long *p)

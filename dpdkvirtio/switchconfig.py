@@ -1,0 +1,158 @@
+"""The switch's settings, pure Python: other_config keys with OVS names, port types and
+options, validation. ``topology`` plans from these without loading DPDK; ``switch``
+applies them."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from . import sockets
+from .config import LOG_LEVELS, EalConfig, available_cpus
+from .errors import ConfigError
+
+PORT_TYPES = ("dpdkvhostuser", "dpdkvhostuserclient", "dpdk")
+# other_config keys (OVS names) and what they mean here
+OTHER_CONFIG = {
+    "dpdk-lcore-mask": "hex CPU mask for the main lcore (control, stats)",
+    "pmd-cpu-mask": "hex CPU mask: one PMD thread per CPU",
+    "dpdk-socket-mem": "MB of DPDK memory per NUMA node, e.g. '1024' or '1024,0'",
+    "vhost-sock-dir": "directory of dpdkvhostuser sockets (must exist, not world-writable)",
+    "per-port-memory": "true: a mempool per port; false (default): shared mempools",
+    "vhost-iommu-support": "true: offer vIOMMU support on vhost-user ports",
+    "vhost-postcopy-support": "true: allow postcopy live migration on vhost-user ports",
+    "tx-retries-max": "default enqueue retries for vhost-user ports (0..32, default 8)",
+    "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
+    "dpdk-extra": "further EAL arguments, space separated",
+    "log-level": "DPDK log level (emerg .. debug)",
+}
+PORT_OPTIONS = ("n_rxq", "n_rxq_desc", "n_txq_desc", "pmd-rxq-affinity", "tx-retries-max",
+                "vhost-server-path", "dpdk-devargs", "socket-mode", "socket-group")
+SHARED_POOL_PORTS = 8            # ports per shared mempool
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _bool(key, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def parse_cpu_mask(key: str, value) -> list[int]:
+    """'0x6' (or an int) → [1, 2]."""
+    try:
+        mask = int(value, 16) if isinstance(value, str) else int(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a hexadecimal CPU mask like 0x2, got {value!r}") from None
+    if mask <= 0:
+        raise ConfigError(f"{key} selects no CPU ({value!r})")
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def check_port_name(name) -> str:
+    """OVS rules: no '/', no '..', not empty; we also keep names short and printable."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("a port name must be a non-empty string")
+    if "/" in name or ".." in name or "\\" in name:
+        raise ConfigError(f"port name {name!r} must not contain '/', '\\' or '..'")
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"port name {name!r}: use 1-64 letters, digits, '_', '-', '.', ':'")
+    return name
+
+
+@dataclass
+class SwitchConfig:
+    """other_config, validated; see OTHER_CONFIG."""
+    lcore_cpus: list[int] | None = None
+    pmd_cpus: list[int] | None = None
+    socket_mem_mb: int | None = None
+    vhost_sock_dir: str | None = None
+    per_port_memory: bool = False
+    iommu: bool = False
+    postcopy: bool = False
+    tx_retries_max: int = 8
+    memory_mode: str = "auto"
+    extra_args: tuple = ()
+    log_level: str = "warning"
+
+    @classmethod
+    def from_other_config(cls, oc: dict | None) -> SwitchConfig:
+        oc = dict(oc or {})
+        unknown = sorted(set(oc) - set(OTHER_CONFIG))
+        if unknown:
+            raise ConfigError(f"unknown other_config key(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(OTHER_CONFIG)}")
+        c = cls()
+        avail = available_cpus()
+        if "dpdk-lcore-mask" in oc:
+            c.lcore_cpus = parse_cpu_mask("dpdk-lcore-mask", oc["dpdk-lcore-mask"])
+        if "pmd-cpu-mask" in oc:
+            c.pmd_cpus = parse_cpu_mask("pmd-cpu-mask", oc["pmd-cpu-mask"])
+        for key, cpus_ in (("dpdk-lcore-mask", c.lcore_cpus), ("pmd-cpu-mask", c.pmd_cpus)):
+            for cpu in cpus_ or ():
+                if cpu not in avail:
+                    raise ConfigError(f"{key} names CPU {cpu}, which this process cannot use "
+                                      f"(available: {avail})")
+        if c.lcore_cpus and c.pmd_cpus and set(c.lcore_cpus) & set(c.pmd_cpus):
+            raise ConfigError(f"pmd-cpu-mask and dpdk-lcore-mask overlap on CPU(s) "
+                              f"{sorted(set(c.lcore_cpus) & set(c.pmd_cpus))}: a PMD thread "
+                              "must not share its CPU with the main lcore")
+        if "dpdk-socket-mem" in oc:
+            try:
+                parts = [int(x) for x in str(oc["dpdk-socket-mem"]).split(",")]
+            except ValueError:
+                raise ConfigError("dpdk-socket-mem must look like '1024' or '1024,0'") from None
+            if any(p < 0 for p in parts) or sum(parts) < 64:
+                raise ConfigError("dpdk-socket-mem must be at least 64 MB in total")
+            c.socket_mem_mb = sum(parts)
+        if "vhost-sock-dir" in oc:
+            c.vhost_sock_dir = sockets.check_socket_dir(os.path.abspath(oc["vhost-sock-dir"]),
+                                                        allow_world_writable_sticky=False)
+        c.per_port_memory = _bool("per-port-memory", oc.get("per-port-memory", False))
+        c.iommu = _bool("vhost-iommu-support", oc.get("vhost-iommu-support", False))
+        c.postcopy = _bool("vhost-postcopy-support", oc.get("vhost-postcopy-support", False))
+        if "tx-retries-max" in oc:
+            c.tx_retries_max = _retries(oc["tx-retries-max"])
+        c.memory_mode = oc.get("memory-mode", "auto")
+        if c.memory_mode not in ("auto", "hugepages", "no-huge"):
+            raise ConfigError("memory-mode must be auto, hugepages or no-huge")
+        c.extra_args = tuple(str(oc.get("dpdk-extra", "")).split())
+        c.log_level = oc.get("log-level", "warning")
+        if c.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
+        return c
+
+    def eal_config(self) -> EalConfig:
+        avail = available_cpus()
+        pmd = self.pmd_cpus or [avail[-1]]
+        main = self.lcore_cpus or ([c for c in avail if c not in pmd] or avail)
+        workers = {i + 1: cpu for i, cpu in enumerate(pmd)}
+        return EalConfig(workers=workers, main_lcore=0, main_cpus=tuple(main),
+                         memory_mode=self.memory_mode, memory_mb=self.socket_mem_mb or 1024,
+                         log_level=self.log_level, extra_args=self.extra_args)
+
+
+def _retries(v) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tx-retries-max must be an integer 0..32, got {v!r}") from None
+    if not 0 <= n <= 32:
+        raise ConfigError(f"tx-retries-max must be 0..32, got {n}")
+    return n
+
+
+def _pow2(key, v, lo=64, hi=4096) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}") from None
+    if not lo <= n <= hi or n & (n - 1):
+        raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}")
+    return n
