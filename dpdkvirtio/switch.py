@@ -31,16 +31,14 @@ from .mempools import Mempool
 from .placement import parse_rxq_affinity, place_rxqs
 from .pmd import Pmd
 from .ports import VdevPort, VhostUserClientPort, VhostUserPort
-from .switchconfig import (  # noqa: F401  (re-exported: the switch's settings)
-    OTHER_CONFIG,
+from .switchconfig import (
     PORT_OPTIONS,
     PORT_TYPES,
     SHARED_POOL_PORTS,
     SwitchConfig,
-    _pow2,
-    _retries,
     check_port_name,
-    parse_cpu_mask,
+    check_ring_size,
+    check_tx_retries,
 )
 
 log = logging.getLogger("dpdkvirtio.switch")
@@ -171,10 +169,10 @@ class Switch:
             n_rxq = int(options.get("n_rxq", 1))
             if not 1 <= n_rxq <= 128:
                 raise ConfigError(f"n_rxq must be 1..128, got {n_rxq}")
-            ring = _pow2("n_rxq_desc", options.get("n_rxq_desc", 1024))
+            ring = check_ring_size("n_rxq_desc", options.get("n_rxq_desc", 1024))
             if "n_txq_desc" in options:
-                _pow2("n_txq_desc", options["n_txq_desc"])
-            retries = _retries(options.get("tx-retries-max", self.config.tx_retries_max))
+                check_ring_size("n_txq_desc", options["n_txq_desc"])
+            retries = check_tx_retries(options.get("tx-retries-max", self.config.tx_retries_max))
             affinity = parse_rxq_affinity(options["pmd-rxq-affinity"]) \
                 if "pmd-rxq-affinity" in options else {}
             for q, cpu in affinity.items():
@@ -343,7 +341,7 @@ class Switch:
                 raise ConfigError(f"option(s) {', '.join(unknown)} cannot change on a running port "
                                   "(delete and add the port again)")
             if "tx-retries-max" in options:
-                sp.port.tx_retries_max = _retries(options["tx-retries-max"])
+                sp.port.tx_retries_max = check_tx_retries(options["tx-retries-max"])
                 sp.options["tx-retries-max"] = options["tx-retries-max"]
             if "pmd-rxq-affinity" in options:
                 aff = parse_rxq_affinity(options["pmd-rxq-affinity"])

@@ -118,7 +118,7 @@ class SwitchConfig:
         c.iommu = _bool("vhost-iommu-support", oc.get("vhost-iommu-support", False))
         c.postcopy = _bool("vhost-postcopy-support", oc.get("vhost-postcopy-support", False))
         if "tx-retries-max" in oc:
-            c.tx_retries_max = _retries(oc["tx-retries-max"])
+            c.tx_retries_max = check_tx_retries(oc["tx-retries-max"])
         c.memory_mode = oc.get("memory-mode", "auto")
         if c.memory_mode not in ("auto", "hugepages", "no-huge"):
             raise ConfigError("memory-mode must be auto, hugepages or no-huge")
@@ -138,7 +138,7 @@ class SwitchConfig:
                          log_level=self.log_level, extra_args=self.extra_args)
 
 
-def _retries(v) -> int:
+def check_tx_retries(v) -> int:
     try:
         n = int(v)
     except (TypeError, ValueError):
@@ -148,7 +148,7 @@ def _retries(v) -> int:
     return n
 
 
-def _pow2(key, v, lo=64, hi=4096) -> int:
+def check_ring_size(key, v, lo=64, hi=4096) -> int:
     try:
         n = int(v)
     except (TypeError, ValueError):

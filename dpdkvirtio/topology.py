@@ -42,9 +42,9 @@ from .switchconfig import (
     PORT_TYPES,
     SHARED_POOL_PORTS,
     SwitchConfig,
-    _pow2,
-    _retries,
     check_port_name,
+    check_ring_size,
+    check_tx_retries,
 )
 
 DEFAULT_RUN_DIR = "/run/dpdkvirtio"
@@ -198,10 +198,10 @@ def plan(topology: dict) -> Plan:
             raise ConfigError(f"port {pname!r}: n_rxq must be an integer") from None
         if not 1 <= n_rxq <= 128:
             raise ConfigError(f"port {pname!r}: n_rxq must be 1..128")
-        ring = _pow2("n_rxq_desc", opts.get("n_rxq_desc", 1024))
+        ring = check_ring_size("n_rxq_desc", opts.get("n_rxq_desc", 1024))
         if "n_txq_desc" in opts:
-            _pow2("n_txq_desc", opts["n_txq_desc"])
-        _retries(opts.get("tx-retries-max", cfg.tx_retries_max))
+            check_ring_size("n_txq_desc", opts["n_txq_desc"])
+        check_tx_retries(opts.get("tx-retries-max", cfg.tx_retries_max))
         aff = parse_rxq_affinity(str(opts["pmd-rxq-affinity"])) if "pmd-rxq-affinity" in opts else {}
         pp = PortPlan(pname, ptype, opts, n_rxq, ring, None)
         if ptype == "dpdkvhostuser":
