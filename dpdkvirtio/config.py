@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import hugepages
 from .errors import ConfigError
 
 MEMORY_MODES = ("auto", "hugepages", "no-huge")
@@ -209,3 +210,22 @@ def mempool_size(ports: int = 1, queues: int = 1, rx_ring_size: int = 1024,
     while size - 1 < need:
         size <<= 1
     return size - 1
+
+
+def resolve_memory_mode(config: EalConfig,
+                        info: hugepages.HugepageInfo | None = None) -> tuple[str, str]:
+    """('hugepages' | 'no-huge', reason) for ``config.memory_mode``. Raises ConfigError
+    when hugepages are demanded but not there."""
+    info = hugepages.read_info() if info is None else info
+    need_mb = config.memory_mb or DEFAULT_MEMORY_MB
+    free_mb = info.free_mb(2048)
+    if config.memory_mode == "no-huge":
+        return "no-huge", "requested"
+    if free_mb >= need_mb:
+        return "hugepages", f"{free_mb} MB of free 2 MB hugepages"
+    if config.memory_mode == "hugepages":
+        raise ConfigError(
+            f"memory_mode='hugepages' needs {need_mb} MB of free 2 MB hugepages; {free_mb} MB "
+            f"are free. Reserve more (as root: `dpdkvirtio hugepages reserve {need_mb // 2 + 64}`"
+            ") or use memory_mode='no-huge'")
+    return "no-huge", f"only {free_mb} MB of free 2 MB hugepages (need {need_mb})"

@@ -27,10 +27,14 @@ import time
 import weakref
 from typing import Any, TypeVar
 
-from . import hugepages
 from ._core import eal as _eal
 from ._core import logbridge as _logbridge
-from .config import DEFAULT_MEMORY_MB, LOG_LEVELS, EalConfig, remember_process_cpus
+from .config import (
+    LOG_LEVELS,
+    EalConfig,
+    remember_process_cpus,
+    resolve_memory_mode,
+)
 from .errors import ConfigError, DpdkError, EalError, make_error
 
 _T = TypeVar("_T")
@@ -165,24 +169,6 @@ def explain(exc: DpdkError, since: float) -> DpdkError:
 _bridge: _LogBridge | None = None
 _current: Eal | None = None
 _init_lock = threading.RLock()
-
-
-def resolve_memory_mode(config: EalConfig, info: hugepages.HugepageInfo | None = None):
-    """('hugepages' | 'no-huge', reason) for ``config.memory_mode``. Raises ConfigError
-    when hugepages are demanded but not there."""
-    info = hugepages.read_info() if info is None else info
-    need_mb = config.memory_mb or DEFAULT_MEMORY_MB
-    free_mb = info.free_mb(2048)
-    if config.memory_mode == "no-huge":
-        return "no-huge", "requested"
-    if free_mb >= need_mb:
-        return "hugepages", f"{free_mb} MB of free 2 MB hugepages"
-    if config.memory_mode == "hugepages":
-        raise ConfigError(
-            f"memory_mode='hugepages' needs {need_mb} MB of free 2 MB hugepages; {free_mb} MB "
-            f"are free. Reserve more (as root: `dpdkvirtio hugepages reserve {need_mb // 2 + 64}`"
-            ") or use memory_mode='no-huge'")
-    return "no-huge", f"only {free_mb} MB of free 2 MB hugepages (need {need_mb})"
 
 
 class Eal:

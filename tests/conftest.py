@@ -60,9 +60,10 @@ def _no_leftovers(request):
         time.sleep(0.1)
     left = helpers.our_processes()
     assert not left, f"processes outlived the test: {left}"
-    # PMD threads and ports opened by a test are closed by it
-    import dpdkvirtio.eal as eal_mod
-    cur = eal_mod._current
+    # PMD threads and ports opened by a test are closed by it (no EAL module: no DPDK used)
+    import sys
+    eal_mod = sys.modules.get("dpdkvirtio.eal")
+    cur = eal_mod._current if eal_mod is not None else None
     if cur is not None and not cur.closed:
         from dpdkvirtio.pmd import Pmd
         running = [p for p in cur.objects(Pmd) if p.running]

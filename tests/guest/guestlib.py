@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from dpdkvirtio._process import close_pipes
+
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
@@ -144,6 +146,7 @@ def prepare() -> dict:
             find = subprocess.Popen(["find", "."], cwd=build, stdout=subprocess.PIPE)
             cpio = subprocess.Popen(["cpio", "-o", "-H", "newc", "--quiet"], cwd=build,
                                     stdin=find.stdout, stdout=subprocess.PIPE)
+            find.stdout.close()                 # cpio holds it now
             out.write(gzip.compress(cpio.communicate()[0]))
             find.wait()
         shutil.rmtree(build, ignore_errors=True)
@@ -182,7 +185,8 @@ class Guest:
         self.cond = threading.Condition()
         self.pos = 0
         self._n = 0
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.wait_ready(boot_timeout)
 
     def _read(self):
@@ -279,6 +283,13 @@ class Guest:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self):
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(10)                     # it ends at EOF: QEMU is gone
+        close_pipes(self.proc)
 
     def close(self):
         if self.proc.poll() is None:
@@ -294,6 +305,7 @@ class Guest:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_pipes()
 
     def __enter__(self):
         return self

@@ -83,7 +83,7 @@ def test_extra_args_pass_through():
 
 def test_memory_mode_resolution():
     from dpdkvirtio import hugepages
-    from dpdkvirtio.eal import resolve_memory_mode
+    from dpdkvirtio.config import resolve_memory_mode
     none = hugepages.HugepageInfo(pools=[hugepages.PagePool(2048, None, 0, 0)])
     plenty = hugepages.HugepageInfo(pools=[hugepages.PagePool(2048, None, 1024, 1000)])
     assert resolve_memory_mode(EalConfig(), none)[0] == "no-huge"

@@ -478,6 +478,14 @@ cdef struct dv_engine:
     int uses                      # DV_USES_* / DV_OUT_DEFAULTS_TO_IN flags
 
 # The engine table: the one place engines are named (Python reads ENGINES below).
+# How to add an engine:
+#   1. write ``cdef uint16_t _engine_<name>(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
+#      uint64_t now, dv_pmd_stats *st) noexcept nogil`` above: poll pl.port/pl.queue (or
+#      build packets), send, count into ``st``, return the packets moved;
+#   2. add ``DV_ENGINE_<NAME>`` to dv_engine_id in datapath.pxd (before DV_N_ENGINES);
+#   3. add its row below: name, function, and the DV_USES_* flags of what it touches.
+# Python then offers it (dv.ENGINES, Pmd.add_rxq(action=<name>) when it uses an rx queue),
+# claims its queues by the flags, and the PMD loop calls it; nothing else names it.
 cdef dv_engine DV_ENGINES[DV_N_ENGINES]
 DV_ENGINES[<int>DV_ENGINE_RXONLY] = dv_engine(b"rxonly", _engine_rxonly, DV_USES_RX)
 DV_ENGINES[<int>DV_ENGINE_IO] = dv_engine(b"io", _engine_io, DV_USES_RX | DV_USES_TX_OUT)

@@ -5,6 +5,7 @@ Ports hold their pool (child → parent); close() refuses while mbufs are in use
 ports still use the pool, because freeing it then would be a use-after-free of
 memory a guest may read."""
 cimport cython
+from libc.errno cimport ENOMEM, EEXIST
 from dpdkvirtio._dpdk.rte_mempool cimport (rte_mempool, rte_mempool_avail_count,
     rte_mempool_in_use_count, rte_mempool_free, RTE_MEMPOOL_CACHE_MAX_SIZE, RTE_MEMPOOL_NAMESIZE)
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
@@ -51,10 +52,10 @@ cdef class Mempool:
                 err = dv_rte_errno()
         if self._mp is NULL:
             hint = None
-            if err == 12:
+            if err == ENOMEM:
                 hint = ("Not enough DPDK memory: reserve more hugepages, raise the EAL "
                         "memory (-m / memory_mb) in --no-huge mode, or ask for fewer mbufs")
-            elif err == 17:
+            elif err == EEXIST:
                 hint = "Pick another mempool name"
             raise_dpdk(MempoolError, err, "rte_pktmbuf_pool_create", hint)
         dv_debug_track(DV_RES_MEMPOOL, 1)
