@@ -3,7 +3,8 @@ ovs-vsctl / ovs-appctl:
 
     dpdkvirtio run TOPOLOGY.toml [--dry-run]      run a switch in the foreground
     dpdkvirtio ctl show | add-port | del-port | set | add-flow | del-flow |
-                   pmd-rxq-show | pmd-perf-show | port-stats | stop      [--json]
+                   pmd-rxq-show | pmd-perf-show | pmd-sleep-show | port-stats | stop
+                   [--json]
     dpdkvirtio top                                live per-port Mpps and per-PMD load
     dpdkvirtio drivers [NAME ...]                 PMDs on this host and their devargs
     dpdkvirtio doctor                             is this host ready?
@@ -126,7 +127,7 @@ def _ctl(args) -> int:
     a = args.ctl_args
     cmd = args.ctl_cmd
     need = {"show": 0, "add-port": 2, "del-port": 1, "set": 2, "add-flow": 2, "del-flow": 1,
-            "pmd-rxq-show": 0, "pmd-perf-show": 0, "port-stats": 0, "stop": 0}
+            "pmd-rxq-show": 0, "pmd-perf-show": 0, "pmd-sleep-show": 0, "port-stats": 0, "stop": 0}
     if len(a) < need[cmd]:
         raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
     if cmd == "add-port":
@@ -171,6 +172,11 @@ def _print_ctl(cmd, res):
         print(_table(["pmd cpu", "port", "queue", "action", "to", "packets", "usage %"],
                      [[r["pmd_cpu"], r["port"], r["queue"], r["action"], r.get("out_port", ""),
                        r["packets"], f"{r['usage_pct']:.1f}"] for r in res]))
+    elif cmd == "pmd-sleep-show":
+        for p in res:
+            print(f"pmd lcore {p['lcore']} cpu {p['cpu']}: max sleep {p['sleep_max_us']} us, "
+                  f"slept {p['slept_ns'] / 1e9:.3f} s in {p['iterations_slept']} of "
+                  f"{p['iterations']} iterations (longest {p['sleep_max_ns'] / 1e3:.0f} us)")
     elif cmd == "pmd-perf-show":
         for p in res:
             print(f"pmd lcore {p['lcore']} cpu {p['cpu']}:")
@@ -308,7 +314,7 @@ def _hugepages(args) -> int:
 # ------------------------------------------------------------------------------ parser
 
 CTL_COMMANDS = ["show", "add-port", "del-port", "set", "add-flow", "del-flow", "pmd-rxq-show",
-                "pmd-perf-show", "port-stats", "stop"]
+                "pmd-perf-show", "pmd-sleep-show", "port-stats", "stop"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="query or change a running switch",
                        description="add-port NAME TYPE [key=value ...]; del-port NAME; "
                        "set NAME key=value ...; add-flow IN OUT|drop; del-flow IN; "
-                       "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; stop")
+                       "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; stop")
     c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
     c.add_argument("ctl_args", nargs="*", metavar="ARG")
     c.add_argument("--socket", help="control socket (default: the one in /run/dpdkvirtio)")

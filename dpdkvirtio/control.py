@@ -105,6 +105,9 @@ class ControlServer:
     def cmd_pmd_rxq_show(self):
         return self.switch.pmd_rxq_show()
 
+    def cmd_pmd_sleep_show(self):
+        return self.switch.pmd_sleep_show()
+
     def cmd_pmd_perf_show(self):
         return self.switch.pmd_perf_show()
 

@@ -177,6 +177,11 @@ class Pmd:
         Use this worker lcore (as mapped at EAL init).
     burst_size : int
         Packets per rx poll / generator burst (1..64, default 32), changeable later.
+    sleep_max_us : int
+        0 (default): poll without pause. N (1..10000): OVS ``pmd-sleep-max`` semantics —
+        after a round in which every queue moved fewer than half a burst (and no
+        generator had work), sleep, 1 us more per idle round up to N us; any busy round
+        resets it. Costs up to N us of latency; saves the CPU when idle. Changeable later.
 
     Raises
     ------
@@ -189,7 +194,7 @@ class Pmd:
     _close_rank = 0                   # closed before ports at EAL exit
 
     def __init__(self, cpu: int | None = None, *, lcore: int | None = None, burst_size: int = 32,
-                 max_assignments: int = 2048):
+                 max_assignments: int = 2048, sleep_max_us: int = 0):
         eal = _eal_mod.ensure()
         if cpu is not None:
             if cpu not in available_cpus():
@@ -211,6 +216,7 @@ class Pmd:
             elif lcore in {p.lcore for p in eal.objects(Pmd) if not p.closed}:
                 raise PmdError(None, f"lcore {lcore} already runs a PMD")
             self._t = _pmd.PmdThread(lcore, burst_size, max_assignments)
+            self._t.sleep_max_us = sleep_max_us
         self.lcore = lcore
         self._assignments: list[Assignment] = []
         self._rows_free = list(range(max_assignments))
@@ -245,6 +251,15 @@ class Pmd:
     @burst_size.setter
     def burst_size(self, value: int):
         self._t.burst_size = value
+
+    @property
+    def sleep_max_us(self) -> int:
+        """Load-based sleep maximum (0: pure polling); see the class docstring."""
+        return self._t.sleep_max_us
+
+    @sleep_max_us.setter
+    def sleep_max_us(self, value: int):
+        self._t.sleep_max_us = value
 
     def _check_open(self):
         if self._closed:
@@ -480,9 +495,21 @@ class Pmd:
             "cycles_per_packet": busy / pkts if pkts else 0.0,
             "packets_per_poll": moved / polls if polls else 0.0,
             "empty_iterations": int(c["empty_iterations"]),
+            "sleep_max_us": self.sleep_max_us, "sleeps": int(c["sleeps"]),
+            "slept_ns": int(c["slept_ns"]),
             "burst_histogram": hist.tolist(),
             "tsc_hz": _pmd.tsc_hz(),
         }
+
+    def sleep_show(self) -> dict:
+        """Like ``ovs-appctl dpif-netdev/pmd-sleep-show`` plus counters: the maximum, how
+        many rounds slept, the time slept (total and longest single sleep, ns)."""
+        c = self.counters[0]
+        iterations, sleeps = int(c["iterations"]), int(c["sleeps"])
+        return {"lcore": self.lcore, "cpu": self._cpu, "sleep_max_us": self.sleep_max_us,
+                "iterations": iterations, "iterations_slept": sleeps,
+                "iterations_without_sleep": iterations - sleeps,
+                "slept_ns": int(c["slept_ns"]), "sleep_max_ns": int(c["sleep_max_ns"])}
 
     def rxq_show(self) -> list[dict]:
         """Per assignment: port, queue, action, packets and share of this PMD's cycles

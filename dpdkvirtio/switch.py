@@ -100,7 +100,7 @@ class Switch:
         cpus_ = self.config.pmd_cpus or sorted(set(self._eal.workers.values()))[-1:]
         try:
             for cpu in cpus_:
-                pmd = Pmd(cpu=cpu)
+                pmd = Pmd(cpu=cpu, sleep_max_us=self.config.pmd_sleep_max_us)
                 pmd.start()
                 self.pmds.append(pmd)
                 self._load[cpu] = 0
@@ -404,6 +404,10 @@ class Switch:
 
     def pmd_perf_show(self) -> list[dict]:
         return [p.perf() for p in self.pmds]
+
+    def pmd_sleep_show(self) -> list[dict]:
+        """Per PMD: its pmd-sleep-max and how much it slept (Pmd.sleep_show)."""
+        return [p.sleep_show() for p in self.pmds]
 
     def wait_connected(self, names=None, timeout_s: float = 30.0) -> bool:
         """Wait until the named vhost-user ports (default: all) have a running device."""

@@ -23,6 +23,7 @@ OTHER_CONFIG = {
     "vhost-iommu-support": "true: offer vIOMMU support on vhost-user ports",
     "vhost-postcopy-support": "true: allow postcopy live migration on vhost-user ports",
     "tx-retries-max": "default enqueue retries for vhost-user ports (0..32, default 8)",
+    "pmd-sleep-max": "us a PMD may sleep when its queues are idle (0..10000, default 0: poll)",
     "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
     "dpdk-extra": "further EAL arguments, space separated",
     "log-level": "DPDK log level (emerg .. debug)",
@@ -77,6 +78,7 @@ class SwitchConfig:
     iommu: bool = False
     postcopy: bool = False
     tx_retries_max: int = 8
+    pmd_sleep_max_us: int = 0
     memory_mode: str = "auto"
     extra_args: tuple = ()
     log_level: str = "warning"
@@ -119,6 +121,8 @@ class SwitchConfig:
         c.postcopy = _bool("vhost-postcopy-support", oc.get("vhost-postcopy-support", False))
         if "tx-retries-max" in oc:
             c.tx_retries_max = check_tx_retries(oc["tx-retries-max"])
+        if "pmd-sleep-max" in oc:
+            c.pmd_sleep_max_us = check_sleep_max(oc["pmd-sleep-max"])
         c.memory_mode = oc.get("memory-mode", "auto")
         if c.memory_mode not in ("auto", "hugepages", "no-huge"):
             raise ConfigError("memory-mode must be auto, hugepages or no-huge")
@@ -155,4 +159,15 @@ def check_ring_size(key, v, lo=64, hi=4096) -> int:
         raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}") from None
     if not lo <= n <= hi or n & (n - 1):
         raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}")
+    return n
+
+
+def check_sleep_max(v: object) -> int:
+    """pmd-sleep-max in us, 0..10000 (as OVS). Raises ConfigError."""
+    try:
+        n = int(str(v))
+    except ValueError:
+        raise ConfigError(f"pmd-sleep-max must be an integer 0..10000 (us), got {v!r}") from None
+    if not 0 <= n <= 10000:
+        raise ConfigError(f"pmd-sleep-max must be 0..10000 us, got {n}")
     return n

@@ -419,3 +419,38 @@ def test_a_generator_owns_its_tx_queue(pair, pmds):
         u.stop()
     a.remove_generator(g)
     assert u.owner(0, "tx") is None
+
+
+def test_sleep_when_idle(pair, pmds):
+    """pmd-sleep-max semantics: an idle PMD sleeps (its thread uses a small share of the
+    CPU and counts its sleeps), a busy one does not, nothing is lost, and 0 polls again."""
+    v, u = pair
+    a, b = pmds
+    with pytest.raises(ConfigError, match="sleep_max_us"):
+        b.sleep_max_us = 10_001
+    b.sleep_max_us = 500
+    b.add_rxq(v, 0, "rxonly")
+    a.sleep_max_us = 500                        # a generator with work keeps its PMD awake
+    # paced: each poll builds a packet or two, far below the idle threshold
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=300_000, pps=300_000))
+    b.start()
+    idle_share = helpers.lcore_cpu_share(b.lcore, 1.0)
+    slept = b.sleep_show()
+    assert idle_share < 0.3, idle_share
+    assert slept["iterations_slept"] > 100 and slept["slept_ns"] > 0.5e9, slept
+    assert slept["sleep_max_ns"] >= 400_000                  # it grew towards the maximum
+    a.start()
+    time.sleep(0.5)
+    assert not g.done and a.sleep_show()["iterations_slept"] == 0   # awake while generating
+    assert g.wait_done(30)
+    got = _quiesce(v)
+    assert got == u.stats()["tx_packets"] > 0                # nothing lost by sleeping
+    assert g.built == 300_000 == u.stats()["tx_packets"] + sum(u.drops().values())
+    time.sleep(0.3)
+    assert a.sleep_show()["iterations_slept"] > 50           # done: now it sleeps too
+    b.sleep_max_us = 0                                       # back to pure polling
+    time.sleep(0.1)
+    before = b.sleep_show()["iterations_slept"]
+    assert helpers.lcore_cpu_share(b.lcore, 1.0) > 0.8
+    assert b.sleep_show()["iterations_slept"] == before
+    a.stop(); b.stop()

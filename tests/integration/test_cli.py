@@ -387,3 +387,22 @@ def test_control_socket_rejects_bad_requests(d):
         assert [p["name"] for p in sw.ctl("show")["ports"]] == ["a"]      # nothing changed
     finally:
         assert sw.stop() == 0
+
+
+def test_pmd_sleep_max_from_other_config(d, tmp_path):
+    """other_config:pmd-sleep-max reaches the switch's PMDs; `ctl pmd-sleep-show` reports
+    the sleeps of an idle switch, and its text form names them."""
+    sw = Running(d, [("a", "dpdkvhostuser", {})], extra_oc='pmd-sleep-max = "300"\n')
+    try:
+        time.sleep(0.5)
+        pmds = sw.ctl("pmd-sleep-show")
+        assert [p["sleep_max_us"] for p in pmds] == [300]
+        assert pmds[0]["iterations_slept"] > 100 and pmds[0]["slept_ns"] > 0.2e9, pmds
+        text = sw.ctl("pmd-sleep-show", json_out=False)
+        assert "max sleep 300 us" in text and f"cpu {BACK}" in text
+    finally:
+        assert sw.stop() == 0
+    topo = tmp_path / "bad.toml"
+    topo.write_text('[switch.other_config]\npmd-sleep-max = "20000"\n')
+    bad = cli("run", "--dry-run", str(topo))
+    assert bad.returncode != 0 and "pmd-sleep-max must be 0..10000 us, got 20000" in bad.stderr

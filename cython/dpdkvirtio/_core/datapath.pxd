@@ -114,7 +114,10 @@ cdef struct dv_pmd_stats:
     uint64_t plan_epoch           # epoch of the plan the lcore runs
     uint64_t cpu                  # CPU the lcore last pinned itself to
     uint64_t hist[DV_HIST_BINS]   # how many packets each poll moved
-    uint64_t _pad[7]
+    uint64_t sleeps               # rounds followed by a sleep (pmd-sleep-max)
+    uint64_t slept_ns             # time spent in those sleeps
+    uint64_t sleep_max_ns         # the longest single sleep
+    uint64_t _pad[4]
 
 # One per (PMD, assignment); single writer: the PMD.
 cdef struct dv_poll_stats:
@@ -191,6 +194,9 @@ cdef struct dv_pmd_ctx:
     int cpu_ack
     uint16_t burst_size
     dv_pmd_stats *stats
+    uint32_t sleep_max_us         # 0: pure polling; else sleep when idle (written by control)
+    uint32_t sleep_thresh         # a poll moving fewer packets than this is idle
+    uint64_t tsc_hz
 
 cdef int dv_pmd_main(void *arg) noexcept nogil
 cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil

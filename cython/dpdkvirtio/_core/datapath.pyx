@@ -10,6 +10,7 @@ from dpdkvirtio._dpdk.rte_ethdev cimport rte_eth_rx_burst, rte_eth_tx_burst
 from dpdkvirtio._dpdk.rte_vhost cimport rte_vhost_enqueue_burst, rte_vhost_dequeue_burst
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU_ZERO, CPU_SET,
     rte_thread_set_affinity)
+from posix.time cimport timespec, nanosleep
 from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
     dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64)
 
@@ -502,6 +503,25 @@ OUT_DEFAULTS_TO_IN = DV_OUT_DEFAULTS_TO_IN
 USES_GEN = DV_USES_GEN
 
 
+cdef uint32_t _idle_sleep(dv_pmd_ctx *ctx, dv_pmd_stats *st, uint32_t sleep_us) noexcept nogil:
+    """Load-based sleep (OVS pmd-sleep-max semantics): after an idle round, sleep
+    ``sleep_us`` (grown by 1 us per idle round up to sleep_max_us); returns the next step."""
+    cdef timespec ts
+    cdef uint64_t t0, ns
+    ts.tv_sec = 0
+    ts.tv_nsec = <long>sleep_us * 1000
+    t0 = rte_rdtsc()
+    nanosleep(&ts, NULL)
+    ns = (rte_rdtsc() - t0) * 1000000000 // ctx.tsc_hz if ctx.tsc_hz else 0
+    st.sleeps += 1
+    st.slept_ns += ns
+    if ns > st.sleep_max_ns:
+        st.sleep_max_ns = ns
+    if sleep_us < ctx.sleep_max_us:
+        sleep_us += 1
+    return sleep_us
+
+
 cdef int dv_pmd_main(void *arg) noexcept nogil:
     """The PMD thread: poll every assignment of the current plan, round after round,
     until told to stop. Picks up new plans, burst sizes and CPU moves between rounds."""
@@ -515,6 +535,8 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     cdef uint16_t n, burst
     cdef int req
     cdef rte_cpuset_t cs
+    cdef bint busy_round
+    cdef uint32_t sleep_us = 1, sleep_max
     while not dv_load_acquire_int(&ctx.stop):
         plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
         burst = ctx.burst_size
@@ -523,6 +545,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         t_start = rte_rdtsc()
         t_prev = t_start
         moved = 0
+        busy_round = False
         if plan is not NULL:
             for i in range(plan.n_polls):
                 pl = &plan.polls[i]
@@ -534,6 +557,10 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
                 t_prev = t_now
                 st.hist[n if n < DV_HIST_BINS else DV_HIST_BINS - 1] += 1
                 moved += n
+                # a busy poll, or a generator with work to do, keeps the PMD awake
+                if n >= ctx.sleep_thresh or (pl.gen is not NULL and not pl.gen.done
+                                             and not pl.gen.paused):
+                    busy_round = True
         st.iterations += 1
         if moved:
             st.busy_cycles += t_prev - t_start
@@ -543,6 +570,12 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         if plan is not NULL:
             st.plan_epoch = plan.epoch
             dv_store_release_u64(&ctx.ack_epoch, plan.epoch)
+        sleep_max = ctx.sleep_max_us
+        if sleep_max:
+            if busy_round:
+                sleep_us = 1
+            else:
+                sleep_us = _idle_sleep(ctx, st, sleep_us if sleep_us <= sleep_max else sleep_max)
         req = dv_load_acquire_int(&ctx.cpu_request)
         if req >= 0 and req != ctx.cpu_ack:
             CPU_ZERO(&cs)
@@ -567,6 +600,9 @@ def pmd_stats_layout():
         ("tx_packets", <size_t>&s.tx_packets - base),
         ("plan_epoch", <size_t>&s.plan_epoch - base),
         ("cpu", <size_t>&s.cpu - base),
+        ("sleeps", <size_t>&s.sleeps - base),
+        ("slept_ns", <size_t>&s.slept_ns - base),
+        ("sleep_max_ns", <size_t>&s.sleep_max_ns - base),
     ]
     return sizeof(dv_pmd_stats), fields, <size_t>&s.hist[0] - base, DV_HIST_BINS
 

@@ -31,6 +31,7 @@ import time
 
 PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
+MAX_SLEEP_US = 10000                    # as OVS's pmd-sleep-max
 OPS = {"inc": 0, "dec": 1, "random": 2}
 
 
@@ -223,6 +224,8 @@ cdef class PmdThread:
         self.poll_stats = Counters(max_polls, sizeof(dv_poll_stats), "poll")
         self._ctx.stats = <dv_pmd_stats *>self.stats.row(0)
         self._ctx.burst_size = burst_size
+        self._ctx.sleep_thresh = burst_size // 2 if burst_size > 1 else 1
+        self._ctx.tsc_hz = rte_get_tsc_hz()
         self._ctx.cpu_request = -1
         self._ctx.cpu_ack = -1
         self.lcore = lcore
@@ -249,6 +252,20 @@ cdef class PmdThread:
         if not 1 <= value <= DV_PMD_MAX_BURST:
             raise ConfigError(f"burst_size must be 1..{DV_PMD_MAX_BURST}")
         self._ctx.burst_size = value
+        self._ctx.sleep_thresh = value // 2 if value > 1 else 1
+
+    @property
+    def sleep_max_us(self):
+        """Load-based sleep: 0 polls without pause; N sleeps after rounds in which every
+        queue moved fewer than half a burst, growing 1 us per idle round up to N us."""
+        return self._ctx.sleep_max_us
+
+    @sleep_max_us.setter
+    def sleep_max_us(self, int value):
+        if not 0 <= value <= MAX_SLEEP_US:
+            raise ConfigError(f"sleep_max_us must be 0..{MAX_SLEEP_US} (0: pure polling), "
+                              f"got {value}")
+        self._ctx.sleep_max_us = value
 
     @property
     def epoch(self):
