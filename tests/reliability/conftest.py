@@ -25,6 +25,17 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fd_targets() -> dict[int, str]:
+    """fd -> what it is (readlink of /proc/self/fd/N), to name a leak."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -97,12 +108,14 @@ def baseline(eal, warm):
     import gc
     gc.collect()
     fds0, rss0, mbufs0 = fd_count(), rss_mb(), mbufs_in_use()
+    targets0 = fd_targets()
     yield
     gc.collect()
     deadline = time.monotonic() + 5
     while fd_count() > fds0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert fd_count() <= fds0, f"fds leaked: {fds0} -> {fd_count()}"
+    new = {fd: t for fd, t in fd_targets().items() if targets0.get(fd) != t}
+    assert fd_count() <= fds0, f"fds leaked: {fds0} -> {fd_count()}: {new}"
     assert rss_mb() - rss0 < 64, f"RSS grew by {rss_mb() - rss0:.0f} MB"
     assert mbufs_in_use() == mbufs0, f"mempools or mbufs leaked: {mbufs0} -> {mbufs_in_use()}"
 

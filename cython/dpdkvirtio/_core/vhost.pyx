@@ -10,11 +10,11 @@ rte_vhost_driver_unregister without the GIL (it may run destroy_device synchrono
 cimport cython
 from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
 from libc.string cimport strncpy, strcmp, memset
-from posix.unistd cimport write, read
+from posix.unistd cimport write, read, usleep
 from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
     pthread_mutex_lock, pthread_mutex_unlock, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
 from dpdkvirtio._dpdk.rte_vhost cimport *
-from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc
+from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc, rte_get_tsc_hz
 from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_load_acquire_int
 from dpdkvirtio._core.datapath cimport dv_port, dv_vhost_quiesce, DV_KIND_VHOST
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_CLOSED
@@ -63,6 +63,7 @@ cdef struct dv_vhost_slot:
     uint32_t rejected             # messages refused by the screen (connection closed)
     int postcopy                  # the port offers postcopy (RTE_VHOST_USER_POSTCOPY_SUPPORT)
     int advised                   # POSTCOPY_ADVISE seen on the current connection
+    uint64_t disconnect_tsc       # when the last device or connection ended
 
 cdef struct dv_vhost_event:
     uint32_t kind
@@ -241,6 +242,7 @@ cdef void _on_destroy_device(int vid) noexcept nogil:
         for i in range(2 * p.n_queues):
             p.vring_enabled[i] = 0
         g_slots[s].running = 0
+        g_slots[s].disconnect_tsc = rte_rdtsc()
         _push_locked(EV_DESTROY_DEVICE, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
 
@@ -277,6 +279,7 @@ cdef void _on_destroy_connection(int vid) noexcept nogil:
         g_vid_slot[vid] = -1
     if s >= 0 and g_slots[s].vid == vid:      # a replaced connection leaves the slot alone
         g_slots[s].vid = -1
+        g_slots[s].disconnect_tsc = rte_rdtsc()
         _push_locked(EV_DESTROY_CONNECTION, s, vid, 0, 0, 0)
     pthread_mutex_unlock(&g_lock)
 
@@ -452,7 +455,17 @@ cdef class VhostPort(Port):
         cdef const char *c_path = b_path
         cdef int slot = self._slot
         cdef int i
+        cdef uint64_t settle_tsc
         if self._registered:
+            if slot >= 0 and (self.flags & RTE_VHOST_USER_CLIENT):
+                # DPDK 22.11 race: after a client's connection ends, the vhost-events thread
+                # calls destroy_device, drops the connection, and only then creates the
+                # socket it reconnects with; an unregister in between misses that socket
+                # (an fd leaked, once per close). Give the thread that moment.
+                settle_tsc = g_slots[slot].disconnect_tsc + rte_get_tsc_hz() // 10
+                with nogil:
+                    while rte_rdtsc() < settle_tsc:
+                        usleep(1000)
             with nogil:
                 # May call destroy_device/destroy_connection on this thread.
                 rte_vhost_driver_unregister(c_path)
