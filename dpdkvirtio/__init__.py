@@ -42,6 +42,7 @@ _EXPORTS = {
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",
     "Switch": ".switch", "SwitchConfig": ".switchconfig",
+    "FlowStats": ".flows", "FLOW_STATS_DTYPE": ".stats",
 }
 
 __all__ = sorted(_EXPORTS) + ["DPDK_VERSION"]

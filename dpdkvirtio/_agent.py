@@ -14,7 +14,7 @@ import dpdkvirtio as dv
 from dpdkvirtio import rpc
 from dpdkvirtio._process import set_pdeathsig
 
-state: dict[str, Any] = {"ports": {}, "pmd": None, "gens": {}, "loop": None}
+state: dict[str, Any] = {"ports": {}, "pmd": None, "gens": {}, "loop": None, "flows": {}}
 
 
 def op_init(memory_mode="auto", cpu=0, control_cpus=None):
@@ -48,12 +48,13 @@ def _pmd():
     return state["pmd"]
 
 
-def op_gen(name, queue=0, count=0, pkt_size=64, pps=0, vars=None, tag=None, start=True):
+def op_gen(name, queue=0, count=0, pkt_size=64, pps=0, vars=None, tag=None, start=True,
+           flow_id=None):
     port = state["ports"][name]
     fvars = [dv.FieldVar(v.pop("field"), v.pop("min"), v.pop("max"), **v) for v in (vars or [])]
     stream = dv.Stream(dv.udp_frame(pkt_size), vars=fvars, count=count,
                        mode="single_burst" if count else "continuous",
-                       pps=pps or None)
+                       pps=pps or None, flow_id=flow_id)
     g = _pmd().add_generator(port, queue, stream)
     state["gens"][tag or name] = g
     if start:
@@ -61,9 +62,12 @@ def op_gen(name, queue=0, count=0, pkt_size=64, pps=0, vars=None, tag=None, star
     return {}
 
 
-def op_rx(name, queue=0, action="rxonly", out=None, start=True):
+def op_rx(name, queue=0, action="rxonly", out=None, start=True, flows=False):
     out_port = state["ports"][out] if out else None
-    _pmd().add_rxq(state["ports"][name], queue, action, out_port=out_port)
+    table = dv.FlowStats(64) if flows else None
+    _pmd().add_rxq(state["ports"][name], queue, action, out_port=out_port, flows=table)
+    if table is not None:
+        state["flows"][name] = table
     if start:
         _pmd().start()
     return {}
@@ -197,6 +201,13 @@ def op_pmd(action):
 def op_gen_wait(tag, timeout=30.0):
     g = state["gens"][tag]
     return {"done": g.wait_done(timeout), "built": g.built}
+
+
+def op_flows(name, sent=None):
+    """The FlowStats summary of port ``name``'s receiver ({flow id: flow dict}; ``sent``:
+    {flow id: count} from the generators)."""
+    sent = {int(k): v for k, v in (sent or {}).items()}
+    return {str(k): v for k, v in state["flows"][name].summary(sent).items()}
 
 
 def op_stats(name):

@@ -93,6 +93,31 @@ def udp_frame(size: int = 64, *, src_mac: str = "02:00:00:00:00:01",
     return eth + ip + udp
 
 
+def is_ipv4_udp(frame: bytes) -> bool:
+    """An untagged Ethernet/IPv4 (no options)/UDP frame."""
+    return (len(frame) >= ETH_HLEN + IPV4_HLEN + UDP_HLEN and frame[12:14] == b"\x08\x00"
+            and frame[14] == 0x45 and frame[23] == 17)
+
+
+def fix_checksums(frame: bytes) -> bytes:
+    """``frame`` with its IPv4 checksum (and a non-zero UDP checksum) made right; other
+    frames unchanged."""
+    if not is_ipv4_udp(frame):
+        return frame
+    f = bytearray(frame)
+    csum = OFFSETS["ip.csum"]
+    f[csum:csum + 2] = b"\0\0"
+    f[csum:csum + 2] = struct.pack("!H", inet_checksum(bytes(f[ETH_HLEN:ETH_HLEN + IPV4_HLEN])))
+    udp = ETH_HLEN + IPV4_HLEN
+    ulen = struct.unpack_from("!H", f, udp + 4)[0]
+    if f[udp + 6:udp + 8] != b"\0\0" and UDP_HLEN <= ulen <= len(f) - udp:
+        f[udp + 6:udp + 8] = b"\0\0"
+        pseudo = bytes(f[26:34]) + struct.pack("!BBH", 0, 17, ulen)
+        c = inet_checksum(pseudo + bytes(f[udp:udp + ulen])) or 0xFFFF
+        f[udp + 6:udp + 8] = struct.pack("!H", c)
+    return bytes(f)
+
+
 def ipv4_checksum_ok(frame: bytes) -> bool:
     return inet_checksum(frame[ETH_HLEN:ETH_HLEN + IPV4_HLEN]) == 0
 

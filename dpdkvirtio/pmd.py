@@ -65,6 +65,7 @@ class Assignment:
     generator: Any = None
     stream: Stream | None = None
     row: int = 0
+    flows: Any = None                 # a FlowStats this assignment's receiver accounts into
 
     @property
     def uses(self) -> int:
@@ -105,8 +106,14 @@ class GeneratorHandle:
         return self._a.queue
 
     @property
+    def flow_id(self) -> int | None:
+        """The measured flow this generator stamps (None: unmeasured)."""
+        return self._a.generator.flow_id
+
+    @property
     def built(self) -> int:
-        """Packets built and handed to the port (sent, or dropped and counted there)."""
+        """Packets built and handed to the port (sent, or dropped and counted there); for
+        a measured stream, the ``sent`` of FlowStats.flow()."""
         return self._a.generator.built
 
     @property
@@ -286,7 +293,8 @@ class Pmd:
     def _publish(self):
         self._t.set_plan([(a.action, a.port.core, a.queue,
                            a.out_port.core if a.out_port is not None else None,
-                           a.out_queue, a.generator, a.row)
+                           a.out_queue, a.generator, a.row,
+                           a.flows.table if a.flows is not None else None)
                           for a in self._assignments])
 
     def _claim(self, a: Assignment):
@@ -304,6 +312,8 @@ class Pmd:
                                           "it there first (or use move_rxq, or another queue)")
                     port.core.claim(queue, direction, self.lcore)
                     done.append((port, queue, direction))
+                if a.flows is not None:
+                    a.flows.table.claim(self.lcore)
             except BaseException:
                 for port, queue, direction in reversed(done):
                     port.core.release(queue, direction, self.lcore)
@@ -315,6 +325,8 @@ class Pmd:
             for port, queue, direction in a.queues():
                 if not port.closed:
                     port.core.release(queue, direction, self.lcore)
+            if a.flows is not None:
+                a.flows.table.release(self.lcore)
         self._rows_free.append(a.row)
 
     def _add(self, a: Assignment):
@@ -350,12 +362,20 @@ class Pmd:
         return a
 
     def add_rxq(self, port, queue: int = 0, action: str = "rxonly", out_port=None,
-                out_queue: int | None = None) -> Assignment:
+                out_queue: int | None = None, *, flows=None) -> Assignment:
         """Poll rx queue ``queue`` of ``port``: ``rxonly`` counts and frees; ``io`` forwards
         to (``out_port``, ``out_queue``); ``macswap`` swaps the Ethernet addresses and sends
-        to (``out_port``, ``out_queue``), by default back out of the same port and queue."""
+        to (``out_port``, ``out_queue``), by default back out of the same port and queue.
+        ``flows``: a FlowStats this queue's measured packets are accounted into (the PMD
+        becomes its only writer; give each receiver its own), or True for a new one
+        (``assignment.flows``)."""
         if action not in ACTIONS:
             raise ConfigError(f"action must be one of {ACTIONS}, got {action!r}")
+        if flows is True:
+            from .flows import FlowStats
+            flows = FlowStats()
+        elif flows is not None and not hasattr(flows, "table"):
+            raise ConfigError(f"flows must be a dv.FlowStats (or True), got {type(flows).__name__}")
         uses = ENGINES[action]
         if uses & _datapath.USES_TX_OUT and out_port is None:
             if not uses & _datapath.OUT_DEFAULTS_TO_IN:
@@ -365,7 +385,7 @@ class Pmd:
             raise ConfigError(f"{action} sends nothing: no out_port")
         if out_queue is None:
             out_queue = queue if out_port is not None and queue < out_port.n_queues else 0
-        return self._add(Assignment(action, port, queue, out_port, out_queue))
+        return self._add(Assignment(action, port, queue, out_port, out_queue, flows=flows))
 
     def add_generator(self, port, queue: int, stream: Stream) -> GeneratorHandle:
         """Generate ``stream`` into tx queue ``queue`` of ``port``; packets come from the
@@ -419,7 +439,8 @@ class Pmd:
             self._assignments.remove(a)
             self._publish()
             self._release(a)
-        return to._add(Assignment(a.action, a.port, a.queue, a.out_port, a.out_queue))
+        return to._add(Assignment(a.action, a.port, a.queue, a.out_port, a.out_queue,
+                                  flows=a.flows))
 
     # -- run ----------------------------------------------------------------------------
     def start(self):

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from ._core import counters as _counters  # noqa: F401  (buffer owner type)
 from ._core import datapath as _datapath
+from ._core import flows as _flows
 
 
 def _dtype_from_layout(layout: tuple[int, list[tuple[str, int]]]) -> np.dtype[np.void]:
@@ -46,6 +47,7 @@ def _pmd_dtype() -> np.dtype[np.void]:
 QUEUE_STATS_DTYPE = _dtype_from_layout(_datapath.queue_stats_layout())
 PMD_STATS_DTYPE = _pmd_dtype()
 POLL_STATS_DTYPE = _dtype_from_layout(_datapath.poll_stats_layout())
+FLOW_STATS_DTYPE = _dtype_from_layout(_flows.flow_layout())
 
 # Drop counters, by reason, as the demo and the switch report them.
 DROP_FIELDS = {

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import marker as _marker
 from . import packets as _packets
 from .errors import ConfigError
 
@@ -148,11 +149,6 @@ def _as_frames(packets) -> list[bytes]:
                           "scapy packets") from None
 
 
-def _is_ipv4_udp(frame: bytes) -> bool:
-    return (len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[14] == 0x45
-            and frame[23] == 17)
-
-
 class Stream:
     """What a generator sends (TRex's STLStream in spirit).
 
@@ -178,13 +174,19 @@ class Stream:
         Keep IPv4 and UDP checksums right while fields change (IPv4/UDP templates).
     seed : int
         For ``random`` variables.
+    flow_id : int, optional
+        Measure this stream (0..65535): every packet carries the marker of
+        ``dpdkvirtio.marker`` (flow id, a per-flow sequence number from 0, the sender's
+        TSC), so receivers with a FlowStats table count loss, reordering, duplicates and
+        latency per flow. Needs Ethernet/IPv4/UDP templates of at least 64 bytes.
     """
 
     def __init__(self, packets, *, vars=(), size: SizeVar | None = None, pps: float | None = None,
                  bps: float | None = None, percent: float | None = None,
                  line_rate_bps: float | None = None, count: int = 0, duration_s: float = 0.0,
                  mode: str = "continuous", burst_packets: int = 0, bursts: int = 0,
-                 ibg_s: float = 0.0, fix_checksums: bool = True, seed: int = 1):
+                 ibg_s: float = 0.0, fix_checksums: bool = True, seed: int = 1,
+                 flow_id: int | None = None):
         frames = _as_frames(packets)
         if not frames:
             raise ConfigError("a stream needs at least one packet")
@@ -205,12 +207,22 @@ class Stream:
                 raise ConfigError("size must be a SizeVar with 42 <= min <= max <= 9000")
             if size.op not in ("inc", "dec", "random") or size.step < 1:
                 raise ConfigError("SizeVar op must be inc, dec or random and step >= 1")
-            if not all(_is_ipv4_udp(f) for f in frames):
+            if not all(_packets.is_ipv4_udp(f) for f in frames):
                 raise ConfigError("a SizeVar needs Ethernet/IPv4/UDP templates")
             frames = [f.ljust(size.max, b"\0") for f in frames]
+        self.flow_id = None if flow_id is None else _marker.check_flow_id(flow_id)
+        if self.flow_id is not None:
+            if size is not None and size.min < _marker.MIN_FRAME:
+                raise ConfigError(f"a measured stream's SizeVar needs min >= {_marker.MIN_FRAME} "
+                                  "(the marker's end)")
+            for v in self.vars:
+                if v.offset < _marker.MIN_FRAME and v.offset + v.size > _marker.OFFSET:
+                    raise ConfigError(f"{v!r} overlaps the measurement marker (bytes "
+                                      f"{_marker.OFFSET}..{_marker.MIN_FRAME - 1})")
+            frames = [_marker.mark_template(f, self.flow_id) for f in frames]
         self.fix_checksums = bool(fix_checksums)
-        if self.fix_checksums:
-            frames = [self._with_checksums(f) for f in frames]
+        if self.fix_checksums or self.flow_id is not None:
+            frames = [_packets.fix_checksums(f) for f in frames]
         self.frames = frames
         rates = [r for r in (pps, bps, percent) if r is not None]
         if len(rates) > 1:
@@ -240,23 +252,6 @@ class Stream:
         self.burst_packets, self.bursts, self.ibg_s = burst_packets, bursts, ibg_s
         self.seed = seed
 
-    @staticmethod
-    def _with_checksums(frame: bytes) -> bytes:
-        """The template with IPv4 (and non-zero UDP) checksums made right, so that the C
-        engine can update them incrementally."""
-        if not _is_ipv4_udp(frame):
-            return frame
-        f = bytearray(frame)
-        f[24:26] = b"\0\0"
-        f[24:26] = struct.pack("!H", _packets.inet_checksum(bytes(f[14:34])))
-        ulen = struct.unpack_from("!H", f, 38)[0]
-        if f[40:42] != b"\0\0" and 8 <= ulen <= len(f) - 34:
-            f[40:42] = b"\0\0"
-            pseudo = bytes(f[26:34]) + struct.pack("!BBH", 0, 17, ulen)
-            c = _packets.inet_checksum(pseudo + bytes(f[34:34 + ulen])) or 0xFFFF
-            f[40:42] = struct.pack("!H", c)
-        return bytes(f)
-
     @property
     def mean_size(self) -> float:
         if self.size is not None:
@@ -276,20 +271,21 @@ class Stream:
 
     def generator_args(self, mempool):
         udp_end = 34
-        if self.frames and _is_ipv4_udp(self.frames[0]):
+        if self.frames and _packets.is_ipv4_udp(self.frames[0]):
             udp_end = 34 + struct.unpack_from("!H", self.frames[0], 38)[0]
         count = self.count
         burst_packets, bursts, ibg = 0, 0, 0.0
         if self.mode == "multi_burst":
             burst_packets, bursts, ibg = self.burst_packets, self.bursts, self.ibg_s
-        fixable = all(_is_ipv4_udp(f) for f in self.frames)
+        fixable = all(_packets.is_ipv4_udp(f) for f in self.frames)
         return dict(
             mempool=mempool, templates=self.frames,
             variables=[v.c_tuple(udp_end) for v in self.vars],
             size_var=(self.size.op, self.size.min, self.size.max, self.size.step) if self.size else None,
             fix_ip=self.fix_checksums and fixable, fix_udp=self.fix_checksums and fixable,
             pps=self.pps_for(), count=count, duration_s=self.duration_s,
-            burst_packets=burst_packets, bursts=bursts, ibg_s=ibg, seed=self.seed)
+            burst_packets=burst_packets, bursts=bursts, ibg_s=ibg, seed=self.seed,
+            flow_id=-1 if self.flow_id is None else self.flow_id)
 
     # -- replay ------------------------------------------------------------------------
     @classmethod

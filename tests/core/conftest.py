@@ -18,6 +18,17 @@ def pair(eal, sockdir):
         v.close()
 
 
+@pytest.fixture
+def pmds(eal):
+    """Two PMDs: one on the first CPU (senders), one on the last (receivers)."""
+    import dpdkvirtio as dv
+    from tests import helpers
+    a, b = dv.Pmd(cpu=helpers.cpus()[0]), dv.Pmd(cpu=helpers.cpus()[-1])
+    yield a, b
+    a.close()
+    b.close()
+
+
 def drain(port, queue=0, idle_polls=2000):
     """Receive and free until the queue has been empty for idle_polls polls."""
     import dpdkvirtio as dv

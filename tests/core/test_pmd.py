@@ -27,14 +27,6 @@ FRONT, BACK = helpers.cpus()[0], helpers.cpus()[-1]
 NOT_OURS = max(os.sched_getaffinity(0)) + 1          # a CPU this process may not use
 
 
-@pytest.fixture
-def pmds(eal):
-    a, b = dv.Pmd(cpu=FRONT), dv.Pmd(cpu=BACK)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_generator_to_rxonly_exact(pair, pmds):
     v, u = pair
     a, b = pmds

@@ -4,8 +4,8 @@ import sys
 
 from tests.helpers import REPO
 
-PURE = ("errors", "config", "hugepages", "placement", "packets", "sockets", "streams", "virtio", "rpc",
-        "switchconfig", "topology")
+PURE = ("errors", "config", "hugepages", "placement", "packets", "marker", "sockets", "streams",
+        "virtio", "rpc", "switchconfig", "topology")
 CODE = f"""
 import importlib, importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

@@ -171,6 +171,50 @@ cdef struct dv_gen:
     int paused                    # written by control
     int started
     uint64_t rng
+    int32_t flow_id               # -1: unmeasured; else stamp the marker (marker.py)
+    uint64_t seq_next             # the next packet's sequence number
+
+# ---- Measured streams (layout of the marker: dpdkvirtio/marker.py) ---------------------
+cdef enum:
+    DV_MARK_OFFSET = 42           # start of the UDP payload of Ethernet/IPv4/UDP
+    DV_MARK_MIN_FRAME = 64        # DV_MARK_OFFSET + 22
+    DV_MARK_MAGIC = 0x314D5644    # b"DVM1" loaded as a little-endian uint32
+    DV_LAT_SUB = 64               # log-linear histogram: 64 buckets per power of two
+    DV_LAT_BUCKETS = 2112         # exact below 128 ns, then <= 1/64 wide, up to 2**38 ns
+    DV_SEQ_WINDOW = 1024          # sequence numbers remembered per flow (bits)
+
+# One per flow, single writer: the receiver the table is attached to.
+cdef struct dv_flow:
+    uint64_t received             # unique measured packets
+    uint64_t bytes
+    uint64_t lost                 # sequence numbers skipped and not (yet) seen late
+    uint64_t out_of_order         # arrived after a higher sequence number (filled a gap)
+    uint64_t duplicates           # a sequence number seen before (within the window)
+    uint64_t stale                # older than the window: late or duplicate, not counted
+    uint64_t lat_min_ns
+    uint64_t lat_max_ns
+    uint64_t lat_sum_ns
+    uint64_t jitter_ns16          # RFC 3550 interarrival jitter estimate, times 16
+    uint64_t next_seq             # highest sequence number seen + 1
+    uint64_t last_lat_ns
+    uint64_t first_rx_tsc
+    uint64_t last_rx_tsc
+    uint64_t clock_errors         # stamped in the receiver's future (latency counted as 0)
+    uint64_t resync               # after a reset: take the next sequence number as it comes
+    uint64_t window[16]           # seen bits of next_seq - 1024 .. next_seq - 1
+
+cdef struct dv_flow_table:
+    dv_flow *flows                # n_flows rows
+    uint64_t *hist                # n_flows * DV_LAT_BUCKETS counts
+    uint32_t n_flows
+    double ns_per_tsc
+    uint64_t reset_req            # written by control; the writer zeroes and acks
+    uint64_t reset_ack
+    uint64_t unknown_flow         # measured packets with flow id >= n_flows
+    uint64_t unmeasured           # packets without the marker
+
+cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
+                           uint64_t now) noexcept nogil
 
 cdef struct dv_poll:
     int engine                    # dv_engine_id
@@ -180,6 +224,7 @@ cdef struct dv_poll:
     uint16_t out_queue
     dv_gen *gen
     dv_poll_stats *pst
+    dv_flow_table *flows          # NULL: no per-flow accounting on this rx queue
 
 cdef struct dv_plan:
     uint64_t epoch

@@ -2,7 +2,7 @@
 """All loops over packets live here (L1). Every function is ``noexcept nogil`` and works
 on C structs prepared by the control plane; the data path never raises, it counts."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
     rte_pktmbuf_read, rte_memcpy)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
@@ -12,7 +12,8 @@ from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU
     rte_thread_set_affinity)
 from posix.time cimport timespec, nanosleep
 from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
-    dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64)
+    dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64,
+    dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64)
 
 
 cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
@@ -409,11 +410,140 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
             pl.port.stats[pl.queue].tx.nombuf_drops += want
             _after_sent(g, want, now)
         return 0
+    if g.flow_id >= 0:
+        _stamp(g, pkts, n)
     dv_port_tx(pl.port, pl.queue, pkts, n, True)
     g.built += n
     st.tx_packets += n
     _after_sent(g, n, now)
     return n
+
+
+cdef inline void _stamp(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil:
+    """Write sequence number and TSC into each packet's marker (bytes 48..63, zero in the
+    template), one TSC read per burst right before the enqueue; keep a non-zero UDP
+    checksum right (RFC 1624: the old words were zero, the delta is the new words)."""
+    cdef uint16_t i
+    cdef uint32_t d, w
+    cdef uint8_t *p
+    cdef uint64_t tsc = rte_rdtsc()
+    for i in range(n):
+        p = <uint8_t *>dv_mbuf_data(pkts[i])
+        dv_store_le64(p + DV_MARK_OFFSET + 6, g.seq_next)
+        dv_store_le64(p + DV_MARK_OFFSET + 14, tsc)
+        g.seq_next += 1
+        if _load16(p + _UDP_CSUM) != 0:
+            d = 0
+            for w in range(8):
+                d += _load16(p + DV_MARK_OFFSET + 6 + 2 * w)
+            _apply_delta(p + _UDP_CSUM, d, True)
+
+
+cdef inline uint32_t _lat_bucket(uint64_t ns) noexcept nogil:
+    """Log-linear bucket of a latency: exact below 128 ns, then 64 buckets per power of
+    two (bucket i >= 128 covers [(i % 64 + 64) << s, ... + 2**s) with s = i // 64 - 1)."""
+    cdef uint32_t shift, i
+    if ns < 2 * DV_LAT_SUB:
+        return <uint32_t>ns
+    shift = <uint32_t>dv_msb64(ns) - 6
+    i = shift * DV_LAT_SUB + <uint32_t>(ns >> shift)
+    return i if i < DV_LAT_BUCKETS else DV_LAT_BUCKETS - 1
+
+
+cdef inline void _forget_seqs(dv_flow *f, uint64_t first, uint64_t end) noexcept nogil:
+    """Mark sequence numbers first..end-1 unseen in the window (they were skipped)."""
+    if end - first >= DV_SEQ_WINDOW:
+        memset(f.window, 0, sizeof(f.window))
+        return
+    while first < end:
+        f.window[(first >> 6) & 15] &= ~((<uint64_t>1) << (first & 63))
+        first += 1
+
+
+cdef inline bint _track_seq(dv_flow *f, uint64_t seq) noexcept nogil:
+    """Sequence bookkeeping of one measured packet; False when it is not new (duplicate,
+    or older than the window)."""
+    cdef uint64_t *word = &f.window[(seq >> 6) & 15]
+    cdef uint64_t bit = (<uint64_t>1) << (seq & 63)
+    if f.resync:
+        f.resync = 0
+        f.next_seq = seq
+        memset(f.window, 0, sizeof(f.window))
+    if seq >= f.next_seq:
+        if seq > f.next_seq:
+            f.lost += seq - f.next_seq
+            _forget_seqs(f, f.next_seq, seq)
+        word[0] |= bit
+        f.next_seq = seq + 1
+        return True
+    if f.next_seq - seq > DV_SEQ_WINDOW:
+        f.stale += 1
+        return False
+    if word[0] & bit:
+        f.duplicates += 1
+        return False
+    word[0] |= bit
+    f.out_of_order += 1
+    f.lost -= 1
+    return True
+
+
+cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
+                           uint64_t now) noexcept nogil:
+    """Per-flow accounting of the measured packets in pkts[0:n], received at TSC ``now``
+    (packets are not modified). Also carries out a reset the control side asked for."""
+    cdef uint64_t req = dv_load_acquire_u64(&t.reset_req)
+    cdef uint32_t i, fid
+    cdef uint64_t seq, tx, lat, diff
+    cdef uint8_t *p
+    cdef rte_mbuf *m
+    cdef dv_flow *f
+    if req != t.reset_ack:
+        memset(t.flows, 0, t.n_flows * sizeof(dv_flow))
+        memset(t.hist, 0, t.n_flows * DV_LAT_BUCKETS * sizeof(uint64_t))
+        for fid in range(t.n_flows):
+            t.flows[fid].resync = 1
+        t.unknown_flow = 0
+        t.unmeasured = 0
+        dv_store_release_u64(&t.reset_ack, req)
+    for i in range(n):
+        m = pkts[i]
+        p = <uint8_t *>dv_mbuf_data(m)
+        if (m.data_len < DV_MARK_MIN_FRAME or dv_load_le32(p + DV_MARK_OFFSET) != DV_MARK_MAGIC
+                or _load16(p + 12) != 0x0800 or p[14] != 0x45 or p[23] != 17):
+            t.unmeasured += 1
+            continue
+        fid = _load16(p + DV_MARK_OFFSET + 4)
+        if fid >= t.n_flows:
+            t.unknown_flow += 1
+            continue
+        f = &t.flows[fid]
+        seq = dv_load_le64(p + DV_MARK_OFFSET + 6)
+        tx = dv_load_le64(p + DV_MARK_OFFSET + 14)
+        if not _track_seq(f, seq):
+            continue
+        if now >= tx:
+            lat = <uint64_t>(<double>(now - tx) * t.ns_per_tsc)
+        else:
+            lat = 0
+            f.clock_errors += 1
+        if f.received == 0:
+            f.lat_min_ns = lat
+            f.first_rx_tsc = now
+        else:
+            # RFC 3550 6.4.1: J += (|D| - J) / 16, kept as 16 * J
+            diff = lat - f.last_lat_ns if lat >= f.last_lat_ns else f.last_lat_ns - lat
+            f.jitter_ns16 += diff - (f.jitter_ns16 >> 4)
+            if lat < f.lat_min_ns:
+                f.lat_min_ns = lat
+        if lat > f.lat_max_ns:
+            f.lat_max_ns = lat
+        f.received += 1
+        f.bytes += m.pkt_len
+        f.lat_sum_ns += lat
+        f.last_lat_ns = lat
+        f.last_rx_tsc = now
+        t.hist[<uint64_t>fid * DV_LAT_BUCKETS + _lat_bucket(lat)] += 1
 
 
 cdef inline void _after_sent(dv_gen *g, uint16_t n, uint64_t now) noexcept nogil:
@@ -441,6 +571,8 @@ cdef uint16_t _engine_rxonly(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint6
                              dv_pmd_stats *st) noexcept nogil:
     """Count and free."""
     cdef uint16_t n = dv_port_rx(pl.port, pl.queue, pkts, burst)
+    if pl.flows is not NULL:
+        dv_flows_account(pl.flows, pkts, n, rte_rdtsc())
     if n:
         st.rx_packets += n
         rte_pktmbuf_free_bulk(pkts, n)
@@ -450,6 +582,8 @@ cdef uint16_t _engine_rxonly(dv_poll *pl, rte_mbuf **pkts, uint16_t burst, uint6
 cdef inline uint16_t _forward(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
                              dv_pmd_stats *st, bint swap_macs) noexcept nogil:
     cdef uint16_t n = dv_port_rx(pl.port, pl.queue, pkts, burst)
+    if pl.flows is not NULL:
+        dv_flows_account(pl.flows, pkts, n, rte_rdtsc())
     if n:
         st.rx_packets += n
         if swap_macs:

@@ -19,10 +19,11 @@ from dpdkvirtio._core.debug cimport (dv_debug_track, DV_RES_GENERATOR, DV_RES_PM
     DV_RES_PLAN)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
-    DV_USES_GEN)
+    DV_USES_GEN, DV_MARK_MIN_FRAME)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
+from dpdkvirtio._core.flows cimport FlowTable
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PmdError, ConfigError
 from dpdkvirtio._core.datapath import ENGINES as _ENGINES
@@ -65,7 +66,8 @@ cdef class Generator:
     def __cinit__(self, Mempool mempool not None, list templates, list variables=None,
                   size_var=None, bint fix_ip=True, bint fix_udp=True, double pps=0.0,
                   uint64_t count=0, double duration_s=0.0, uint32_t burst_packets=0,
-                  uint32_t bursts=0, double ibg_s=0.0, uint64_t seed=0x9E3779B97F4A7C15):
+                  uint32_t bursts=0, double ibg_s=0.0, uint64_t seed=0x9E3779B97F4A7C15,
+                  int flow_id=-1):
         eal_check_usable()
         if not templates:
             raise ConfigError("a generator needs at least one template packet")
@@ -144,6 +146,11 @@ cdef class Generator:
         g.n_bursts = bursts
         g.ibg_tsc = <uint64_t>(ibg_s * hz) if ibg_s > 0 else 0
         g.rng = seed if seed else 0x9E3779B97F4A7C15
+        if not -1 <= flow_id <= 65535:
+            raise ConfigError(f"flow_id must be 0..65535 (or -1: unmeasured), got {flow_id}")
+        if flow_id >= 0 and any(len(b) < DV_MARK_MIN_FRAME for b in blobs):
+            raise ConfigError(f"measured templates must be at least {DV_MARK_MIN_FRAME} bytes")
+        g.flow_id = flow_id
         self.mempool = mempool
         self.set_rate(pps)
 
@@ -175,6 +182,16 @@ cdef class Generator:
     def nombuf(self):
         """Packets that were due (paced mode) but could not be built: mempool empty."""
         return self._g.nombuf
+
+    @property
+    def flow_id(self):
+        """The measured flow this generator stamps (None: unmeasured)."""
+        return self._g.flow_id if self._g.flow_id >= 0 else None
+
+    @property
+    def next_seq(self):
+        """The sequence number the next packet gets (= packets stamped so far)."""
+        return self._g.seq_next
 
     @property
     def done(self):
@@ -273,7 +290,8 @@ cdef class PmdThread:
 
     def set_plan(self, list assignments, double timeout_s=5.0):
         """Replace what the lcore polls. ``assignments``: list of
-        (engine, port, queue, out_port, out_queue, generator, poll_row). Returns after
+        (engine, port, queue, out_port, out_queue, generator, poll_row, flow_table or None).
+        Returns after
         the lcore has picked the new plan up (when running), so ports and generators no
         longer in it may be closed."""
         eal_check_usable()
@@ -287,10 +305,11 @@ cdef class PmdThread:
             raise MemoryError()
         cdef Port port, out_port
         cdef Generator gen
+        cdef FlowTable flows
         cdef int uses
         refs = []
         try:
-            for i, (engine, p, queue, out_p, out_queue, g, row) in enumerate(assignments):
+            for i, (engine, p, queue, out_p, out_queue, g, row, ft) in enumerate(assignments):
                 if engine not in _ENGINES:
                     raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(_ENGINES)}")
                 plan.polls[i].engine, uses = _ENGINES[engine]
@@ -320,6 +339,15 @@ cdef class PmdThread:
                     gen = g
                     plan.polls[i].gen = gen._g
                     refs.append(gen)
+                if ft is not None:
+                    flows = ft
+                    if not uses & DV_USES_RX:
+                        raise ConfigError(f"the {engine} engine receives nothing to account")
+                    if flows.writer != self.lcore:
+                        raise PmdError(None, f"the flow table of {port.name!r} queue {queue} is "
+                                       f"not claimed by lcore {self.lcore} (FlowTable.claim first)")
+                    plan.polls[i].flows = flows.c_table()
+                    refs.append(flows)
             plan.n_polls = n
             self._epoch += 1
             plan.epoch = self._epoch

@@ -10,6 +10,7 @@
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 #include <rte_lcore.h>
+#include <rte_byteorder.h>
 
 /* rte_errno is a per-thread variable: read it on the failing thread, right away. */
 static inline int dv_rte_errno(void) { return rte_errno; }
@@ -39,6 +40,13 @@ static inline void *dv_aligned_zalloc(size_t size)
     memset(p, 0, size);
     return p;
 }
+
+/* Unaligned little-endian loads and stores in packet data (the measurement marker). */
+static inline uint64_t dv_load_le64(const void *p) { uint64_t v; memcpy(&v, p, 8); return rte_le_to_cpu_64(v); }
+static inline void dv_store_le64(void *p, uint64_t v) { v = rte_cpu_to_le_64(v); memcpy(p, &v, 8); }
+static inline uint32_t dv_load_le32(const void *p) { uint32_t v; memcpy(&v, p, 4); return rte_le_to_cpu_32(v); }
+/* Index of the highest set bit of v (v > 0). */
+static inline int dv_msb64(uint64_t v) { return 63 - __builtin_clzll(v); }
 
 /* Leak counters (meson -Ddebug_checks=true defines DV_DEBUG_CHECKS): 1 when compiled in. */
 #ifdef DV_DEBUG_CHECKS

@@ -1,5 +1,5 @@
 # L0: our own static-inline helpers from dv_shim.h (prefix dv_).
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 
 cdef extern from "dv_shim.h" nogil:
@@ -15,6 +15,10 @@ cdef extern from "dv_shim.h" nogil:
     void *dv_load_acquire_ptr(void * const *p)
     void dv_store_release_ptr(void **p, void *v)
     void *dv_aligned_zalloc(size_t size)
+    uint64_t dv_load_le64(const void *p)
+    void dv_store_le64(void *p, uint64_t v)
+    uint32_t dv_load_le32(const void *p)
+    int dv_msb64(uint64_t v)
     enum: DV_DEBUG_ENABLED
     void dv_add_long(long *p, long d)
     long dv_load_long(const long *p)

@@ -1,0 +1,338 @@
+"""Measured streams: the marker stamped by the C generator and by Python senders, per-flow
+accounting in PMD receivers and in the Python burst API, against real DPDK ports."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import dpdkvirtio as dv
+from dpdkvirtio import flows as dvflows
+from dpdkvirtio import marker, packets
+from dpdkvirtio.errors import ConfigError, PmdError
+from tests import helpers
+
+FRONT, BACK = helpers.cpus()[0], helpers.cpus()[-1]
+REL_ERROR = 1 / 128            # the histogram's stated bound (half of a 1/64-wide bucket)
+
+
+@pytest.fixture
+def two_pairs(eal, sockdir):
+    """(v1, u1, v2, u2): two vhost-user/virtio-user pairs in this process."""
+    ports = []
+    try:
+        for name in ("a", "b"):
+            v = dv.VhostUserPort(os.path.join(sockdir, f"{name}.sock"))
+            ports.append(v)
+            u = dv.VirtioUserPort(v.path, queue_size=1024)
+            ports.append(u)
+            assert v.wait_running(10) and u.wait_link_up(5)
+        yield tuple(ports)
+    finally:
+        for p in reversed(ports):
+            p.close()
+
+
+def _wait_received(fs, flow_id, n, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while fs.flow(flow_id)["received"] + fs.flow(flow_id)["lost"] < n:
+        assert time.monotonic() < deadline, f"flow {flow_id}: {fs.flow(flow_id)}"
+        time.sleep(0.01)
+
+
+def _send_all(port, burst, timeout_s=10.0):
+    """tx_burst until the whole burst is taken (a forwarder that loses nothing itself)."""
+    deadline = time.monotonic() + timeout_s
+    while len(burst):
+        assert time.monotonic() < deadline, "the peer never took the packets"
+        port.tx_burst(0, burst, drop_unsent=False)
+
+
+@pytest.fixture
+def on_front_cpu():
+    """Run this (busy-looping) Python thread beside the generator's PMD, not the
+    receiver's: a starved receiver would drop packets the test did not mean to drop."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {FRONT})
+    yield
+    os.sched_setaffinity(0, before)
+
+
+def test_three_measured_flows_exact(pair, pmds):
+    """3 measured flows (one of 10^6 packets) and an unmeasured one into one queue: per flow
+    received + lost == sent with no reordering or duplicates, and what is lost is exactly
+    what the sending port counted as dropped (its ring full while the receiver was
+    descheduled; on an idle host that is 0)."""
+    v, u = pair
+    a, b = pmds
+    fs = dv.FlowStats(max_flows=8)
+    b.add_rxq(v, 0, "rxonly", flows=fs)
+    gens = [a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=fid, count=n, pps=pps))
+            for fid, n, pps in ((0, 1_000_000, 1e6), (5, 30_000, 2e5), (7, 10_000, 1e5))]
+    plain = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=5_000, pps=1e5))
+    b.start()
+    a.start()
+    for g in gens + [plain]:
+        assert g.wait_done(30)
+    helpers.settle(v, "rx_packets", quiet=0.3, timeout=20.0)
+    a.stop(); b.stop()
+    assert gens[0].built == 1_000_000
+    lost = 0
+    for g in gens:
+        f = fs.flow(g.flow_id, sent=g.built)
+        assert (f["out_of_order"], f["duplicates"], f["stale"]) == (0, 0, 0), f
+        assert f["sent"] == f["received"] + f["lost_total"] == g.built
+        assert f["bytes"] == 64 * f["received"]
+        assert int(fs.histograms[g.flow_id].sum()) == f["received"]
+        assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["p99.99_ns"] <= f["lat_max_ns"]
+        assert f["lat_min_ns"] <= f["lat_mean_ns"] <= f["lat_max_ns"]
+        assert f["clock_errors"] == 0
+        lost += f["lost_total"]
+    assert fs.unknown_flow == 0
+    assert lost + (5_000 - fs.unmeasured) == sum(u.drops().values())
+    assert fs.active() == [0, 5, 7]
+    assert v.stats()["rx_packets"] == 1_045_000 - sum(u.drops().values())
+
+
+def test_stamp_is_valid_udp_and_sequence_counts_up(pair, pmds):
+    """What the C generator writes: marker fields where marker.py says, checksums right."""
+    v, u = pair
+    a, _ = pmds
+    a.add_generator(u, 0, dv.Stream(dv.udp_frame(80, sport=7), flow_id=513, count=300, pps=2e4,
+                                    vars=[dv.FieldVar("udp.sport", 1, 9)]))
+    t0 = dvflows.tsc()
+    a.start()
+    b = dv.Burst(64)
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 300 and time.monotonic() < deadline:
+        if v.rx_burst(0, b):
+            got += [b.packet(i) for i in range(len(b))]
+            b.free()
+    t1 = dvflows.tsc()
+    a.stop()
+    assert len(got) == 300
+    parsed = [marker.parse(f) for f in got]
+    assert [p[0] for p in parsed] == [513] * 300
+    assert [p[1] for p in parsed] == list(range(300))
+    assert all(t0 <= p[2] <= t1 for p in parsed)
+    assert all(packets.ipv4_checksum_ok(f) and packets.udp_checksum_ok(f) for f in got)
+    assert [packets.field(f, "udp.sport") for f in got[:10]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 1]
+
+
+def test_loss_counted_per_flow_through_a_dropping_forwarder(two_pairs, pmds, on_front_cpu):
+    """Generator -> u1 -> v1 -> Python loop dropping every k-th packet of each flow ->
+    v2 -> u2 -> PMD rxonly with a flow table: lost == dropped, per flow."""
+    v1, u1, v2, u2 = two_pairs
+    a, b = pmds
+    fs = dv.FlowStats(max_flows=4)
+    b.add_rxq(u2, 0, "rxonly", flows=fs)
+    k = {1: 7, 2: 3}
+    sent = {1: 20_001, 2: 9_001}          # the last packet of each flow is kept
+    gens = {fid: a.add_generator(u1, 0, dv.Stream(dv.udp_frame(64), flow_id=fid, count=n,
+                                                  pps=5e4)) for fid, n in sent.items()}
+    b.start(); a.start()
+    rx, tx = dv.Burst(64), dv.Burst(64)
+    seen = {1: 0, 2: 0}
+    dropped = {1: 0, 2: 0}
+    deadline = time.monotonic() + 30
+    while sum(seen.values()) < sum(sent.values()):
+        assert time.monotonic() < deadline, seen
+        if not v1.rx_burst(0, rx):
+            continue
+        data, lengths = rx.to_numpy(128)
+        rx.free()
+        keep = []
+        for i, row in enumerate(data):
+            fid = int(row[marker.FLOW_OFFSET]) << 8 | int(row[marker.FLOW_OFFSET + 1])
+            if seen[fid] % k[fid] == k[fid] - 1:
+                dropped[fid] += 1
+            else:
+                keep.append(i)
+            seen[fid] += 1
+        if keep:
+            assert tx.alloc_rows(v2.mempool, np.ascontiguousarray(data[keep]),
+                                 np.ascontiguousarray(lengths[keep])) == len(keep)
+            _send_all(v2, tx)
+    for fid in sent:
+        _wait_received(fs, fid, sent[fid])
+    a.stop(); b.stop()
+    assert dropped == {1: 20_001 // 7, 2: 9_001 // 3}
+    for fid, g in gens.items():
+        f = fs.flow(fid, sent=g.built)
+        assert g.built == sent[fid]
+        assert f["lost"] == dropped[fid] and f["tail_lost"] == 0, f
+        assert f["received"] == sent[fid] - dropped[fid]
+        assert f["out_of_order"] == 0 and f["duplicates"] == 0
+        assert int(fs.histograms[fid].sum()) == f["received"]
+
+
+def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
+    """Python sends known sequence numbers; the Python receiver accounts each burst."""
+    v, u = pair
+    fs = dv.FlowStats(max_flows=4)
+    seqs = [0, 1, 2, 4, 3, 5, 5, 6, 9, 7, 8, 8, 10, 2000, 10, 1500, 1500]
+    frames = marker.stamp(dv.udp_frame(64), 3, seqs, dvflows.tsc())
+    tx, rx = dv.Burst(64), dv.Burst(64)
+    assert tx.alloc_rows(u.mempool, frames) == len(seqs)
+    _send_all(u, tx)
+    deadline = time.monotonic() + 5
+    got = 0
+    while got < len(seqs):
+        assert time.monotonic() < deadline
+        n = v.rx_burst(0, rx)
+        if n:
+            fs.account(rx)
+            got += n
+            rx.free()
+    f = fs.flow(3, sent=2001)
+    # 0..10: 4 before 3, 9 before 7 and 8 -> 3 out of order, 5 and 8 twice -> 2 duplicates;
+    # 2000 skips 11..1999 (1989 lost), 10 is 1991 behind (> 1024: stale), 1500 fills a gap
+    # (out of order, one less lost), 1500 again is a duplicate.
+    assert (f["received"], f["lost"], f["out_of_order"], f["duplicates"], f["stale"]) == \
+        (13, 1988, 4, 3, 1), f
+    assert f["sent"] == f["received"] + f["lost_total"]
+    assert int(fs.histograms[3].sum()) == 13
+
+
+def test_histogram_percentiles_within_the_stated_error(pair):
+    """Known latencies from 1 ns to 10 s (stamps back-dated from a fixed receive TSC):
+    every percentile within REL_ERROR of numpy's, min/max exact."""
+    v, u = pair
+    fs = dv.FlowStats(max_flows=1)
+    hz = dvflows.tsc_hz()
+    rng = np.random.default_rng(7)
+    lat_ns = np.unique(np.round(10 ** rng.uniform(0, 10, 4000)).astype(np.int64))
+    now = dvflows.tsc() + 20 * hz
+    tscs = [now - round(int(ns) * hz / 1e9) for ns in lat_ns]
+    exact = np.array([(now - t) * fs.table.ns_per_tsc for t in tscs])    # what C computes
+    exact = np.floor(exact)
+    tx, rx = dv.Burst(64), dv.Burst(64)
+    got = 0
+    for start in range(0, len(tscs), 64):
+        chunk = tscs[start:start + 64]
+        frames = marker.stamp(dv.udp_frame(64), 0, range(start, start + len(chunk)), chunk)
+        assert tx.alloc_rows(u.mempool, frames) == len(chunk)
+        _send_all(u, tx)
+        while True:
+            n = v.rx_burst(0, rx)
+            if n:
+                fs.account(rx, rx_tsc=now)
+                got += n
+                rx.free()
+            if got == start + len(chunk):
+                break
+    f = fs.flow(0)
+    assert f["received"] == len(lat_ns) and f["lost"] == 0
+    assert f["lat_min_ns"] == exact.min() and f["lat_max_ns"] == exact.max()
+    qs = [1, 10, 25, 50, 75, 90, 99, 99.9, 100]
+    got_p = fs.percentiles(0, qs)
+    want = np.percentile(exact, qs, method="inverted_cdf")
+    for q, w in zip(qs, want):
+        assert abs(got_p[q] - w) <= REL_ERROR * w + 0.5, (q, got_p[q], w)
+    assert f["jitter_ns"] > 0
+
+
+def test_known_delay_through_a_holding_forwarder(two_pairs, pmds, on_front_cpu):
+    """A Python forwarder holds every packet >= 20 ms: the receiver's latency min >= 20 ms,
+    its p50 within the histogram's error of the latency the forwarder measured."""
+    v1, u1, v2, u2 = two_pairs
+    a, b = pmds
+    hold_s = 0.020
+    fs = dv.FlowStats(max_flows=2)
+    b.add_rxq(u2, 0, "rxonly", flows=fs)
+    g = a.add_generator(u1, 0, dv.Stream(dv.udp_frame(64), flow_id=1, count=600, pps=6000))
+    b.start(); a.start()
+    hz = dvflows.tsc_hz()
+    rx, tx = dv.Burst(64), dv.Burst(64)
+    held = []                       # (due TSC, rows, lengths)
+    fwd_lat = []
+    forwarded = 0
+    deadline = time.monotonic() + 20
+    while forwarded < 600:
+        assert time.monotonic() < deadline
+        if v1.rx_burst(0, rx):
+            arrived = dvflows.tsc()
+            data, lengths = rx.to_numpy(64)
+            rx.free()
+            held.append((arrived + int(hold_s * hz), data, lengths))
+        if held and dvflows.tsc() >= held[0][0]:
+            _, data, lengths = held.pop(0)
+            assert tx.alloc_rows(v2.mempool, data, lengths) == len(data)
+            t = dvflows.tsc()
+            _send_all(v2, tx)
+            fwd_lat += [(t - marker.parse(row.tobytes())[2]) * 1e9 / hz for row in data]
+            forwarded += len(data)
+    _wait_received(fs, 1, 600)
+    a.stop(); b.stop()
+    f = fs.flow(1, sent=g.built)
+    assert f["received"] == 600 and f["lost_total"] == 0
+    assert f["lat_min_ns"] >= hold_s * 1e9
+    p50_fwd = float(np.percentile(fwd_lat, 50, method="inverted_cdf"))
+    assert abs(f["p50_ns"] - p50_fwd) <= REL_ERROR * p50_fwd, (f["p50_ns"], p50_fwd)
+
+
+def test_reset_by_the_running_writer(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    fs = dv.FlowStats(max_flows=2)
+    b.add_rxq(v, 0, "rxonly", flows=fs)
+    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=1, pps=2e5))
+    b.start(); a.start()
+    _wait_received(fs, 1, 10_000)
+    fs.reset()
+    after = fs.flow(1)
+    # the writer zeroed the table and restarted sequence tracking: no phantom loss
+    assert after["received"] < 10_000 and after["lost"] == 0
+    _wait_received(fs, 1, 2_000)
+    g.pause()
+    sent = g.built
+    helpers.settle(v, "rx_packets", quiet=0.3, timeout=20.0)
+    f = fs.flow(1, sent=sent)
+    assert 2_000 <= f["received"] < sent - 10_000
+    assert f["lost_total"] == 0 and f["duplicates"] == 0 and f["out_of_order"] == 0
+    assert int(fs.histograms[1].sum()) == f["received"]
+    a.stop(); b.stop()
+    fs.reset()                      # writer stopped: done at once, here
+    assert fs.counters["received"].sum() == 0 and fs.histograms.sum() == 0
+
+
+def test_bad_measurement_input(pair, pmds):
+    v, u = pair
+    a, b = pmds
+    for bad in (-1, 65536, 1.5, "3", True):
+        with pytest.raises(ConfigError, match="flow_id"):
+            dv.Stream(dv.udp_frame(64), flow_id=bad)
+    with pytest.raises(ConfigError, match="at least 64 bytes"):
+        dv.Stream(dv.udp_frame(60), flow_id=1)
+    with pytest.raises(ConfigError, match="IPv4.*UDP"):
+        dv.Stream(b"\x02" * 12 + b"\x88\xb5" + bytes(60), flow_id=1)
+    with pytest.raises(ConfigError, match="overlaps the measurement marker"):
+        dv.Stream(dv.udp_frame(64), flow_id=1, vars=[dv.FieldVar(offset=44, size=2, min=0, max=9)])
+    with pytest.raises(ConfigError, match="min >= 64"):
+        dv.Stream(dv.udp_frame(64), flow_id=1, size=dv.SizeVar(60, 100))
+    for bad in (0, 65537, 2.0):
+        with pytest.raises(ConfigError, match="max_flows"):
+            dv.FlowStats(max_flows=bad)
+    fs = dv.FlowStats(max_flows=4)
+    for q in ([0], [101], [float("nan")], [-5]):
+        with pytest.raises(ConfigError, match=r"\(0, 100\]"):
+            fs.percentiles(1, q)
+    for bad in (4, -1, 100_000, "1"):
+        with pytest.raises(ConfigError, match="not in this table"):
+            fs.percentiles(bad)
+        with pytest.raises(ConfigError, match="not in this table"):
+            fs.histogram(bad)
+    assert fs.percentiles(2) == {50.0: None, 99.0: None, 99.9: None, 99.99: None}
+    with pytest.raises(ConfigError, match="FlowStats"):
+        b.add_rxq(v, 0, "rxonly", flows=object())
+    b.add_rxq(v, 0, "rxonly", flows=fs)
+    # one writer per table: a second receiver, or the Python thread, is refused
+    with pytest.raises(ConfigError, match="one writer per table"):
+        a.add_rxq(u, 0, "rxonly", flows=fs)
+    assert u.core.owner(0, "rx") is None             # the refused add claimed nothing
+    with pytest.raises(PmdError, match="written by the PMD"):
+        fs.account(dv.Burst(4))
+    b.remove(v)
+    assert fs.writer is None
+    fs.account(dv.Burst(4))                          # Python's again
