@@ -93,3 +93,34 @@ def test_peer_killed_mid_traffic_back_end_survives(sockdir):
             st = back.call("stats", name="v")
             assert st["in_use"] == base                   # every received mbuf came back
         back.call("close", name="v")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_measured_flows_across_processes(mode, sockdir):
+    """Generator in one process, receiver with a flow table in another: the TSC stamped
+    by one is compared with the other's; per flow sent == received + lost, and what is lost
+    is exactly what the sender counted as dropped."""
+    path = os.path.join(sockdir, "m.sock")
+    c = cpus()
+    with Agent(mode, cpu=c[1]) as back, Agent(mode, cpu=c[0]) as front:
+        back.call("port", name="v", kind="vhost-server", path=path)
+        front.call("port", name="u", kind="virtio-user", path=path, queue_size=1024)
+        assert back.call("wait", name="v", what="running")["done"]
+        back.call("rx", name="v", flows=True)
+        front.call("gen", name="u", count=300_000, pps=1_000_000, tag="f3", flow_id=3)
+        front.call("gen", name="u", count=100_000, pps=200_000, tag="f9", flow_id=9)
+        sent = {fid: front.call("gen_wait", tag=f"f{fid}")["built"] for fid in (3, 9)}
+        assert sent == {3: 300_000, 9: 100_000}
+        _settle(back, "v", "rx_packets")
+        summary = back.call("flows", name="v", sent=sent)
+        drops = sum(front.call("stats", name="u")["drops"].values())
+        assert sorted(summary) == ["3", "9"]
+        for fid, f in summary.items():
+            assert f["sent"] == f["received"] + f["lost_total"], f
+            assert f["out_of_order"] == f["duplicates"] == f["clock_errors"] == 0, f
+            assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["lat_max_ns"], f
+            # two processes on one host: a hop is microseconds, not seconds
+            assert f["p50_ns"] < 1e8, f
+        assert sum(f["lost_total"] for f in summary.values()) == drops
+        front.call("close", name="u")
+        back.call("close", name="v")
