@@ -127,7 +127,8 @@ def _ctl(args) -> int:
     a = args.ctl_args
     cmd = args.ctl_cmd
     need = {"show": 0, "add-port": 2, "del-port": 1, "set": 2, "add-flow": 2, "del-flow": 1,
-            "pmd-rxq-show": 0, "pmd-perf-show": 0, "pmd-sleep-show": 0, "port-stats": 0, "stop": 0}
+            "pmd-rxq-show": 0, "pmd-perf-show": 0, "pmd-sleep-show": 0, "port-stats": 0, "stop": 0,
+            "flow-stats": 0, "add-generator": 2, "del-generator": 1, "generators": 0}
     if len(a) < need[cmd]:
         raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
     if cmd == "add-port":
@@ -142,6 +143,12 @@ def _ctl(args) -> int:
         res = request(path, cmd, in_port=a[0])
     elif cmd == "port-stats":
         res = request(path, cmd, name=a[0] if a else None)
+    elif cmd == "flow-stats":
+        res = request(path, cmd, port=a[0] if a else None)
+    elif cmd == "add-generator":
+        res = request(path, cmd, name=a[0], port=a[1], options=a[2:])
+    elif cmd == "del-generator":
+        res = request(path, cmd, name=a[0])
     else:
         if a:
             raise UsageError(f"ctl {cmd} takes no arguments")
@@ -188,6 +195,13 @@ def _print_ctl(cmd, res):
             nz = [(i, n) for i, n in enumerate(hist) if n]
             print("  burst sizes: " + ", ".join(f"{i}:{n}" for i, n in nz[:12]) +
                   (" ..." if len(nz) > 12 else ""))
+    elif cmd == "flow-stats":
+        print(_flow_table(res))
+    elif cmd == "generators":
+        print(_table(["generator", "port", "flow", "pps", "sent", "done"],
+                     [[n, g["port"], "-" if g["flow_id"] is None else g["flow_id"],
+                       f"{g['pps']:.0f}" if g["pps"] else "max", g["sent"], g["done"]]
+                      for n, g in res.items()]))
     elif cmd == "port-stats":
         keys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped", "tx_failure_drops",
                 "tx_not_ready_drops", "tx_retries"]
@@ -196,10 +210,34 @@ def _print_ctl(cmd, res):
         print(json.dumps(res) if not isinstance(res, str) else res)
 
 
+def _us(ns) -> str:
+    return "-" if ns is None else f"{ns / 1e3:.1f}"
+
+
+def _flow_table(rows, rates: dict | None = None) -> str:
+    """flow-stats rows as a table (latencies in us); ``rates``: {(port, queue, flow): Mpps}."""
+    head = ["port", "queue", "flow", "received", "lost", "reordered", "dups"]
+    head += ["Mpps"] if rates is not None else ["sent"]
+    head += ["min us", "p50 us", "p99 us", "max us", "jitter us"]
+    out = []
+    for r in rows:
+        row = [r["port"], r["queue"], r["flow_id"], r["received"], r.get("lost_total", r["lost"]),
+               r["out_of_order"], r["duplicates"]]
+        if rates is not None:
+            rate = rates.get((r["port"], r["queue"], r["flow_id"]))
+            row.append("-" if rate is None else f"{rate:.3f}")
+        else:
+            row.append(r.get("sent", "-"))
+        row += [_us(r["lat_min_ns"]), _us(r["p50_ns"]), _us(r["p99_ns"]), _us(r["lat_max_ns"]),
+                f"{r['jitter_ns'] / 1e3:.2f}"]
+        out.append(row)
+    return _table(head, out)
+
+
 # ------------------------------------------------------------------------------ top
 
 def _top(args) -> int:
-    from .control import find_socket, request
+    from .control import ControlError, find_socket, request
     path = find_socket(args.socket)
     tty = sys.stdout.isatty()
     prev = None
@@ -207,9 +245,15 @@ def _top(args) -> int:
     while args.count is None or n < args.count + 1:
         stats = request(path, "port-stats")
         perf = request(path, "pmd-perf-show")
+        try:
+            flows = request(path, "flow-stats")
+        except ControlError as e:
+            if "flow statistics are off" not in str(e):
+                raise
+            flows = None
         now = time.monotonic()
         if prev is not None:
-            pt, pstats, pperf = prev
+            pt, pstats, pperf, pflows = prev
             dt = now - pt
             rows = []
             for name, s in stats.items():
@@ -232,9 +276,16 @@ def _top(args) -> int:
             print(_table(["port", "rx Mpps", "tx Mpps", "drops/s"], rows))
             print()
             print(_table(["pmd cpu", "busy %", "cycles/pkt", "Mpps"], pmds), flush=True)
+            if flows:
+                before = {(r["port"], r["queue"], r["flow_id"]): r["received"] for r in pflows or []}
+                rates = {(r["port"], r["queue"], r["flow_id"]):
+                         (r["received"] - before.get((r["port"], r["queue"], r["flow_id"]), 0))
+                         / dt / 1e6 for r in flows}
+                print()
+                print(_flow_table(flows, rates), flush=True)
             if not tty:
                 print()
-        prev = (now, stats, perf)
+        prev = (now, stats, perf, flows)
         n += 1
         if args.count is not None and n > args.count:
             break
@@ -314,7 +365,8 @@ def _hugepages(args) -> int:
 # ------------------------------------------------------------------------------ parser
 
 CTL_COMMANDS = ["show", "add-port", "del-port", "set", "add-flow", "del-flow", "pmd-rxq-show",
-                "pmd-perf-show", "pmd-sleep-show", "port-stats", "stop"]
+                "pmd-perf-show", "pmd-sleep-show", "port-stats", "flow-stats", "add-generator",
+                "del-generator", "generators", "stop"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="query or change a running switch",
                        description="add-port NAME TYPE [key=value ...]; del-port NAME; "
                        "set NAME key=value ...; add-flow IN OUT|drop; del-flow IN; "
-                       "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; stop")
+                       "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; "
+                       "flow-stats [PORT]; add-generator NAME PORT [flow_id=N pps=X size=N "
+                       "count=N]; del-generator NAME; generators; stop")
     c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
     c.add_argument("ctl_args", nargs="*", metavar="ARG")
     c.add_argument("--socket", help="control socket (default: the one in /run/dpdkvirtio)")

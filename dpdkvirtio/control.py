@@ -36,6 +36,13 @@ def _parse_options(items) -> dict:
     return out
 
 
+def _number(key: str, value, kind):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+
+
 class ControlServer:
     """Serves one switch on ``path`` (mode 0660), a thread per client."""
 
@@ -110,6 +117,25 @@ class ControlServer:
 
     def cmd_pmd_perf_show(self):
         return self.switch.pmd_perf_show()
+
+    def cmd_flow_stats(self, port=None):
+        return self.switch.flow_stats(port)
+
+    def cmd_add_generator(self, name: str, port: str, options=None):
+        opts = _parse_options(options)
+        unknown = sorted(set(opts) - {"flow_id", "pps", "size", "count"})
+        if unknown:
+            raise ConfigError(f"unknown generator option(s) {', '.join(unknown)}; known: "
+                              "flow_id, pps, size, count")
+        kw = {k: _number(k, v, float if k == "pps" else int) for k, v in opts.items()}
+        return self.switch.add_generator(name, port, **kw)
+
+    def cmd_del_generator(self, name: str):
+        self.switch.del_generator(name)
+        return {"deleted": name}
+
+    def cmd_generators(self):
+        return self.switch.generators()
 
     def cmd_port_stats(self, name=None):
         if name:

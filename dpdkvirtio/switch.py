@@ -27,10 +27,13 @@ from . import eal as _eal_mod
 from . import sockets
 from .config import mempool_size
 from .errors import ConfigError, DpdkError, PortError
+from .flows import FlowStats
 from .mempools import Mempool
+from .packets import udp_frame
 from .placement import parse_rxq_affinity, place_rxqs
-from .pmd import Pmd
+from .pmd import GeneratorHandle, Pmd
 from .ports import VdevPort, VhostUserClientPort, VhostUserPort
+from .streams import Stream
 from .switchconfig import (
     PORT_OPTIONS,
     PORT_TYPES,
@@ -96,6 +99,8 @@ class Switch:
         self._load: dict[int, int] = {}       # rx queues per PMD CPU
         self._isolated: set[int] = set()      # PMD CPUs with pinned queues
         self._placement: dict[str, dict[int, int]] = {}   # port -> {queue: cpu}
+        self._flow_tables: dict[tuple[str, int], FlowStats] = {}   # (port, rx queue)
+        self._generators: dict[str, tuple[str, Pmd, GeneratorHandle]] = {}
         self._closed = False
         cpus_ = self.config.pmd_cpus or sorted(set(self._eal.workers.values()))[-1:]
         try:
@@ -262,11 +267,12 @@ class Switch:
         out = self.ports[rule].port if rule and rule != "drop" else None
         for q, cpu in sorted(self._placement[sp.name].items()):
             pmd = self._pmd_for_cpu(cpu)
+            flows = self._flows_for(sp.name, q)
             if out is None:
-                pmd.add_rxq(sp.port, q, "rxonly")
+                pmd.add_rxq(sp.port, q, "rxonly", flows=flows)
             else:
                 oq = q if q < out.n_queues else self.pmds.index(pmd) % out.n_queues
-                pmd.add_rxq(sp.port, q, "io", out_port=out, out_queue=oq)
+                pmd.add_rxq(sp.port, q, "io", out_port=out, out_queue=oq, flows=flows)
 
     def _unassign(self, sp: SwitchPort, as_output_too: bool = True):
         for pmd in self.pmds:
@@ -290,6 +296,10 @@ class Switch:
                 self._reassign(i)
             self.rules.pop(name, None)
             self._unassign(sp)
+            for g in [g for g, (p, _, _) in self._generators.items() if p == name]:
+                del self._generators[g]
+            for key in [k for k in self._flow_tables if k[0] == name]:
+                del self._flow_tables[key]
             del self.ports[name]
             self._unplace(name)
             sp.port.close()
@@ -357,6 +367,70 @@ class Switch:
                                                    self._isolated)
                 self._assign(sp)
 
+    # -- measured streams ---------------------------------------------------------------
+    def _flows_for(self, port: str, queue: int) -> FlowStats | None:
+        """The flow table of (port, rx queue) when other_config:flow-stats is on; it lives
+        as long as the port, across rule changes."""
+        if not self.config.flow_stats:
+            return None
+        key = (port, queue)
+        if key not in self._flow_tables:
+            self._flow_tables[key] = FlowStats(self.config.flow_stats)
+        return self._flow_tables[key]
+
+    def add_generator(self, name: str, port: str, *, flow_id: int | None = None,
+                      pps: float | None = None, size: int = 64, count: int = 0) -> dict:
+        """Send UDP frames (127.0.0.1 -> 127.0.0.2) of ``size`` bytes out of ``port``, at
+        ``pps`` (None: as fast as possible), ``count`` of them (0: until removed); a
+        ``flow_id`` makes it a measured stream. Runs on the PMD that already uses the
+        port's tx queue 0 (else the one polling its rx queue 0)."""
+        with self._lock:
+            self._check_open()
+            check_port_name(name)
+            if name in self._generators:
+                raise ConfigError(f"generator {name!r} already exists on {self.name}")
+            sp = self.ports.get(port)
+            if sp is None:
+                raise ConfigError(f"no port {port!r} on {self.name}")
+            stream = Stream(udp_frame(size), flow_id=flow_id, pps=pps, count=count,
+                            mode="single_burst" if count else "continuous")
+            owner = sp.port.core.owner(0, "tx")
+            pmd = next((p for p in self.pmds if p.lcore == owner), None) \
+                or self._pmd_for_cpu(self._placement[port][0])
+            self._generators[name] = (port, pmd, pmd.add_generator(sp.port, 0, stream))
+            return self.generators()[name]
+
+    def del_generator(self, name: str) -> None:
+        with self._lock:
+            entry = self._generators.pop(name, None)
+            if entry is None:
+                raise ConfigError(f"no generator {name!r} on {self.name}")
+            entry[1].remove_generator(entry[2])
+
+    def generators(self) -> dict[str, dict]:
+        return {n: {"port": p, "flow_id": g.flow_id, "pps": g.pps, "sent": g.built,
+                    "done": g.done, "pmd_cpu": pmd.cpu}
+                for n, (p, pmd, g) in list(self._generators.items())}
+
+    def flow_stats(self, port: str | None = None) -> list[dict]:
+        """Per (port, rx queue, flow id) seen: FlowStats.flow() plus port and queue, with
+        ``sent`` when a generator of this switch sends that flow id. Raises ConfigError
+        when flow-stats is off or the port is unknown."""
+        if not self.config.flow_stats:
+            raise ConfigError("flow statistics are off: set other_config:flow-stats=true")
+        if port is not None and port not in self.ports:
+            raise ConfigError(f"no port {port!r} on {self.name}")
+        sent: dict[int, int] = {}
+        for _, _, g in list(self._generators.values()):
+            if g.flow_id is not None:
+                sent[g.flow_id] = sent.get(g.flow_id, 0) + g.built
+        rows = []
+        for (pname, q), table in sorted(self._flow_tables.items()):
+            if port is None or pname == port:
+                for fid in table.active():
+                    rows.append({"port": pname, "queue": q, **table.flow(fid, sent.get(fid))})
+        return rows
+
     # -- observation --------------------------------------------------------------------
     def port_stats(self, name: str) -> dict:
         """OVS-style statistics of a port (rx_packets, tx_dropped, tx_failure_drops, ...)."""
@@ -386,6 +460,7 @@ class Switch:
             "pmds": [{"lcore": p.lcore, "cpu": p.cpu, "running": p.running} for p in self.pmds],
             "ports": [sp.describe() for sp in self.ports.values()],
             "rules": [{"in_port": i, "out_port": o} for i, o in self.rules.items()],
+            "generators": self.generators(),
             "mempools": self.mempools(),
         }
 

@@ -25,12 +25,15 @@ OTHER_CONFIG = {
     "tx-retries-max": "default enqueue retries for vhost-user ports (0..32, default 8)",
     "pmd-sleep-max": "us a PMD may sleep when its queues are idle (0..10000, default 0: poll)",
     "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
+    "flow-stats": "count measured streams per rx queue: false (default), true (64 flow ids) "
+                  "or the number of flow ids (dpdkvirtio extension)",
     "dpdk-extra": "further EAL arguments, space separated",
     "log-level": "DPDK log level (emerg .. debug)",
 }
 PORT_OPTIONS = ("n_rxq", "n_rxq_desc", "n_txq_desc", "pmd-rxq-affinity", "tx-retries-max",
                 "vhost-server-path", "dpdk-devargs", "socket-mode", "socket-group")
 SHARED_POOL_PORTS = 8            # ports per shared mempool
+DEFAULT_FLOW_IDS = 64            # flow-stats=true: flow ids 0..63 per rx queue
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -79,6 +82,7 @@ class SwitchConfig:
     postcopy: bool = False
     tx_retries_max: int = 8
     pmd_sleep_max_us: int = 0
+    flow_stats: int = 0                  # flow ids per rx queue table (0: no accounting)
     memory_mode: str = "auto"
     extra_args: tuple = ()
     log_level: str = "warning"
@@ -123,6 +127,8 @@ class SwitchConfig:
             c.tx_retries_max = check_tx_retries(oc["tx-retries-max"])
         if "pmd-sleep-max" in oc:
             c.pmd_sleep_max_us = check_sleep_max(oc["pmd-sleep-max"])
+        if "flow-stats" in oc:
+            c.flow_stats = check_flow_stats(oc["flow-stats"])
         c.memory_mode = oc.get("memory-mode", "auto")
         if c.memory_mode not in ("auto", "hugepages", "no-huge"):
             raise ConfigError("memory-mode must be auto, hugepages or no-huge")
@@ -159,6 +165,20 @@ def check_ring_size(key, v, lo=64, hi=4096) -> int:
         raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}") from None
     if not lo <= n <= hi or n & (n - 1):
         raise ConfigError(f"{key} must be a power of 2 in {lo}..{hi}, got {v!r}")
+    return n
+
+
+def check_flow_stats(v: object) -> int:
+    """flow-stats: false/0 (off), true (64 flow ids) or a count 1..65536. Raises ConfigError."""
+    if isinstance(v, bool) or str(v).lower() in ("true", "false", "yes", "no", "on", "off"):
+        return DEFAULT_FLOW_IDS if _bool("flow-stats", v) else 0
+    try:
+        n = int(str(v), 10)
+    except ValueError:
+        raise ConfigError(f"flow-stats must be true, false or a number of flow ids 1..65536, "
+                          f"got {v!r}") from None
+    if not 0 <= n <= 65536:
+        raise ConfigError(f"flow-stats must be 0..65536 flow ids, got {n}")
     return n
 
 

@@ -21,6 +21,12 @@ without creating anything; ``build()`` creates it.
     in_port = "vhu0"
     out_port = "vhu1"        # or "drop"
 
+    [[generator]]            # optional: the switch sends a (measured) stream out of a port
+    name = "probe"
+    port = "vhu0"
+    flow_id = 1              # measured (flows the switch receives show in `ctl flow-stats`
+    pps = 10000              #   with other_config flow-stats = "true"); size = 64, count = 0
+
     [control]
     socket = "/run/dpdkvirtio/br0.ctl"    # optional
 """
@@ -60,10 +66,10 @@ def load(path) -> dict:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - {"switch", "port", "flow", "control"})
+    unknown = sorted(set(data) - {"switch", "port", "flow", "generator", "control"})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)} (known: switch, "
-                          "port, flow, control)")
+                          "port, flow, generator, control)")
     return data
 
 
@@ -90,6 +96,7 @@ class Plan:
     main_cpus: list[int]
     ports: list[PortPlan]
     flows: list[tuple[str, str]]
+    generators: list[dict]
     mempools: list[dict]
     memory_mb: int
     control_socket: str
@@ -106,6 +113,7 @@ class Plan:
                        "socket_state": p.socket_state, "mempool": p.mempool,
                        "options": p.options, "warnings": p.warnings} for p in self.ports],
             "flows": [{"in_port": i, "out_port": o} for i, o in self.flows],
+            "generators": self.generators,
             "mempools": self.mempools,
             "memory_mb": self.memory_mb,
             "control_socket": self.control_socket,
@@ -127,6 +135,10 @@ class Plan:
         lines.append("rules:" if self.flows else "rules: (none: every port drops what it receives)")
         for i, o in self.flows:
             lines.append(f"  {i} -> {o}")
+        for g in self.generators:
+            what = f"measured flow {g['flow_id']}" if g.get("flow_id") is not None else "unmeasured"
+            lines.append(f"generator {g['name']}: out of {g['port']}, {what}, "
+                         f"{g.get('pps') or 'max'} pps, {g.get('size', 64)} B")
         lines.append("mempools:")
         for m in self.mempools:
             lines.append(f"  {m['name']:<12} {m['mbufs']:>7} mbufs  ~{m['mb']} MB  "
@@ -242,6 +254,7 @@ def plan(topology: dict) -> Plan:
             raise ConfigError(f"[[flow]] #{i + 1}: port {a!r} already has a rule")
         ins.add(a)
         flows.append((a, b))
+    generators = _plan_generators(topology.get("generator", []), names)
     # mempools, as the switch will make them
     pools: list[dict[str, Any]] = []
     lcores = len(pmd_cpus) + 1
@@ -275,7 +288,47 @@ def plan(topology: dict) -> Plan:
         raise ConfigError(f"the directory of the control socket does not exist: {os.path.dirname(csock)}")
     for p in ports:
         warnings += [f"port {p.name}: {w}" for w in p.warnings]
-    return Plan(name, oc, cfg, pmd_cpus, main_cpus, ports, flows, pools, memory_mb, csock, warnings)
+    return Plan(name, oc, cfg, pmd_cpus, main_cpus, ports, flows, generators, pools, memory_mb,
+                csock, warnings)
+
+
+GENERATOR_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "port": str, "flow_id": int, "pps": (int, float), "size": int, "count": int}
+
+
+def _plan_generators(raw_list: Any, port_names: set[str]) -> list[dict]:
+    """Check the [[generator]] tables (streams built the way the switch will build them)."""
+    from .packets import udp_frame
+    from .streams import Stream
+    out: list[dict] = []
+    if not isinstance(raw_list, list):
+        raise ConfigError("[[generator]] must be an array of tables")
+    for i, raw in enumerate(raw_list):
+        where = f"[[generator]] #{i + 1}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        extra = sorted(set(raw) - set(GENERATOR_KEYS))
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)} (known: "
+                              f"{', '.join(GENERATOR_KEYS)})")
+        for key in ("name", "port"):
+            if key not in raw:
+                raise ConfigError(f"{where} needs {key}")
+        for key, kind in GENERATOR_KEYS.items():
+            if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], kind)):
+                raise ConfigError(f"{where}: {key} has the wrong type ({raw[key]!r})")
+        check_port_name(raw["name"])
+        if raw["name"] in {g["name"] for g in out}:
+            raise ConfigError(f"{where}: a generator named {raw['name']!r} already exists")
+        if raw["port"] not in port_names:
+            raise ConfigError(f"{where}: no port {raw['port']!r}")
+        try:
+            Stream(udp_frame(raw.get("size", 64)), flow_id=raw.get("flow_id"),
+                   pps=raw.get("pps"), count=raw.get("count", 0))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        out.append(dict(raw))
+    return out
 
 
 def build(p: Plan):
@@ -288,6 +341,9 @@ def build(p: Plan):
             sw.add_port(port.name, port.type, port.options)
         for a, b in p.flows:
             sw.add_flow(a, b)
+        for g in p.generators:
+            sw.add_generator(g["name"], g["port"], flow_id=g.get("flow_id"), pps=g.get("pps"),
+                             size=g.get("size", 64), count=g.get("count", 0))
     except BaseException:
         sw.close()
         raise

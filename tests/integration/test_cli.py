@@ -27,7 +27,7 @@ def cli(*args, timeout=60):
 class Running:
     """`dpdkvirtio run TOPO` in the background, stopped (SIGTERM) at the end."""
 
-    def __init__(self, d, ports, flows=(), extra_oc=""):
+    def __init__(self, d, ports, flows=(), extra_oc="", extra_toml=""):
         self.dir = d
         body = textwrap.dedent(f"""
             [switch]
@@ -45,6 +45,7 @@ class Running:
                 body += "options = { " + ", ".join(f'{k} = {json.dumps(v)}' for k, v in opts.items()) + " }\n"
         for a, b in flows:
             body += f'[[flow]]\nin_port = "{a}"\nout_port = "{b}"\n'
+        body += textwrap.dedent(extra_toml)
         self.topo = os.path.join(d, "topo.toml")
         with open(self.topo, "w") as f:
             f.write(body)
@@ -406,3 +407,87 @@ def test_pmd_sleep_max_from_other_config(d, tmp_path):
     topo.write_text('[switch.other_config]\npmd-sleep-max = "20000"\n')
     bad = cli("run", "--dry-run", str(topo))
     assert bad.returncode != 0 and "pmd-sleep-max must be 0..10000 us, got 20000" in bad.stderr
+
+
+def test_measured_flows_through_the_switch(d):
+    """other_config flow-stats: the switch counts measured flows on every rx queue. Flow 5
+    comes from a peer's generator into port a; flow 2 from the switch's own [[generator]]
+    out of port a, reflected by the peer into port b. `ctl flow-stats`, `ctl generators`,
+    `ctl add-generator` and the flows section of `top`."""
+    n = 20_000
+    sw = Running(d, [("a", "dpdkvhostuser", {}), ("b", "dpdkvhostuser", {})],
+                 extra_oc='flow-stats = "true"\n', extra_toml=f"""
+                 [[generator]]
+                 name = "probe"
+                 port = "a"
+                 flow_id = 2
+                 pps = 20000
+                 count = {n}
+                 """)
+    try:
+        with Agent(cpu=FRONT, control_cpus=[FRONT]) as peer:
+            for name, port in (("ua", "a"), ("ub", "b")):
+                peer.call("port", name=name, kind="virtio-user", path=os.path.join(d, port),
+                          queue_size=1024)
+            peer.call("io", a="ua", b="ub", both=False, start=False)
+            peer.call("gen", name="ua", count=n, pps=20_000, tag="g", flow_id=5)
+            assert peer.call("gen_wait", tag="g", timeout=60)["done"]
+            deadline = time.monotonic() + 30
+            while not sw.ctl("generators")["probe"]["done"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            sw.settle("b")
+            ua = peer.call("stats", name="ua")
+            ub = peer.call("stats", name="ub")
+        rows = {(r["port"], r["queue"], r["flow_id"]): r for r in sw.ctl("flow-stats")}
+        assert sorted(rows) == [("a", 0, 5), ("b", 0, 2)]
+        f5, f2 = rows[("a", 0, 5)], rows[("b", 0, 2)]
+        # flow 5: sent by the peer; what it lost is what the peer's port dropped
+        assert f5["received"] + f5["lost"] == n - sum(ua["drops"].values()) + f5["lost"]
+        assert f5["received"] == ua["stats"]["tx_packets"]
+        # flow 2: the switch's generator knows what it sent
+        assert f2["sent"] == n == f2["received"] + f2["lost_total"]
+        assert f2["lost_total"] == sw.stats()["a"]["tx_dropped"] + sum(ub["drops"].values())
+        for f in (f5, f2):
+            assert f["out_of_order"] == f["duplicates"] == 0
+            assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["lat_max_ns"]
+        assert sw.ctl("flow-stats", "b")[0]["flow_id"] == 2
+        text = sw.ctl("flow-stats", json_out=False)
+        assert re.search(r"port\s+queue\s+flow\s+received.*p99 us", text), text
+        gens = sw.ctl("generators")
+        assert gens["probe"]["sent"] == n and gens["probe"]["flow_id"] == 2
+        added = sw.ctl("add-generator", "g2", "b", "flow_id=7", "pps=1000", "count=10")
+        assert added["flow_id"] == 7 and added["port"] == "b"
+        bad = sw.ctl("add-generator", "g3", "b", "rate=5", check=False)
+        assert bad.returncode != 0 and "unknown generator option(s) rate" in bad.stderr
+        bad = sw.ctl("add-generator", "g3", "b", "flow_id=70000", check=False)
+        assert bad.returncode != 0 and "flow_id must be an integer 0..65535" in bad.stderr
+        assert sw.ctl("del-generator", "g2") == {"deleted": "g2"}
+        top = cli("top", "--socket", sw.sock, "--count", "1", "--interval", "0.3")
+        assert top.returncode == 0 and "p50 us" in top.stdout and "Mpps" in top.stdout, top.stderr
+    finally:
+        assert sw.stop() == 0
+
+
+def test_flow_stats_off_and_bad_generator_topology(d, tmp_path):
+    sw = Running(d, [("a", "dpdkvhostuser", {})])
+    try:
+        r = sw.ctl("flow-stats", check=False)
+        assert r.returncode != 0 and "flow statistics are off" in r.stderr
+        top = cli("top", "--socket", sw.sock, "--count", "1", "--interval", "0.2")
+        assert top.returncode == 0 and "p50 us" not in top.stdout
+    finally:
+        assert sw.stop() == 0
+    for body, message in (
+            ('[[generator]]\nname = "g"\n', "needs port"),
+            ('[[generator]]\nname = "g"\nport = "zz"\n', "no port 'zz'"),
+            ('[[generator]]\nname = "g"\nport = "a"\nflow_id = 1\nsize = 60\n',
+             "at least 64 bytes"),
+            ('[[generator]]\nname = "g"\nport = "a"\nrate = 1\n', "unknown key(s) rate"),
+            ('[switch.other_config]\nflow-stats = "lots"\n', "flow-stats must be true, false"),
+    ):
+        topo = tmp_path / "bad.toml"
+        topo.write_text(body + '[[port]]\nname = "a"\ntype = "dpdk"\n'
+                        'options = { dpdk-devargs = "net_null0" }\n')
+        r = cli("run", "--dry-run", str(topo))
+        assert r.returncode != 0 and message in r.stderr, (body, r.stderr)

@@ -115,7 +115,7 @@ def test_measured_flows_across_processes(mode, sockdir):
         summary = back.call("flows", name="v", sent=sent)
         drops = sum(front.call("stats", name="u")["drops"].values())
         assert sorted(summary) == ["3", "9"]
-        for fid, f in summary.items():
+        for f in summary.values():
             assert f["sent"] == f["received"] + f["lost_total"], f
             assert f["out_of_order"] == f["duplicates"] == f["clock_errors"] == 0, f
             assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["lat_max_ns"], f
