@@ -4,6 +4,7 @@ search the zero-loss throughput.
     python -m perf run [SCENARIO ...] [--seconds 5] [--trials 3] [--json FILE]
     python -m perf compare BASELINE.json NEW.json [--tolerance 0.05]
     python -m perf ndr [--loss 0] [--seconds 2]
+    python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
     python -m perf list
 """
 
@@ -323,6 +324,12 @@ def cmd_ndr(args) -> int:
     return 0
 
 
+def _cmd_measured(args) -> int:
+    from perf.measured import cmd_measured
+    _guard(args.force)
+    return cmd_measured(args)
+
+
 def cmd_list(args) -> int:
     for name, s in SCENARIOS.items():
         peers = [k for k in s if k not in ("ours", "what")]
@@ -364,6 +371,14 @@ def main(argv=None) -> int:
     n.add_argument("--json", metavar="FILE")
     n.add_argument("--force", action="store_true")
     n.set_defaults(func=cmd_ndr)
+    m = sub.add_parser("measured", help="cost of measured streams (stamping, accounting) and "
+                       "latency of our pair at 10/50/90 %% of its maximum")
+    m.add_argument("--seconds", type=float, default=3.0)
+    m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    m.add_argument("--json", metavar="FILE")
+    m.add_argument("--force", action="store_true")
+    m.set_defaults(func=_cmd_measured)
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
     args = p.parse_args(argv)
 

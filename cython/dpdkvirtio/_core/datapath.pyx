@@ -13,7 +13,7 @@ from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU
 from posix.time cimport timespec, nanosleep
 from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
     dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64,
-    dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64)
+    dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64, dv_store_be16)
 
 
 cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
@@ -318,15 +318,27 @@ cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogi
     cdef rte_mbuf *m
     cdef uint8_t *data
     cdef bint sized = g.size_op >= 0
+    cdef bint measured = g.flow_id >= 0
+    cdef uint64_t tsc = 0, seq = g.seq_next
+    cdef uint32_t tsc_sum = 0, csum
     if rte_pktmbuf_alloc_bulk(g.mp, pkts, n) != 0:
         return 0
+    if measured:
+        # one TSC read per burst, after the allocation, right before the copies
+        tsc = rte_rdtsc()
+        tsc_sum = _chunks16(tsc)
+        g.seq_next = seq + n
     if g.n_tmpl == 1 and g.n_vars == 0 and not sized:
         length = g.tmpl_len[0]
+        csum = _load16(g.tmpl_data + _UDP_CSUM) if measured else 0
         for i in range(n):
             m = pkts[i]
-            rte_memcpy(dv_mbuf_data(m), g.tmpl_data, length)
+            data = <uint8_t *>dv_mbuf_data(m)
+            rte_memcpy(data, g.tmpl_data, length)
             m.data_len = <uint16_t>length
             m.pkt_len = length
+            if measured:
+                _stamp(data, seq + i, tsc, tsc_sum, csum)
         return n
     for i in range(n):
         m = pkts[i]
@@ -341,6 +353,8 @@ cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogi
         m.pkt_len = length
         if g.n_vars or sized:
             _apply_fields(g, data, length, sized)
+        if measured:
+            _stamp(data, seq + i, tsc, tsc_sum, _load16(data + _UDP_CSUM))
     return n
 
 
@@ -410,8 +424,6 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
             pl.port.stats[pl.queue].tx.nombuf_drops += want
             _after_sent(g, want, now)
         return 0
-    if g.flow_id >= 0:
-        _stamp(g, pkts, n)
     dv_port_tx(pl.port, pl.queue, pkts, n, True)
     g.built += n
     st.tx_packets += n
@@ -419,24 +431,29 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
     return n
 
 
-cdef inline void _stamp(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil:
-    """Write sequence number and TSC into each packet's marker (bytes 48..63, zero in the
-    template), one TSC read per burst right before the enqueue; keep a non-zero UDP
-    checksum right (RFC 1624: the old words were zero, the delta is the new words)."""
-    cdef uint16_t i
-    cdef uint32_t d, w
-    cdef uint8_t *p
-    cdef uint64_t tsc = rte_rdtsc()
-    for i in range(n):
-        p = <uint8_t *>dv_mbuf_data(pkts[i])
-        dv_store_le64(p + DV_MARK_OFFSET + 6, g.seq_next)
-        dv_store_le64(p + DV_MARK_OFFSET + 14, tsc)
-        g.seq_next += 1
-        if _load16(p + _UDP_CSUM) != 0:
-            d = 0
-            for w in range(8):
-                d += _load16(p + DV_MARK_OFFSET + 6 + 2 * w)
-            _apply_delta(p + _UDP_CSUM, d, True)
+cdef inline uint32_t _chunks16(uint64_t v) noexcept nogil:
+    """One's-complement sum of the four 16-bit chunks of v, folded to 16 bits."""
+    cdef uint32_t s = <uint32_t>(v & 0xFFFF) + <uint32_t>((v >> 16) & 0xFFFF) \
+        + <uint32_t>((v >> 32) & 0xFFFF) + <uint32_t>(v >> 48)
+    s = (s & 0xFFFF) + (s >> 16)
+    return (s & 0xFFFF) + (s >> 16)
+
+
+cdef inline void _stamp(uint8_t *p, uint64_t seq, uint64_t tsc, uint32_t tsc_sum,
+                        uint32_t csum) noexcept nogil:
+    """Write sequence number and TSC into a packet's marker (bytes 48..63, zero in the
+    template); ``csum`` is the packet's UDP checksum before (0: none, left so). RFC 1624:
+    the old words were zero, so the delta is the sum of the new ones, summed here as
+    little-endian chunks and byte-swapped once (RFC 1071's byte-order independence)."""
+    cdef uint32_t d
+    dv_store_le64(p + DV_MARK_OFFSET + 6, seq)
+    dv_store_le64(p + DV_MARK_OFFSET + 14, tsc)
+    if csum != 0:
+        d = tsc_sum + _chunks16(seq)
+        d = (d & 0xFFFF) + (d >> 16)
+        d = ((~csum) & 0xFFFF) + (((d & 0xFF) << 8) | (d >> 8))
+        d = (~((d & 0xFFFF) + (d >> 16))) & 0xFFFF
+        dv_store_be16(p + _UDP_CSUM, <uint16_t>(d if d else 0xFFFF))
 
 
 cdef inline uint32_t _lat_bucket(uint64_t ns) noexcept nogil:

@@ -45,6 +45,7 @@ static inline void *dv_aligned_zalloc(size_t size)
 static inline uint64_t dv_load_le64(const void *p) { uint64_t v; memcpy(&v, p, 8); return rte_le_to_cpu_64(v); }
 static inline void dv_store_le64(void *p, uint64_t v) { v = rte_cpu_to_le_64(v); memcpy(p, &v, 8); }
 static inline uint32_t dv_load_le32(const void *p) { uint32_t v; memcpy(&v, p, 4); return rte_le_to_cpu_32(v); }
+static inline void dv_store_be16(void *p, uint16_t v) { v = rte_cpu_to_be_16(v); memcpy(p, &v, 2); }
 /* Index of the highest set bit of v (v > 0). */
 static inline int dv_msb64(uint64_t v) { return 63 - __builtin_clzll(v); }
 

@@ -1,5 +1,5 @@
 # L0: our own static-inline helpers from dv_shim.h (prefix dv_).
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 
 cdef extern from "dv_shim.h" nogil:
@@ -18,6 +18,7 @@ cdef extern from "dv_shim.h" nogil:
     uint64_t dv_load_le64(const void *p)
     void dv_store_le64(void *p, uint64_t v)
     uint32_t dv_load_le32(const void *p)
+    void dv_store_be16(void *p, uint16_t v)
     int dv_msb64(uint64_t v)
     enum: DV_DEBUG_ENABLED
     void dv_add_long(long *p, long d)

@@ -1,0 +1,202 @@
+"""python -m perf measured: what measured streams cost and what they measure (issue 11).
+
+Cost, each on the cycles basis of our PMD counters (busy TSC cycles / packets):
+  * generator: unpaced into net_null (whose tx frees: the generator is the bottleneck,
+    self-bound), with ``flow_id`` (stamping) and without; Mpps and cycles/packet;
+  * receiver: rxonly on a vhost-user port fed by the same measured generator through
+    virtio-user, with a FlowStats table and without. The feeder is the limit there, so the
+    receiver's busy cycles per packet are compared, not its rate.
+Latency: the in-process pair (generator PMD -> virtio-user -> vhost-user -> rxonly PMD)
+and the same pair across two processes, at 10/50/90 % of the pair's measured maximum.
+Rounds alternate (with, without, with, ...) so that host drift hits both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+
+from dpdkvirtio.peers import Agent, unique_prefix
+from perf.scenarios import BACK, FRONT
+
+LOADS = (0.10, 0.50, 0.90)
+
+
+def _pmd_cost(pmd, key: str) -> tuple[float, float]:
+    """(busy cycles per packet, busy share) of a PMD's counters so far."""
+    c = pmd.counters[0]
+    busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
+    pkts = int(c[key])
+    return (busy / pkts if pkts else 0.0), (busy / (busy + idle) if busy + idle else 0.0)
+
+
+def generator_cost(dv, seconds: float, measured: bool) -> dict:
+    port = dv.VdevPort("net_null0", "size=64,copy=0")
+    pmd = dv.Pmd(cpu=BACK)
+    try:
+        port.start()
+        g = pmd.add_generator(port, 0, dv.Stream(dv.udp_frame(64),
+                                                 flow_id=1 if measured else None))
+        pmd.start()
+        time.sleep(seconds)
+        pmd.stop()
+        cpp, busy = _pmd_cost(pmd, "tx_packets")
+        return {"mpps": g.built / seconds / 1e6, "cycles_per_packet": cpp, "busy": busy}
+    finally:
+        pmd.close()
+        port.close()
+
+
+def _pair(dv, sockdir: str):
+    v = dv.VhostUserPort(os.path.join(sockdir, "m.sock"))
+    u = dv.VirtioUserPort(v.path, queue_size=1024)
+    if not (v.wait_running(10) and u.wait_link_up(5)):
+        raise RuntimeError("the vhost-user/virtio-user pair did not come up")
+    return v, u
+
+
+def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | None = None) -> dict:
+    """Measured generator (FRONT) -> u -> v -> rxonly (BACK), with or without a table."""
+    v, u = _pair(dv, sockdir)
+    a, b = dv.Pmd(cpu=FRONT), dv.Pmd(cpu=BACK)
+    flows = dv.FlowStats(max_flows=2) if account else None
+    try:
+        b.add_rxq(v, 0, "rxonly", flows=flows)
+        g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=1, pps=pps))
+        b.start()
+        a.start()
+        time.sleep(0.5)                                    # warm-up, then count afresh
+        rx0 = v.stats()["rx_packets"]
+        if flows is not None:
+            flows.reset()
+        c0 = b.counters[0].copy()
+        time.sleep(seconds)
+        rx1 = v.stats()["rx_packets"]
+        c1 = b.counters[0].copy()
+        g.pause()
+        a.stop()
+        time.sleep(0.2)
+        b.stop()
+        busy = int(c1["busy_cycles"]) - int(c0["busy_cycles"])
+        idle = int(c1["idle_cycles"]) - int(c0["idle_cycles"])
+        pkts = int(c1["rx_packets"]) - int(c0["rx_packets"])
+        out = {"mpps": (rx1 - rx0) / seconds / 1e6,
+               "cycles_per_packet": busy / pkts if pkts else 0.0,
+               "busy": busy / (busy + idle) if busy + idle else 0.0}
+        if flows is not None:
+            f = flows.flow(1)
+            out["latency_ns"] = {"p50": f["p50_ns"], "p99": f["p99_ns"], "p999": f["p99.9_ns"],
+                                 "max": f["lat_max_ns"], "lost": f["lost"],
+                                 "received": f["received"]}
+        return out
+    finally:
+        a.close()
+        b.close()
+        u.close()
+        v.close()
+
+
+def two_process_latency(sockdir: str, seconds: float, memory_mode: str) -> dict:
+    path = os.path.join(sockdir, "x.sock")
+    out: dict = {}
+    with Agent(memory_mode, cpu=BACK) as back, Agent(memory_mode, cpu=FRONT) as front:
+        back.call("port", name="v", kind="vhost-server", path=path)
+        front.call("port", name="u", kind="virtio-user", path=path, queue_size=1024)
+        back.call("wait", name="v", what="running")
+        back.call("rx", name="v", flows=True)
+        # the pair's maximum: unpaced, received packets per second
+        front.call("gen", name="u", pps=0, tag="max", flow_id=0)
+        time.sleep(0.5)
+        r0 = back.call("stats", name="v")["stats"]["rx_packets"]
+        time.sleep(seconds)
+        r1 = back.call("stats", name="v")["stats"]["rx_packets"]
+        front.call("pause", tag="max")
+        max_pps = (r1 - r0) / seconds
+        out["max_mpps"] = max_pps / 1e6
+        for i, load in enumerate(LOADS, start=1):
+            n = int(max_pps * load * seconds)
+            front.call("gen", name="u", pps=max_pps * load, count=n, tag=f"l{i}", flow_id=i)
+            built = front.call("gen_wait", tag=f"l{i}", timeout=seconds * 3 + 30)["built"]
+            time.sleep(0.3)
+            f = back.call("flows", name="v", sent={i: built})[str(i)]
+            out[f"{round(load * 100)}%"] = {"p50": f["p50_ns"], "p99": f["p99_ns"],
+                                            "p999": f["p99.9_ns"], "max": f["lat_max_ns"],
+                                            "lost": f["lost_total"], "received": f["received"]}
+        front.call("close", name="u")
+        back.call("close", name="v")
+    return out
+
+
+def run(seconds: float = 3.0, rounds: int = 3, memory_mode: str = "auto", log=print) -> dict:
+    import dpdkvirtio as dv
+    dv.init(memory_mode=memory_mode, file_prefix=unique_prefix("perfm"), log_level="error",
+            workers={1: FRONT, 2: BACK})
+    result: dict = {"seconds": seconds, "rounds": rounds, "generator": {}, "receiver": {}}
+    gen: dict[str, list] = {"with": [], "without": []}
+    rx: dict[str, list] = {"with": [], "without": []}
+    sockdir = tempfile.mkdtemp(prefix="dvperfm-", dir="/tmp")
+    try:
+        for r in range(rounds):
+            for side in ("with", "without"):
+                gen[side].append(generator_cost(dv, seconds, side == "with"))
+                rx[side].append(pair_run(dv, sockdir, seconds, account=side == "with"))
+                log(f"round {r + 1} {side:7}: generator {gen[side][-1]['mpps']:.2f} Mpps "
+                    f"{gen[side][-1]['cycles_per_packet']:.1f} c/p; receiver "
+                    f"{rx[side][-1]['cycles_per_packet']:.1f} c/p at {rx[side][-1]['mpps']:.2f} Mpps "
+                    f"({rx[side][-1]['busy'] * 100:.0f}% busy)")
+        for name, runs in (("generator", gen), ("receiver", rx)):
+            for side in ("with", "without"):
+                result[name][side] = {k: statistics.median(x[k] for x in runs[side])
+                                      for k in ("mpps", "cycles_per_packet", "busy")}
+        g, x = result["generator"], result["receiver"]
+        g["ratio_mpps"] = g["with"]["mpps"] / g["without"]["mpps"]
+        g["ratio_cycles"] = g["without"]["cycles_per_packet"] / g["with"]["cycles_per_packet"]
+        x["ratio_cycles"] = x["without"]["cycles_per_packet"] / x["with"]["cycles_per_packet"]
+        max_pps = statistics.median(r["mpps"] for r in rx["with"]) * 1e6
+        lat = {"max_mpps": max_pps / 1e6}
+        for load in LOADS:
+            run_ = pair_run(dv, sockdir, seconds, account=True, pps=max_pps * load)
+            lat[f"{round(load * 100)}%"] = run_["latency_ns"]
+        result["latency_in_process"] = lat
+        result["latency_two_process"] = two_process_latency(sockdir, seconds, memory_mode)
+    finally:
+        import shutil
+        shutil.rmtree(sockdir, ignore_errors=True)
+    return result
+
+
+def format_report(r: dict) -> str:
+    g, x = r["generator"], r["receiver"]
+    lines = [
+        "cost (medians; cycles = busy TSC cycles per packet of our PMD)",
+        f"  generator into net_null (self-bound): without {g['without']['mpps']:.2f} Mpps "
+        f"{g['without']['cycles_per_packet']:.1f} c/p, with flow_id {g['with']['mpps']:.2f} Mpps "
+        f"{g['with']['cycles_per_packet']:.1f} c/p -> {g['ratio_mpps']:.3f}x (Mpps), "
+        f"{g['ratio_cycles']:.3f}x (cycles)",
+        f"  rxonly fed by the measured generator (feeder-bound, {x['with']['busy'] * 100:.0f}% / "
+        f"{x['without']['busy'] * 100:.0f}% busy): without {x['without']['cycles_per_packet']:.1f} "
+        f"c/p, with FlowStats {x['with']['cycles_per_packet']:.1f} c/p -> "
+        f"{x['ratio_cycles']:.3f}x (cycles)",
+    ]
+    for name in ("latency_in_process", "latency_two_process"):
+        lat = r[name]
+        lines.append(f"{name.replace('_', ' ')} (max {lat['max_mpps']:.2f} Mpps): "
+                     "load p50/p99/p99.9/max us, lost")
+        for load in ("10%", "50%", "90%"):
+            v = lat[load]
+            lines.append(f"  {load:>4}: " + " / ".join(
+                "-" if v[k] is None else f"{v[k] / 1e3:.1f}" for k in ("p50", "p99", "p999", "max"))
+                + f", lost {v['lost']} of {v['received'] + v['lost']}")
+    return "\n".join(lines)
+
+
+def cmd_measured(args) -> int:
+    r = run(args.seconds, args.rounds, args.memory_mode)
+    print(format_report(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
