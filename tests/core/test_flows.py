@@ -171,7 +171,7 @@ def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
     """Python sends known sequence numbers; the Python receiver accounts each burst."""
     v, u = pair
     fs = dv.FlowStats(max_flows=4)
-    seqs = [0, 1, 2, 4, 3, 5, 5, 6, 9, 7, 8, 8, 10, 2000, 10, 1500, 1500]
+    seqs = [0, 1, 2, 4, 3, 5, 5, 6, 9, 7, 8, 8, 10, 2000, 10, 1500, 1500, 2001, 2002, 2003, 2002]
     frames = marker.stamp(dv.udp_frame(64), 3, seqs, dvflows.tsc())
     tx, rx = dv.Burst(64), dv.Burst(64)
     assert tx.alloc_rows(u.mempool, frames) == len(seqs)
@@ -185,14 +185,15 @@ def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
             fs.account(rx)
             got += n
             rx.free()
-    f = fs.flow(3, sent=2001)
+    f = fs.flow(3, sent=2004)
     # 0..10: 4 before 3, 9 before 7 and 8 -> 3 out of order, 5 and 8 twice -> 2 duplicates;
     # 2000 skips 11..1999 (1989 lost), 10 is 1991 behind (> 1024: stale), 1500 fills a gap
-    # (out of order, one less lost), 1500 again is a duplicate.
+    # (out of order, one less lost), 1500 again is a duplicate; 2001..2003 follow in order
+    # (one run: same sender TSC) and 2002 again is a duplicate.
     assert (f["received"], f["lost"], f["out_of_order"], f["duplicates"], f["stale"]) == \
-        (13, 1988, 4, 3, 1), f
-    assert f["sent"] == f["received"] + f["lost_total"]
-    assert int(fs.histograms[3].sum()) == 13
+        (16, 1988, 4, 4, 1), f
+    assert f["sent"] == f["received"] + f["lost_total"] and f["next_seq"] == 2004
+    assert int(fs.histograms[3].sum()) == 16
 
 
 def test_histogram_percentiles_within_the_stated_error(pair):
@@ -205,8 +206,9 @@ def test_histogram_percentiles_within_the_stated_error(pair):
     lat_ns = np.unique(np.round(10 ** rng.uniform(0, 10, 4000)).astype(np.int64))
     now = dvflows.tsc() + 20 * hz
     tscs = [now - round(int(ns) * hz / 1e9) for ns in lat_ns]
-    exact = np.array([(now - t) * fs.table.ns_per_tsc for t in tscs])    # what C computes
-    exact = np.floor(exact)
+    exact = np.array([fs.table.ticks_to_ns(now - t) for t in tscs], dtype=np.float64)
+    # the conversion itself: within 1 ns of the exact value (plus the TSC rounding above)
+    assert np.all(np.abs(exact - np.array([(now - t) * 1e9 / hz for t in tscs])) <= 1 + 1e-9 * exact)
     tx, rx = dv.Burst(64), dv.Burst(64)
     got = 0
     for start in range(0, len(tscs), 64):

@@ -208,11 +208,13 @@ cdef struct dv_flow_table:
     uint64_t *hist                # n_flows * DV_LAT_BUCKETS counts
     uint32_t n_flows
     double ns_per_tsc
+    uint64_t ns_mult              # ns per TSC tick as 32.32 fixed point (0: use ns_per_tsc)
     uint64_t reset_req            # written by control; the writer zeroes and acks
     uint64_t reset_ack
     uint64_t unknown_flow         # measured packets with flow id >= n_flows
     uint64_t unmeasured           # packets without the marker
 
+cdef uint64_t dv_ticks_to_ns(const dv_flow_table *t, uint64_t ticks) noexcept nogil
 cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
                            uint64_t now) noexcept nogil
 

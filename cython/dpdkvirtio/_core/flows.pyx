@@ -8,7 +8,7 @@ from libc.stdlib cimport calloc, free
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_get_tsc_hz, rte_rdtsc, rte_eal_get_lcore_state,
     RUNNING)
 from dpdkvirtio._dpdk.dv_shim cimport dv_load_acquire_u64, dv_store_release_u64
-from dpdkvirtio._core.datapath cimport (dv_flow, dv_flow_table, dv_flows_account,
+from dpdkvirtio._core.datapath cimport (dv_flow, dv_flow_table, dv_flows_account, dv_ticks_to_ns,
     DV_LAT_BUCKETS, DV_LAT_SUB, DV_SEQ_WINDOW, DV_MARK_OFFSET, DV_MARK_MIN_FRAME)
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.mbuf cimport Burst
@@ -41,7 +41,10 @@ cdef class FlowTable:
         self._t.flows = <dv_flow *>self.rows.row(0)
         self._t.hist = <uint64_t *>self.hist.row(0)
         self._t.n_flows = <unsigned int>n_flows
-        self._t.ns_per_tsc = 1e9 / rte_get_tsc_hz()
+        hz = rte_get_tsc_hz()
+        self._t.ns_per_tsc = 1e9 / hz
+        mult = round(2 ** 32 * 1e9 / hz)
+        self._t.ns_mult = mult if mult < 2 ** 32 else 0      # ticks * mult must fit 64 bits
         self.writer = -1
 
     def __dealloc__(self):
@@ -69,6 +72,10 @@ cdef class FlowTable:
     @property
     def ns_per_tsc(self):
         return self._t.ns_per_tsc
+
+    def ticks_to_ns(self, uint64_t ticks):
+        """TSC ticks to ns, computed as the accounting computes latencies."""
+        return dv_ticks_to_ns(self._t, ticks)
 
     def claim(self, int lcore):
         """Make the PMD on ``lcore`` the writer (the Python thread may no longer account)."""
