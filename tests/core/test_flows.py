@@ -236,23 +236,34 @@ def test_histogram_percentiles_within_the_stated_error(pair):
 
 
 def test_known_delay_through_a_holding_forwarder(two_pairs, pmds, on_front_cpu):
-    """A Python forwarder holds every packet >= 20 ms: the receiver's latency min >= 20 ms,
-    its p50 within the histogram's error of the latency the forwarder measured."""
+    """A Python loop sends measured packets (stamped as sent) into u1, takes them from v1,
+    holds every burst >= 20 ms and forwards it to v2; the PMD receiving on u2 measures:
+    latency min >= 20 ms, p50 within the histogram's error of the latency the forwarder
+    measured as it sent. No poller shares this thread's CPU (a generator PMD there would
+    preempt it between its clock read and its send)."""
     v1, u1, v2, u2 = two_pairs
-    a, b = pmds
-    hold_s = 0.020
+    _, b = pmds
+    hold_s, n, per_ms = 0.020, 600, 6
     fs = dv.FlowStats(max_flows=2)
     b.add_rxq(u2, 0, "rxonly", flows=fs)
-    g = a.add_generator(u1, 0, dv.Stream(dv.udp_frame(64), flow_id=1, count=600, pps=6000))
-    b.start(); a.start()
+    b.start()
     hz = dvflows.tsc_hz()
-    rx, tx = dv.Burst(64), dv.Burst(64)
+    rx, tx, out = dv.Burst(64), dv.Burst(64), dv.Burst(64)
+    template = dv.udp_frame(64)
     held = []                       # (due TSC, rows, lengths)
     fwd_lat = []
-    forwarded = 0
+    sent = forwarded = 0
+    next_send = dvflows.tsc()
     deadline = time.monotonic() + 20
-    while forwarded < 600:
+    while forwarded < n:
         assert time.monotonic() < deadline
+        now = dvflows.tsc()
+        if sent < n and now >= next_send:
+            frames = marker.stamp(template, 1, range(sent, sent + per_ms), dvflows.tsc())
+            assert out.alloc_rows(u1.mempool, frames) == per_ms
+            _send_all(u1, out)
+            sent += per_ms
+            next_send = now + hz // 1000
         if v1.rx_burst(0, rx):
             arrived = dvflows.tsc()
             data, lengths = rx.to_numpy(64)
@@ -265,16 +276,19 @@ def test_known_delay_through_a_holding_forwarder(two_pairs, pmds, on_front_cpu):
             _send_all(v2, tx)
             fwd_lat += [(t - marker.parse(row.tobytes())[2]) * 1e9 / hz for row in data]
             forwarded += len(data)
-    _wait_received(fs, 1, 600)
-    a.stop(); b.stop()
-    f = fs.flow(1, sent=g.built)
-    assert f["received"] == 600 and f["lost_total"] == 0
+    _wait_received(fs, 1, n)
+    b.stop()
+    f = fs.flow(1, sent=n)
+    assert f["received"] == n and f["lost_total"] == 0
     assert f["lat_min_ns"] >= hold_s * 1e9
     p50_fwd = float(np.percentile(fwd_lat, 50, method="inverted_cdf"))
     assert abs(f["p50_ns"] - p50_fwd) <= REL_ERROR * p50_fwd, (f["p50_ns"], p50_fwd)
 
 
 def test_reset_by_the_running_writer(pair, pmds):
+    """reset() mid-traffic is done by the PMD that writes the table: counts restart and
+    sequence tracking restarts with the next packet (no phantom loss: whatever is counted
+    lost afterwards is what the sending port dropped afterwards)."""
     v, u = pair
     a, b = pmds
     fs = dv.FlowStats(max_flows=2)
@@ -282,17 +296,19 @@ def test_reset_by_the_running_writer(pair, pmds):
     g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=1, pps=2e5))
     b.start(); a.start()
     _wait_received(fs, 1, 10_000)
+    drops_before = sum(u.drops().values())
     fs.reset()
     after = fs.flow(1)
-    # the writer zeroed the table and restarted sequence tracking: no phantom loss
-    assert after["received"] < 10_000 and after["lost"] == 0
+    assert after["received"] < 10_000
+    assert after["lost"] <= sum(u.drops().values()) - drops_before
     _wait_received(fs, 1, 2_000)
     g.pause()
     sent = g.built
     helpers.settle(v, "rx_packets", quiet=0.3, timeout=20.0)
     f = fs.flow(1, sent=sent)
     assert 2_000 <= f["received"] < sent - 10_000
-    assert f["lost_total"] == 0 and f["duplicates"] == 0 and f["out_of_order"] == 0
+    assert f["lost_total"] <= sum(u.drops().values()) - drops_before
+    assert f["duplicates"] == 0 and f["out_of_order"] == 0 and f["tail_lost"] == 0
     assert int(fs.histograms[1].sum()) == f["received"]
     a.stop(); b.stop()
     fs.reset()                      # writer stopped: done at once, here

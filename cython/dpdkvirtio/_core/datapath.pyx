@@ -604,14 +604,15 @@ cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
     for i in range(n):
         m = pkts[i]
         p = <uint8_t *>dv_mbuf_data(m)
-        if (m.data_len < DV_MARK_MIN_FRAME or dv_load_le32(p + DV_MARK_OFFSET) != DV_MARK_MAGIC
-                or _load16(p + 12) != 0x0800 or p[14] != 0x45 or p[23] != 17):
+        if m.data_len < DV_MARK_MIN_FRAME or dv_load_le32(p + DV_MARK_OFFSET) != DV_MARK_MAGIC:
             t.unmeasured += 1
             continue
         fid = _load16(p + DV_MARK_OFFSET + 4)
         seq = dv_load_le64(p + DV_MARK_OFFSET + 6)
         tx = dv_load_le64(p + DV_MARK_OFFSET + 14)
         if run_f is not NULL:
+            # magic, flow, next sequence number and sender TSC match the run: the headers
+            # were checked on the run's first packet
             if fid == run_fid and seq == run_next and tx == run_tx:
                 k += 1
                 k_bytes += m.pkt_len
@@ -620,6 +621,9 @@ cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
             if k:
                 _extend(t, run_f, run_fid, run_lat, k, k_bytes, run_first, run_next, run_tx, now)
             run_f = NULL
+        if _load16(p + 12) != 0x0800 or p[14] != 0x45 or p[23] != 17:
+            t.unmeasured += 1
+            continue
         if fid >= t.n_flows:
             t.unknown_flow += 1
             continue
