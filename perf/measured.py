@@ -26,6 +26,18 @@ from perf.scenarios import BACK, FRONT
 LOADS = (0.10, 0.50, 0.90)
 
 
+def steal_ms(cpus=(FRONT, BACK)) -> float:
+    """Time the hypervisor ran something else on our CPUs so far (/proc/stat steal), ms:
+    the difference over a run says how long our pollers were not running at all."""
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] in {f"cpu{c}" for c in cpus} and len(parts) > 8:
+                total += int(parts[8])
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def _pmd_cost(pmd, key: str) -> tuple[float, float]:
     """(busy cycles per packet, busy share) of a PMD's counters so far."""
     c = pmd.counters[0]
@@ -101,7 +113,9 @@ def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | No
         if flows is not None:
             flows.reset()
         c0 = b.counters[0].copy()
+        st0 = steal_ms()
         time.sleep(seconds)
+        st1 = steal_ms()
         rx1 = v.stats()["rx_packets"]
         c1 = b.counters[0].copy()
         g.pause()
@@ -118,7 +132,7 @@ def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | No
             f = flows.flow(1)
             out["latency_ns"] = {"p50": f["p50_ns"], "p99": f["p99_ns"], "p999": f["p99.9_ns"],
                                  "max": f["lat_max_ns"], "lost": f["lost"],
-                                 "received": f["received"]}
+                                 "received": f["received"], "steal_ms": st1 - st0}
         return out
     finally:
         a.close()
@@ -146,13 +160,16 @@ def two_process_latency(sockdir: str, seconds: float, memory_mode: str) -> dict:
         out["max_mpps"] = max_pps / 1e6
         for i, load in enumerate(LOADS, start=1):
             n = int(max_pps * load * seconds)
+            st0 = steal_ms()
             front.call("gen", name="u", pps=max_pps * load, count=n, tag=f"l{i}", flow_id=i)
             built = front.call("gen_wait", tag=f"l{i}", timeout=seconds * 3 + 30)["built"]
+            st1 = steal_ms()
             time.sleep(0.3)
             f = back.call("flows", name="v", sent={i: built})[str(i)]
             out[f"{round(load * 100)}%"] = {"p50": f["p50_ns"], "p99": f["p99_ns"],
                                             "p999": f["p99.9_ns"], "max": f["lat_max_ns"],
-                                            "lost": f["lost_total"], "received": f["received"]}
+                                            "lost": f["lost_total"], "received": f["received"],
+                                            "steal_ms": st1 - st0}
         front.call("close", name="u")
         back.call("close", name="v")
     return out
@@ -223,7 +240,8 @@ def format_report(r: dict) -> str:
             v = lat[load]
             lines.append(f"  {load:>4}: " + " / ".join(
                 "-" if v[k] is None else f"{v[k] / 1e3:.1f}" for k in ("p50", "p99", "p999", "max"))
-                + f", lost {v['lost']} of {v['received'] + v['lost']}")
+                + f", lost {v['lost']} of {v['received'] + v['lost']}, "
+                f"host steal {v['steal_ms']:.0f} ms")
     return "\n".join(lines)
 
 
