@@ -189,6 +189,13 @@ class Pmd:
         after a round in which every queue moved fewer than half a burst (and no
         generator had work), sleep, 1 us more per idle round up to N us; any busy round
         resets it. Costs up to N us of latency; saves the CPU when idle. Changeable later.
+        Applies in ``mode="poll"``.
+    mode : "poll" | "interrupt"
+        "interrupt": after ``interrupt_after_rounds`` idle rounds the PMD enables guest
+        notifications on its vhost-user rx queues and sleeps in epoll until a guest kicks
+        one (or 100 ms pass, or the control side changes something), then polls again.
+        Only vhost-user rx queues can wake it (ConfigError names any other). Changeable
+        while running.
 
     Raises
     ------
@@ -201,7 +208,8 @@ class Pmd:
     _close_rank = 0                   # closed before ports at EAL exit
 
     def __init__(self, cpu: int | None = None, *, lcore: int | None = None, burst_size: int = 32,
-                 max_assignments: int = 2048, sleep_max_us: int = 0):
+                 max_assignments: int = 2048, sleep_max_us: int = 0, mode: str = "poll",
+                 interrupt_after_rounds: int = _pmd.DEFAULT_INTR_AFTER_ROUNDS):
         eal = _eal_mod.ensure()
         if cpu is not None:
             if cpu not in available_cpus():
@@ -224,6 +232,8 @@ class Pmd:
                 raise PmdError(None, f"lcore {lcore} already runs a PMD")
             self._t = _pmd.PmdThread(lcore, burst_size, max_assignments)
             self._t.sleep_max_us = sleep_max_us
+            self._t.mode = mode
+            self._t.interrupt_after_rounds = interrupt_after_rounds
         self.lcore = lcore
         self._assignments: list[Assignment] = []
         self._rows_free = list(range(max_assignments))
@@ -267,6 +277,23 @@ class Pmd:
     @sleep_max_us.setter
     def sleep_max_us(self, value: int):
         self._t.sleep_max_us = value
+
+    @property
+    def mode(self) -> str:
+        """"poll" or "interrupt" (see the class docstring); changeable while running."""
+        return self._t.mode
+
+    @mode.setter
+    def mode(self, value: str):
+        self._t.mode = value
+
+    @property
+    def interrupt_after_rounds(self) -> int:
+        return self._t.interrupt_after_rounds
+
+    @interrupt_after_rounds.setter
+    def interrupt_after_rounds(self, value: int):
+        self._t.interrupt_after_rounds = value
 
     def _check_open(self):
         if self._closed:
@@ -517,20 +544,27 @@ class Pmd:
             "packets_per_poll": moved / polls if polls else 0.0,
             "empty_iterations": int(c["empty_iterations"]),
             "sleep_max_us": self.sleep_max_us, "sleeps": int(c["sleeps"]),
-            "slept_ns": int(c["slept_ns"]),
+            "slept_ns": int(c["slept_ns"]), "mode": self.mode,
+            "intr_arms": int(c["intr_arms"]), "intr_wakeups": int(c["intr_wakeups"]),
             "burst_histogram": hist.tolist(),
             "tsc_hz": _pmd.tsc_hz(),
         }
 
     def sleep_show(self) -> dict:
-        """Like ``ovs-appctl dpif-netdev/pmd-sleep-show`` plus counters: the maximum, how
-        many rounds slept, the time slept (total and longest single sleep, ns)."""
+        """Like ``ovs-appctl dpif-netdev/pmd-sleep-show`` plus counters: the mode, the
+        maximum, how many rounds slept, the time slept (total and longest single sleep,
+        ns); in interrupt mode how often it waited for a kick (``intr_arms``), was woken
+        (``intr_wakeups``), woke for nothing (``intr_spurious``) or timed out."""
         c = self.counters[0]
         iterations, sleeps = int(c["iterations"]), int(c["sleeps"])
-        return {"lcore": self.lcore, "cpu": self._cpu, "sleep_max_us": self.sleep_max_us,
+        return {"lcore": self.lcore, "cpu": self._cpu, "mode": self.mode,
+                "sleep_max_us": self.sleep_max_us,
                 "iterations": iterations, "iterations_slept": sleeps,
                 "iterations_without_sleep": iterations - sleeps,
-                "slept_ns": int(c["slept_ns"]), "sleep_max_ns": int(c["sleep_max_ns"])}
+                "slept_ns": int(c["slept_ns"]), "sleep_max_ns": int(c["sleep_max_ns"]),
+                "interrupt_after_rounds": self.interrupt_after_rounds,
+                **{k: int(c[k]) for k in ("intr_arms", "intr_wakeups", "intr_spurious",
+                                          "intr_timeouts")}}
 
     def rxq_show(self) -> list[dict]:
         """Per assignment: port, queue, action, packets and share of this PMD's cycles

@@ -117,7 +117,10 @@ cdef struct dv_pmd_stats:
     uint64_t sleeps               # rounds followed by a sleep (pmd-sleep-max)
     uint64_t slept_ns             # time spent in those sleeps
     uint64_t sleep_max_ns         # the longest single sleep
-    uint64_t _pad[4]
+    uint64_t intr_arms            # interrupt mode: waits entered (notifications armed)
+    uint64_t intr_wakeups         # waits ended by a kick (or by the control side)
+    uint64_t intr_spurious        # wake-ups after which the next round moved nothing
+    uint64_t intr_timeouts        # waits ended by the timeout
 
 # One per (PMD, assignment); single writer: the PMD.
 cdef struct dv_poll_stats:
@@ -244,6 +247,15 @@ cdef struct dv_pmd_ctx:
     uint32_t sleep_max_us         # 0: pure polling; else sleep when idle (written by control)
     uint32_t sleep_thresh         # a poll moving fewer packets than this is idle
     uint64_t tsc_hz
+    int mode                      # DV_MODE_* (written by control)
+    uint32_t intr_after_rounds    # interrupt mode: idle rounds before waiting
+    int epoll_fd                  # interrupt mode: kick eventfds (edge) + wake_fd
+    int wake_fd                   # control writes it to end a wait (plan, stop, mode)
+
+cdef enum:
+    DV_MODE_POLL = 0
+    DV_MODE_INTERRUPT = 1
+    DV_INTR_TIMEOUT_MS = 100      # a wait ends after this even without a kick
 
 cdef int dv_pmd_main(void *arg) noexcept nogil
 cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil

@@ -7,13 +7,19 @@ from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pk
     rte_pktmbuf_read, rte_memcpy)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
 from dpdkvirtio._dpdk.rte_ethdev cimport rte_eth_rx_burst, rte_eth_tx_burst
-from dpdkvirtio._dpdk.rte_vhost cimport rte_vhost_enqueue_burst, rte_vhost_dequeue_burst
+from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_enqueue_burst, rte_vhost_dequeue_burst,
+    rte_vhost_enable_guest_notification, rte_vhost_get_vhost_vring, rte_vhost_rx_queue_count,
+    rte_vhost_vring)
+from dpdkvirtio._dpdk.posix_extra cimport (epoll_event, epoll_ctl, epoll_wait, EPOLL_CTL_ADD,
+    EPOLLIN, EPOLLET)
+from posix.unistd cimport read
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU_ZERO, CPU_SET,
     rte_thread_set_affinity)
 from posix.time cimport timespec, nanosleep
 from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
     dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64,
-    dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64, dv_store_be16)
+    dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64, dv_store_be16,
+    dv_full_fence)
 
 
 cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
@@ -749,6 +755,72 @@ cdef uint32_t _idle_sleep(dv_pmd_ctx *ctx, dv_pmd_stats *st, uint32_t sleep_us) 
     return sleep_us
 
 
+cdef bint _notify(dv_plan *plan, int epoll_fd, bint enable) noexcept nogil:
+    """Enable (or disable) guest notifications on every vhost-user rx queue of the plan.
+    Enabling also registers each queue's kick eventfd with the PMD's epoll set (edge-
+    triggered: the PMD never reads a kickfd, which belongs to the vhost library and may
+    be closed and its number reused on a reconnect) and returns True when a ring already
+    holds packets (added before the guest saw notifications on: the lost-wakeup race).
+    Each queue is marked busy around it, so destroy_device waits for us; DPDK calls
+    destroy_device without holding the vring locks these functions take."""
+    cdef uint32_t i
+    cdef dv_poll *pl
+    cdef dv_port *p
+    cdef dv_vq_sync *sync
+    cdef int vid
+    cdef uint16_t vring
+    cdef rte_vhost_vring vr
+    cdef epoll_event ev
+    cdef bint pending = False
+    for i in range(plan.n_polls):
+        pl = &plan.polls[i]
+        p = pl.port
+        if not (DV_ENGINES[pl.engine].uses & DV_USES_RX) or p.kind != DV_KIND_VHOST:
+            continue
+        vring = 2 * pl.queue + 1
+        sync = &p.sync[pl.queue]
+        dv_store_seq_int(&sync.rx_busy, 1)
+        vid = dv_load_seq_int(&p.vid)
+        if vid >= 0 and p.vring_enabled[vring]:
+            rte_vhost_enable_guest_notification(vid, vring, 1 if enable else 0)
+            if enable:
+                dv_full_fence()
+                if rte_vhost_rx_queue_count(vid, vring) > 0:
+                    pending = True
+                if rte_vhost_get_vhost_vring(vid, vring, &vr) == 0 and vr.kickfd >= 0:
+                    ev.events = EPOLLIN | EPOLLET
+                    ev.data.u64 = 1
+                    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, vr.kickfd, &ev)    # EEXIST: kept
+        dv_store_release_int(&sync.rx_busy, 0)
+    return pending
+
+
+cdef bint _wait_for_kick(dv_pmd_ctx *ctx, dv_plan *plan, dv_pmd_stats *st) noexcept nogil:
+    """Interrupt mode: arm notifications, sleep in epoll until a guest kicks one of the
+    PMD's vhost-user rx queues, the control side writes wake_fd, or DV_INTR_TIMEOUT_MS
+    passes; then disarm (the poll loop goes on polling). True when an event woke it."""
+    cdef epoll_event evs[8]
+    cdef int n = 0, k
+    cdef uint64_t junk
+    cdef bint pending = False
+    if plan is not NULL:
+        pending = _notify(plan, ctx.epoll_fd, True)
+    if not pending and not dv_load_acquire_int(&ctx.stop) and ctx.mode == DV_MODE_INTERRUPT:
+        # arms == wakeups + timeouts except while the PMD is inside this wait
+        st.intr_arms += 1
+        n = epoll_wait(ctx.epoll_fd, evs, 8, DV_INTR_TIMEOUT_MS)
+        if n <= 0:
+            st.intr_timeouts += 1
+        else:
+            st.intr_wakeups += 1
+            for k in range(n):
+                if evs[k].data.u64 == 0:                   # our wake_fd: drain it
+                    read(ctx.wake_fd, &junk, 8)
+    if plan is not NULL:
+        _notify(plan, ctx.epoll_fd, False)
+    return n > 0
+
+
 cdef int dv_pmd_main(void *arg) noexcept nogil:
     """The PMD thread: poll every assignment of the current plan, round after round,
     until told to stop. Picks up new plans, burst sizes and CPU moves between rounds."""
@@ -763,7 +835,8 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     cdef int req
     cdef rte_cpuset_t cs
     cdef bint busy_round
-    cdef uint32_t sleep_us = 1, sleep_max
+    cdef uint32_t sleep_us = 1, sleep_max, idle_rounds = 0
+    cdef bint woke = False
     while not dv_load_acquire_int(&ctx.stop):
         plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
         burst = ctx.burst_size
@@ -797,8 +870,20 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         if plan is not NULL:
             st.plan_epoch = plan.epoch
             dv_store_release_u64(&ctx.ack_epoch, plan.epoch)
+        if woke:
+            woke = False
+            if not moved:
+                st.intr_spurious += 1
+        if ctx.mode == DV_MODE_INTERRUPT:
+            if busy_round:
+                idle_rounds = 0
+            else:
+                idle_rounds += 1
+                if idle_rounds >= ctx.intr_after_rounds:
+                    woke = _wait_for_kick(ctx, plan, st)
+                    idle_rounds = 0
         sleep_max = ctx.sleep_max_us
-        if sleep_max:
+        if sleep_max and ctx.mode == DV_MODE_POLL:
             if busy_round:
                 sleep_us = 1
             else:
@@ -830,6 +915,10 @@ def pmd_stats_layout():
         ("sleeps", <size_t>&s.sleeps - base),
         ("slept_ns", <size_t>&s.slept_ns - base),
         ("sleep_max_ns", <size_t>&s.sleep_max_ns - base),
+        ("intr_arms", <size_t>&s.intr_arms - base),
+        ("intr_wakeups", <size_t>&s.intr_wakeups - base),
+        ("intr_spurious", <size_t>&s.intr_spurious - base),
+        ("intr_timeouts", <size_t>&s.intr_timeouts - base),
     ]
     return sizeof(dv_pmd_stats), fields, <size_t>&s.hist[0] - base, DV_HIST_BINS
 

@@ -21,5 +21,8 @@ cdef class PmdThread:
     cdef readonly bint running
     cdef uint64_t _epoch
     cdef list _refs
+    cdef list _rx_queues
+    cdef int _open_wait_fds(self) except -1
+    cdef void _wake(self) noexcept
     cdef object __weakref__
     cdef int _swap(self, dv_plan *plan, double timeout_s) except -1

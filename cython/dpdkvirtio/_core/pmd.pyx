@@ -17,9 +17,13 @@ from dpdkvirtio._dpdk.dv_shim cimport (dv_load_acquire_u64, dv_store_release_ptr
     dv_store_release_int, dv_load_acquire_int)
 from dpdkvirtio._core.debug cimport (dv_debug_track, DV_RES_GENERATOR, DV_RES_PMD,
     DV_RES_PLAN)
+from posix.unistd cimport close, write
+from dpdkvirtio._dpdk.posix_extra cimport (epoll_create1, epoll_ctl, epoll_event, eventfd,
+    EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLIN, EFD_NONBLOCK, EFD_CLOEXEC)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
-    DV_USES_GEN, DV_MARK_MIN_FRAME)
+    DV_USES_GEN, DV_MARK_MIN_FRAME, DV_MODE_POLL, DV_MODE_INTERRUPT, DV_KIND_VHOST,
+    DV_INTR_TIMEOUT_MS)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
@@ -33,6 +37,8 @@ import time
 PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
 MAX_SLEEP_US = 10000                    # as OVS's pmd-sleep-max
+DEFAULT_INTR_AFTER_ROUNDS = 100         # idle rounds before an interrupt-mode PMD waits
+INTR_TIMEOUT_MS = DV_INTR_TIMEOUT_MS
 OPS = {"inc": 0, "dec": 1, "random": 2}
 
 
@@ -243,10 +249,15 @@ cdef class PmdThread:
         self._ctx.burst_size = burst_size
         self._ctx.sleep_thresh = burst_size // 2 if burst_size > 1 else 1
         self._ctx.tsc_hz = rte_get_tsc_hz()
+        self._ctx.intr_after_rounds = DEFAULT_INTR_AFTER_ROUNDS
+        self._ctx.epoll_fd = -1
+        self._ctx.wake_fd = -1
+        self._open_wait_fds()
         self._ctx.cpu_request = -1
         self._ctx.cpu_ack = -1
         self.lcore = lcore
         self._refs = []
+        self._rx_queues = []
 
     def __dealloc__(self):
         # A running lcore keeps using ctx and plan: leak them rather than free under it.
@@ -257,6 +268,10 @@ cdef class PmdThread:
             free(self._plan)
             dv_debug_track(DV_RES_PLAN, -1)
         if self._ctx is not NULL:
+            if self._ctx.epoll_fd >= 0:
+                close(self._ctx.epoll_fd)
+            if self._ctx.wake_fd >= 0:
+                close(self._ctx.wake_fd)
             free(self._ctx)
             dv_debug_track(DV_RES_PMD, -1)
 
@@ -284,6 +299,59 @@ cdef class PmdThread:
                               f"got {value}")
         self._ctx.sleep_max_us = value
 
+    cdef int _open_wait_fds(self) except -1:
+        cdef epoll_event ev
+        self._ctx.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        self._ctx.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self._ctx.epoll_fd < 0 or self._ctx.wake_fd < 0:
+            raise PmdError(None, "cannot create the PMD's epoll/eventfd (out of file "
+                           "descriptors? raise ulimit -n)")
+        ev.events = EPOLLIN
+        ev.data.u64 = 0
+        if epoll_ctl(self._ctx.epoll_fd, EPOLL_CTL_ADD, self._ctx.wake_fd, &ev) != 0:
+            raise PmdError(None, "epoll_ctl on the PMD's wake eventfd failed")
+        return 0
+
+    cdef void _wake(self) noexcept:
+        """End an interrupt-mode wait now (plan, mode, stop or CPU changed)."""
+        cdef uint64_t one = 1
+        write(self._ctx.wake_fd, &one, 8)
+
+    @property
+    def mode(self):
+        """"poll" (with sleep_max_us) or "interrupt": after ``interrupt_after_rounds``
+        idle rounds, wait for a guest's kick on the vhost-user rx queues (epoll)."""
+        return "interrupt" if self._ctx.mode == DV_MODE_INTERRUPT else "poll"
+
+    @mode.setter
+    def mode(self, str value):
+        if value not in ("poll", "interrupt"):
+            raise ConfigError(f"mode must be 'poll' or 'interrupt', got {value!r}")
+        if value == "interrupt":
+            for port, queue in self._rx_queues:
+                self._check_interruptible(port, queue)
+        self._ctx.mode = DV_MODE_INTERRUPT if value == "interrupt" else DV_MODE_POLL
+        self._wake()
+
+    @property
+    def interrupt_after_rounds(self):
+        return self._ctx.intr_after_rounds
+
+    @interrupt_after_rounds.setter
+    def interrupt_after_rounds(self, int value):
+        if not 1 <= value <= 1000000:
+            raise ConfigError(f"interrupt_after_rounds must be 1..1000000 idle poll rounds, "
+                              f"got {value}")
+        self._ctx.intr_after_rounds = value
+
+    def _check_interruptible(self, Port port, int queue):
+        if port.c_port().kind != DV_KIND_VHOST:
+            raise ConfigError(
+                f"interrupt mode: rx queue {queue} of port {port.name!r} is not a vhost-user "
+                "queue, and only their kicks can wake a PMD here (DPDK 22.11's ethdev Rx "
+                "interrupts, rte_eth_dev_rx_intr_*, are not wired up): poll it, with "
+                "sleep_max_us to save the CPU, or give it a PMD of its own")
+
     @property
     def epoch(self):
         return self._epoch
@@ -305,6 +373,7 @@ cdef class PmdThread:
             raise MemoryError()
         cdef Port port, out_port
         cdef Generator gen
+        rx_queues = []
         cdef FlowTable flows
         cdef int uses
         refs = []
@@ -319,6 +388,10 @@ cdef class PmdThread:
                 if not 0 <= queue < port.c_port().n_queues:
                     raise ConfigError(f"queue {queue} out of range for port {port.name!r}")
                 self._require_owner(port, queue, "rx" if uses & DV_USES_RX else "tx")
+                if uses & DV_USES_RX:
+                    if self._ctx.mode == DV_MODE_INTERRUPT:
+                        self._check_interruptible(port, queue)
+                    rx_queues.append((port, queue))
                 if not 0 <= row < self.poll_stats.rows:
                     raise ConfigError("poll statistics row out of range")
                 plan.polls[i].port = port.c_port()
@@ -358,6 +431,7 @@ cdef class PmdThread:
         dv_debug_track(DV_RES_PLAN, 1)
         self._swap(plan, timeout_s)
         self._refs = refs
+        self._rx_queues = rx_queues
 
     def _require_owner(self, Port port, int queue, str direction):
         # The owner field is the contract: a plan only polls queues this lcore owns.
@@ -370,6 +444,7 @@ cdef class PmdThread:
         cdef uint64_t want = plan.epoch
         dv_store_release_ptr(<void **>&self._ctx.plan, plan)
         self._plan = plan
+        self._wake()
         if self.running:
             deadline = time.monotonic() + timeout_s
             while dv_load_acquire_u64(&self._ctx.ack_epoch) < want:
@@ -406,6 +481,7 @@ cdef class PmdThread:
         if not self.running:
             return
         dv_store_release_int(&self._ctx.stop, 1)
+        self._wake()
         deadline = time.monotonic() + timeout_s
         while rte_eal_get_lcore_state(self.lcore) != WAIT:
             if time.monotonic() > deadline:
@@ -420,6 +496,7 @@ cdef class PmdThread:
         """Pin the lcore's thread to ``cpu`` (done by the lcore itself between rounds;
         while stopped, at its next round). Returns once applied when running."""
         dv_store_release_int(&self._ctx.cpu_request, cpu)
+        self._wake()
         if not self.running:
             return
         deadline = time.monotonic() + timeout_s

@@ -29,6 +29,10 @@ static inline void dv_store_release_u64(uint64_t *p, uint64_t v) { __atomic_stor
 static inline void *dv_load_acquire_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void dv_store_release_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+/* A full barrier: a store (enabling notifications) ordered before a later load (the
+ * ring's index), as the guest orders its index store before reading our flag. */
+static inline void dv_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 /* 64-byte aligned zeroed allocation for single-writer counter rows (freed with free()). */
 static inline void *dv_aligned_zalloc(size_t size)
 {

@@ -15,6 +15,7 @@ cdef extern from "dv_shim.h" nogil:
     void *dv_load_acquire_ptr(void * const *p)
     void dv_store_release_ptr(void **p, void *v)
     void *dv_aligned_zalloc(size_t size)
+    void dv_full_fence()
     uint64_t dv_load_le64(const void *p)
     void dv_store_le64(void *p, uint64_t v)
     uint32_t dv_load_le32(const void *p)

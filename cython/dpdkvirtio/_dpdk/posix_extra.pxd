@@ -1,5 +1,6 @@
 # L0: POSIX and glibc declarations Cython's own libc/posix packages do not carry
 # (names verbatim from the system headers).
+from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport timespec
 
 cdef extern from "<pthread.h>" nogil:
@@ -45,6 +46,21 @@ cdef extern from "<sys/stat.h>" nogil:
         long st_size
     int fstat(int fd, stat *buf)
     bint S_ISREG(unsigned int mode)
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        int fd
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    enum: EPOLL_CLOEXEC
+    enum: EPOLL_CTL_ADD
+    enum: EPOLLIN
+    enum: EPOLLET
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)

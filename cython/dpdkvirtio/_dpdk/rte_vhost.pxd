@@ -59,6 +59,12 @@ cdef extern from "rte_vhost.h" nogil:
     int rte_vhost_get_mtu(int vid, uint16_t *mtu)
     int rte_vhost_get_numa_node(int vid)
     int rte_vhost_enable_guest_notification(int vid, uint16_t queue_id, int enable)
+    cdef struct rte_vhost_vring:
+        int callfd
+        int kickfd
+        uint16_t size
+    int rte_vhost_get_vhost_vring(int vid, uint16_t vring_idx, rte_vhost_vring *vring)
+    uint32_t rte_vhost_rx_queue_count(int vid, uint16_t qid)
     uint16_t rte_vhost_avail_entries(int vid, uint16_t queue_id)
     uint16_t rte_vhost_enqueue_burst(int vid, uint16_t queue_id, rte_mbuf **pkts,
                                      uint16_t count)
