@@ -181,9 +181,14 @@ def _print_ctl(cmd, res):
                        r["packets"], f"{r['usage_pct']:.1f}"] for r in res]))
     elif cmd == "pmd-sleep-show":
         for p in res:
-            print(f"pmd lcore {p['lcore']} cpu {p['cpu']}: max sleep {p['sleep_max_us']} us, "
-                  f"slept {p['slept_ns'] / 1e9:.3f} s in {p['iterations_slept']} of "
-                  f"{p['iterations']} iterations (longest {p['sleep_max_ns'] / 1e3:.0f} us)")
+            if p["mode"] == "interrupt":
+                print(f"pmd lcore {p['lcore']} cpu {p['cpu']}: interrupt mode, waited for a kick "
+                      f"{p['intr_arms']} times: woken {p['intr_wakeups']} "
+                      f"({p['intr_spurious']} for nothing), timed out {p['intr_timeouts']}")
+            else:
+                print(f"pmd lcore {p['lcore']} cpu {p['cpu']}: max sleep {p['sleep_max_us']} us, "
+                      f"slept {p['slept_ns'] / 1e9:.3f} s in {p['iterations_slept']} of "
+                      f"{p['iterations']} iterations (longest {p['sleep_max_ns'] / 1e3:.0f} us)")
     elif cmd == "pmd-perf-show":
         for p in res:
             print(f"pmd lcore {p['lcore']} cpu {p['cpu']}:")
@@ -268,14 +273,18 @@ def _top(args) -> int:
                 busy = cur["busy_cycles"] - old["busy_cycles"]
                 idle = cur["idle_cycles"] - old["idle_cycles"]
                 pkts = cur["rx_packets"] + cur["tx_packets"] - old["rx_packets"] - old["tx_packets"]
-                pmds.append([cur["cpu"], f"{100 * busy / max(1, busy + idle):.1f}",
-                             f"{busy / pkts:.1f}" if pkts else "-", f"{pkts / dt / 1e6:.3f}"])
+                # busy/idle are TSC cycles of poll rounds; sleeping and waiting are neither
+                pmds.append([cur["cpu"], cur["mode"], f"{100 * busy / max(1, busy + idle):.1f}",
+                             f"{busy / pkts:.1f}" if pkts else "-", f"{pkts / dt / 1e6:.3f}",
+                             f"{(cur['slept_ns'] - old['slept_ns']) / dt / 1e7:.1f}",
+                             f"{(cur['intr_wakeups'] - old['intr_wakeups']) / dt:.0f}"])
             if tty:
                 print("\033[2J\033[H", end="")
             print(time.strftime("%H:%M:%S"), f"(every {args.interval:g} s)")
             print(_table(["port", "rx Mpps", "tx Mpps", "drops/s"], rows))
             print()
-            print(_table(["pmd cpu", "busy %", "cycles/pkt", "Mpps"], pmds), flush=True)
+            print(_table(["pmd cpu", "mode", "busy %", "cycles/pkt", "Mpps", "slept %",
+                          "wake-ups/s"], pmds), flush=True)
             if flows:
                 before = {(r["port"], r["queue"], r["flow_id"]): r["received"] for r in pflows or []}
                 rates = {(r["port"], r["queue"], r["flow_id"]):

@@ -105,7 +105,8 @@ class Switch:
         cpus_ = self.config.pmd_cpus or sorted(set(self._eal.workers.values()))[-1:]
         try:
             for cpu in cpus_:
-                pmd = Pmd(cpu=cpu, sleep_max_us=self.config.pmd_sleep_max_us)
+                pmd = Pmd(cpu=cpu, sleep_max_us=self.config.sleep_max_for(cpu),
+                          mode=self.config.mode_for(cpu))
                 pmd.start()
                 self.pmds.append(pmd)
                 self._load[cpu] = 0

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import sockets
 from .config import LOG_LEVELS, EalConfig, available_cpus
@@ -23,7 +25,10 @@ OTHER_CONFIG = {
     "vhost-iommu-support": "true: offer vIOMMU support on vhost-user ports",
     "vhost-postcopy-support": "true: allow postcopy live migration on vhost-user ports",
     "tx-retries-max": "default enqueue retries for vhost-user ports (0..32, default 8)",
-    "pmd-sleep-max": "us a PMD may sleep when its queues are idle (0..10000, default 0: poll)",
+    "pmd-sleep-max": "us a PMD may sleep when its queues are idle (0..10000, default 0: poll); "
+                     "per PMD as OVS: '50,1:0' (50, but 0 for the PMD on CPU 1)",
+    "pmd-mode": "poll (default) or interrupt: wait for a guest's kick when idle; per PMD as "
+                "'interrupt,1:poll' (dpdkvirtio extension)",
     "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
     "flow-stats": "count measured streams per rx queue: false (default), true (64 flow ids) "
                   "or the number of flow ids (dpdkvirtio extension)",
@@ -82,6 +87,9 @@ class SwitchConfig:
     postcopy: bool = False
     tx_retries_max: int = 8
     pmd_sleep_max_us: int = 0
+    pmd_sleep_max_per_cpu: dict = field(default_factory=dict)
+    pmd_mode: str = "poll"
+    pmd_mode_per_cpu: dict = field(default_factory=dict)
     flow_stats: int = 0                  # flow ids per rx queue table (0: no accounting)
     memory_mode: str = "auto"
     extra_args: tuple = ()
@@ -126,7 +134,18 @@ class SwitchConfig:
         if "tx-retries-max" in oc:
             c.tx_retries_max = check_tx_retries(oc["tx-retries-max"])
         if "pmd-sleep-max" in oc:
-            c.pmd_sleep_max_us = check_sleep_max(oc["pmd-sleep-max"])
+            d, c.pmd_sleep_max_per_cpu = per_pmd("pmd-sleep-max", oc["pmd-sleep-max"],
+                                                 check_sleep_max)
+            c.pmd_sleep_max_us = c.pmd_sleep_max_us if d is None else d
+        if "pmd-mode" in oc:
+            m, c.pmd_mode_per_cpu = per_pmd("pmd-mode", oc["pmd-mode"], check_pmd_mode)
+            c.pmd_mode = c.pmd_mode if m is None else m
+        for key, per in (("pmd-sleep-max", c.pmd_sleep_max_per_cpu),
+                         ("pmd-mode", c.pmd_mode_per_cpu)):
+            for cpu in per:
+                if c.pmd_cpus is not None and cpu not in c.pmd_cpus:
+                    raise ConfigError(f"{key} names CPU {cpu}, where no PMD runs (pmd-cpu-mask "
+                                      f"gives CPUs {c.pmd_cpus})")
         if "flow-stats" in oc:
             c.flow_stats = check_flow_stats(oc["flow-stats"])
         c.memory_mode = oc.get("memory-mode", "auto")
@@ -137,6 +156,12 @@ class SwitchConfig:
         if c.log_level not in LOG_LEVELS:
             raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
         return c
+
+    def sleep_max_for(self, cpu: int) -> int:
+        return int(self.pmd_sleep_max_per_cpu.get(cpu, self.pmd_sleep_max_us))
+
+    def mode_for(self, cpu: int) -> str:
+        return str(self.pmd_mode_per_cpu.get(cpu, self.pmd_mode))
 
     def eal_config(self) -> EalConfig:
         avail = available_cpus()
@@ -180,6 +205,37 @@ def check_flow_stats(v: object) -> int:
     if not 0 <= n <= 65536:
         raise ConfigError(f"flow-stats must be 0..65536 flow ids, got {n}")
     return n
+
+
+def per_pmd(key: str, value: object, check: Callable[[object], Any]) -> tuple[Any, dict[int, Any]]:
+    """OVS's per-PMD form "DEFAULT,CPU:VALUE,..." -> (DEFAULT or None when only per-CPU
+    items are given, {cpu: value}); each value passes ``check``. Raises ConfigError."""
+    text = str(value).strip()
+    default = None
+    per_cpu: dict[int, Any] = {}
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            raise ConfigError(f"{key}: empty item in {text!r} (expected e.g. '50,1:0')")
+        if ":" in item:
+            cpu_text, _, v = item.partition(":")
+            try:
+                cpu = int(cpu_text)
+            except ValueError:
+                raise ConfigError(f"{key}: {cpu_text!r} is not a CPU number in {text!r}") from None
+            if cpu in per_cpu:
+                raise ConfigError(f"{key}: CPU {cpu} given twice in {text!r}")
+            per_cpu[cpu] = check(v)
+        elif default is None:
+            default = check(item)
+        else:
+            raise ConfigError(f"{key}: more than one default in {text!r}")
+    return default, per_cpu
+
+
+def check_pmd_mode(v: object) -> str:
+    if str(v) not in ("poll", "interrupt"):
+        raise ConfigError(f"pmd-mode must be poll or interrupt, got {v!r}")
+    return str(v)
 
 
 def check_sleep_max(v: object) -> int:

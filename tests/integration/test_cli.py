@@ -396,13 +396,14 @@ def test_control_socket_rejects_bad_requests(d):
 
 
 def test_pmd_sleep_max_from_other_config(d, tmp_path):
-    """other_config:pmd-sleep-max reaches the switch's PMDs; `ctl pmd-sleep-show` reports
-    the sleeps of an idle switch, and its text form names them."""
-    sw = Running(d, [("a", "dpdkvhostuser", {})], extra_oc='pmd-sleep-max = "300"\n')
+    """other_config:pmd-sleep-max (OVS's per-PMD form: a default, then CPU:value) reaches
+    the switch's PMDs; `ctl pmd-sleep-show` reports the sleeps of an idle switch, and its
+    text form names them."""
+    sw = Running(d, [("a", "dpdkvhostuser", {})], extra_oc=f'pmd-sleep-max = "50,{BACK}:300"\n')
     try:
         time.sleep(0.5)
         pmds = sw.ctl("pmd-sleep-show")
-        assert [p["sleep_max_us"] for p in pmds] == [300]
+        assert [(p["sleep_max_us"], p["mode"]) for p in pmds] == [(300, "poll")]
         assert pmds[0]["iterations_slept"] > 100 and pmds[0]["slept_ns"] > 0.2e9, pmds
         text = sw.ctl("pmd-sleep-show", json_out=False)
         assert "max sleep 300 us" in text and f"cpu {BACK}" in text
@@ -418,10 +419,11 @@ def test_measured_flows_through_the_switch(d):
     """other_config flow-stats: the switch counts measured flows on every rx queue. Flow 5
     comes from a peer's generator into port a; flow 2 from the switch's own [[generator]]
     out of port a, reflected by the peer into port b. `ctl flow-stats`, `ctl generators`,
-    `ctl add-generator` and the flows section of `top`."""
+    `ctl add-generator` and the flows section of `top`. The switch's PMD runs in
+    interrupt mode (other_config pmd-mode): the peer's kicks wake it, nothing is lost to it."""
     n = 20_000
     sw = Running(d, [("a", "dpdkvhostuser", {}), ("b", "dpdkvhostuser", {})],
-                 extra_oc='flow-stats = "true"\n', extra_toml=f"""
+                 extra_oc='flow-stats = "true"\npmd-mode = "interrupt"\n', extra_toml=f"""
                  [[generator]]
                  name = "probe"
                  port = "a"
@@ -470,6 +472,10 @@ def test_measured_flows_through_the_switch(d):
         assert sw.ctl("del-generator", "g2") == {"deleted": "g2"}
         top = cli("top", "--socket", sw.sock, "--count", "1", "--interval", "0.3")
         assert top.returncode == 0 and "p50 us" in top.stdout and "Mpps" in top.stdout, top.stderr
+        assert "interrupt" in top.stdout and "wake-ups/s" in top.stdout
+        pmds = sw.ctl("pmd-sleep-show")
+        assert pmds[0]["mode"] == "interrupt" and pmds[0]["intr_wakeups"] > 0, pmds
+        assert "interrupt mode, waited for a kick" in sw.ctl("pmd-sleep-show", json_out=False)
     finally:
         assert sw.stop() == 0
 

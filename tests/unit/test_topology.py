@@ -1,5 +1,6 @@
 """Topology files: the dry-run plan (placement, pools, sockets) and its checks, no DPDK."""
 import os
+import re
 import textwrap
 
 import pytest
@@ -148,3 +149,26 @@ def test_memory_budget_checked(tmp_path, sockdir):
 def test_missing_file():
     with pytest.raises(ConfigError, match="no such file"):
         topology.load("/nonexistent/t.toml")
+
+
+def test_per_pmd_sleep_and_mode_settings():
+    """OVS's per-PMD form of pmd-sleep-max, and pmd-mode in the same form."""
+    from dpdkvirtio.config import available_cpus
+    from dpdkvirtio.switchconfig import SwitchConfig
+    cpus = available_cpus()
+    c = SwitchConfig.from_other_config({"pmd-sleep-max": f"50,{cpus[0]}:0",
+                                        "pmd-mode": f"interrupt,{cpus[0]}:poll"})
+    assert (c.sleep_max_for(cpus[0]), c.sleep_max_for(99)) == (0, 50)
+    assert (c.mode_for(cpus[0]), c.mode_for(99)) == ("poll", "interrupt")
+    c = SwitchConfig.from_other_config({"pmd-sleep-max": f"{cpus[0]}:300"})
+    assert (c.sleep_max_for(cpus[0]), c.sleep_max_for(99)) == (300, 0)     # default stays 0
+    for oc, text in [({"pmd-sleep-max": "50,60"}, "more than one default"),
+                     ({"pmd-sleep-max": "50,x:1"}, "'x' is not a CPU number"),
+                     ({"pmd-sleep-max": "1:5,1:6"}, "CPU 1 given twice"),
+                     ({"pmd-sleep-max": "50,,1:0"}, "empty item"),
+                     ({"pmd-sleep-max": "1:20000"}, "0..10000 us, got 20000"),
+                     ({"pmd-mode": "irq"}, "pmd-mode must be poll or interrupt"),
+                     ({"pmd-cpu-mask": hex(1 << cpus[-1]), "pmd-mode": f"{cpus[-1] + 1}:poll"},
+                      "where no PMD runs")]:
+        with pytest.raises(ConfigError, match=re.escape(text)):
+            SwitchConfig.from_other_config(oc)
