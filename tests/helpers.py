@@ -82,17 +82,19 @@ def steady_window(built, received, dropped, seconds: float = 0.5) -> dict:
     return {"built": built() - b0, "received": received() - r0, "dropped": dropped() - d0}
 
 
-def lcore_cpu_share(lcore: int, seconds: float) -> float:
-    """Share of one CPU the thread of DPDK ``lcore`` of this process used over ``seconds``
-    (utime + stime from /proc; DPDK 22.11 names worker threads rte-worker-<lcore>)."""
+def lcore_cpu_seconds(lcore: int) -> float:
+    """CPU time (utime + stime, s) the thread of DPDK ``lcore`` of this process has used
+    (DPDK 22.11 names worker threads rte-worker-<lcore>)."""
     import glob
     tasks = [t for t in glob.glob("/proc/self/task/*")
              if Path(t, "comm").read_text().strip() == f"rte-worker-{lcore}"]
     assert len(tasks) == 1, f"no thread for lcore {lcore}"
+    fields = Path(tasks[0], "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def cpu_s():
-        fields = Path(tasks[0], "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    c0, t0 = cpu_s(), time.monotonic()
+
+def lcore_cpu_share(lcore: int, seconds: float) -> float:
+    """Share of one CPU the thread of DPDK ``lcore`` used over the next ``seconds``."""
+    c0, t0 = lcore_cpu_seconds(lcore), time.monotonic()
     time.sleep(seconds)
-    return (cpu_s() - c0) / (time.monotonic() - t0)
+    return (lcore_cpu_seconds(lcore) - c0) / (time.monotonic() - t0)

@@ -248,10 +248,10 @@ class Guest:
         return {"rx_packets": nums[0], "tx_packets": nums[1]}
 
     def pktgen(self, count: int, size: int = 60, queue: int | None = None, thread: int = 0,
-               timeout: float = 120.0, wait: bool = True) -> int | None:
+               timeout: float = 120.0, wait: bool = True, delay_ns: int = 0) -> int | None:
         """Send ``count`` (0: endless) UDP frames 127.0.0.1 -> 127.0.0.2 with the kernel's
-        pktgen; returns what pktgen reports as sent (None with wait=False: it keeps going
-        in the background)."""
+        pktgen, ``delay_ns`` apart (0: as fast as it can); returns what pktgen reports as
+        sent (None with wait=False: it keeps going in the background)."""
         dev = "eth0" if queue is None else f"eth0@{queue}"
         pg = f"/proc/net/pktgen/{dev}"
         kt = f"/proc/net/pktgen/kpktgend_{thread}"
@@ -259,7 +259,7 @@ class Guest:
         cmds = ["for t in /proc/net/pktgen/kpktgend_*; do echo rem_device_all > $t; done",
                 f"echo 'add_device {dev}' > {kt}",
                 f"echo 'count {count}' > {pg}", f"echo 'pkt_size {size}' > {pg}",
-                f"echo 'delay 0' > {pg}", f"echo 'dst 127.0.0.2' > {pg}",
+                f"echo 'delay {int(delay_ns)}' > {pg}", f"echo 'dst 127.0.0.2' > {pg}",
                 f"echo 'src_min 127.0.0.1' > {pg}", f"echo 'src_max 127.0.0.1' > {pg}",
                 f"echo 'dst_mac 02:00:00:00:00:02' > {pg}"]
         if queue is not None:
