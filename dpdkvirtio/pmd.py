@@ -191,7 +191,7 @@ class Pmd:
         resets it. Costs up to N us of latency; saves the CPU when idle. Changeable later.
         Applies in ``mode="poll"``.
     mode : "poll" | "interrupt"
-        "interrupt": after ``interrupt_after_rounds`` idle rounds the PMD enables guest
+        "interrupt": after ``interrupt_after_rounds`` empty rounds the PMD enables guest
         notifications on its vhost-user rx queues and sleeps in epoll until a guest kicks
         one (or 100 ms pass, or the control side changes something), then polls again.
         Only vhost-user rx queues can wake it (ConfigError names any other). Changeable

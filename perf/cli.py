@@ -5,6 +5,7 @@ search the zero-loss throughput.
     python -m perf compare BASELINE.json NEW.json [--tolerance 0.05]
     python -m perf ndr [--loss 0] [--seconds 2]
     python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
+    python -m perf notify [--seconds 3] [--json FILE]
     python -m perf list
 """
 
@@ -330,6 +331,12 @@ def _cmd_measured(args) -> int:
     return cmd_measured(args)
 
 
+def _cmd_notify(args) -> int:
+    from perf.notify import cmd_notify
+    _guard(args.force)
+    return cmd_notify(args)
+
+
 def cmd_list(args) -> int:
     for name, s in SCENARIOS.items():
         peers = [k for k in s if k not in ("ours", "what")]
@@ -379,6 +386,13 @@ def main(argv=None) -> int:
     m.add_argument("--json", metavar="FILE")
     m.add_argument("--force", action="store_true")
     m.set_defaults(func=_cmd_measured)
+    nt = sub.add_parser("notify", help="CPU, rate and latency of a receiving PMD polling, "
+                        "sleeping (50/300 us) and in interrupt mode, idle to saturated")
+    nt.add_argument("--seconds", type=float, default=3.0)
+    nt.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    nt.add_argument("--json", metavar="FILE")
+    nt.add_argument("--force", action="store_true")
+    nt.set_defaults(func=_cmd_notify)
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
     args = p.parse_args(argv)
 

@@ -248,7 +248,7 @@ cdef struct dv_pmd_ctx:
     uint32_t sleep_thresh         # a poll moving fewer packets than this is idle
     uint64_t tsc_hz
     int mode                      # DV_MODE_* (written by control)
-    uint32_t intr_after_rounds    # interrupt mode: idle rounds before waiting
+    uint32_t intr_after_rounds    # interrupt mode: empty rounds before waiting
     int epoll_fd                  # interrupt mode: kick eventfds (edge) + wake_fd
     int wake_fd                   # control writes it to end a wait (plan, stop, mode)
 

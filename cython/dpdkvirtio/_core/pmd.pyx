@@ -37,7 +37,7 @@ import time
 PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
 MAX_SLEEP_US = 10000                    # as OVS's pmd-sleep-max
-DEFAULT_INTR_AFTER_ROUNDS = 100         # idle rounds before an interrupt-mode PMD waits
+DEFAULT_INTR_AFTER_ROUNDS = 100         # empty rounds before an interrupt-mode PMD waits
 INTR_TIMEOUT_MS = DV_INTR_TIMEOUT_MS
 OPS = {"inc": 0, "dec": 1, "random": 2}
 
@@ -320,7 +320,7 @@ cdef class PmdThread:
     @property
     def mode(self):
         """"poll" (with sleep_max_us) or "interrupt": after ``interrupt_after_rounds``
-        idle rounds, wait for a guest's kick on the vhost-user rx queues (epoll)."""
+        empty rounds, wait for a guest's kick on the vhost-user rx queues (epoll)."""
         return "interrupt" if self._ctx.mode == DV_MODE_INTERRUPT else "poll"
 
     @mode.setter
@@ -340,7 +340,7 @@ cdef class PmdThread:
     @interrupt_after_rounds.setter
     def interrupt_after_rounds(self, int value):
         if not 1 <= value <= 1000000:
-            raise ConfigError(f"interrupt_after_rounds must be 1..1000000 idle poll rounds, "
+            raise ConfigError(f"interrupt_after_rounds must be 1..1000000 empty poll rounds, "
                               f"got {value}")
         self._ctx.intr_after_rounds = value
 

@@ -47,6 +47,11 @@ cdef extern from "<sys/stat.h>" nogil:
     int fstat(int fd, stat *buf)
     bint S_ISREG(unsigned int mode)
 
+cdef extern from "<sys/prctl.h>" nogil:
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5)
+    enum: PR_SET_TIMERSLACK
+
 cdef extern from "<sys/epoll.h>" nogil:
     ctypedef union epoll_data_t:
         int fd
