@@ -503,6 +503,8 @@ class Pmd:
                     pass
                 for a in gone:
                     self._release(a)
+                if not self._t.running:
+                    self._t.release()          # its epoll and wake descriptors
             self._closed = True
             try:
                 _eal_mod.current().untrack(self)

@@ -344,7 +344,8 @@ class _EthPortBase(_Port):
     def _open_ethdev(self, devname: str, devargs: str, queues: int, ring_size: int,
                      mempool: Mempool | None, tx_retries_max: int, start: bool,
                      timeout_s: float | None = None,
-                     unblock: Callable[[], None] | None = None) -> None:
+                     unblock: Callable[[], None] | None = None,
+                     rx_interrupts: bool = False) -> None:
         """Construction, all or nothing (close() is its mirror): probe the vdev, set its
         queues up, start it."""
         if not isinstance(queues, int) or queues < 1:
@@ -354,7 +355,8 @@ class _EthPortBase(_Port):
         _eal_mod.ensure()
         mempool, owns_pool = _port_mempool(mempool, queues, ring_size)
         core = _ethdev.EthPort()
-        args = (mempool.core, devname, devargs, queues, ring_size, ring_size, tx_retries_max)
+        args = (mempool.core, devname, devargs, queues, ring_size, ring_size, tx_retries_max,
+                bool(rx_interrupts))
         started = time.time()
         try:
             if timeout_s is None:
@@ -465,6 +467,9 @@ class VirtioUserPort(_EthPortBase):
         virtio features (None: driver default).
     mac : str or None
         ``xx:xx:xx:xx:xx:xx``.
+    rx_interrupts : bool
+        Configure Rx interrupts (the rx vrings' call eventfds), so that a PMD in interrupt
+        mode can wait on this port's rx queues instead of polling them.
     mempool, tx_retries_max, start : as for the other ports.
 
     Raises
@@ -476,7 +481,8 @@ class VirtioUserPort(_EthPortBase):
                  mrg_rxbuf: bool | None = None, in_order: bool | None = None,
                  packed_vq: bool | None = None, mac: str | None = None,
                  mempool: Mempool | None = None, tx_retries_max: int = 0,
-                 connect_timeout_s: float = 10.0, start: bool = True):
+                 connect_timeout_s: float = 10.0, start: bool = True,
+                 rx_interrupts: bool = False):
         path = sockets.check_server_path(path) if server else sockets.check_client_path(path)
         if not server and not os.path.exists(path):
             raise ConfigError(f"no vhost-user back-end is listening on {path!r}; start it first "
@@ -523,7 +529,8 @@ class VirtioUserPort(_EthPortBase):
         try:
             self._open_ethdev(devname, ",".join(args), queues, queue_size, mempool,
                               tx_retries_max, start,
-                              timeout_s=connect_timeout_s if server else None, unblock=unblock)
+                              timeout_s=connect_timeout_s if server else None, unblock=unblock,
+                              rx_interrupts=rx_interrupts)
         except BaseException:
             self._remove_server_socket()
             raise

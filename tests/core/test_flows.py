@@ -304,10 +304,16 @@ def test_reset_by_the_running_writer(pair, pmds):
     _wait_received(fs, 1, 2_000)
     g.pause()
     sent = g.built
-    helpers.settle(v, "rx_packets", quiet=0.3, timeout=20.0)
+    # the tail may still be in the ring while the host holds the receiver's CPU (the host
+    # takes it for hundreds of ms at times): wait until what is missing is what was dropped
+    deadline = time.monotonic() + 10
+    while fs.flow(1, sent=sent)["lost_total"] > sum(u.drops().values()) - drops_before:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     f = fs.flow(1, sent=sent)
     assert 2_000 <= f["received"] < sent - 10_000
-    assert f["lost_total"] <= sum(u.drops().values()) - drops_before
+    assert f["lost_total"] <= sum(u.drops().values()) - drops_before, f
     assert f["duplicates"] == 0 and f["out_of_order"] == 0 and f["tail_lost"] == 0
     assert int(fs.histograms[1].sum()) == f["received"]
     a.stop(); b.stop()

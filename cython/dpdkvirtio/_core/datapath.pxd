@@ -62,6 +62,7 @@ cdef struct dv_port:
     dv_vq_sync *sync              # vhost: n_queues rows
     uint8_t *vring_enabled        # vhost: 2 * n_queues flags (vring index order)
     dv_queue_owner *owners        # 2 * n_queues: [2q + DV_DIR_RX], [2q + DV_DIR_TX]
+    int rx_intr                   # ethdev: configured with Rx interrupts (intr_conf.rxq)
 
 cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil
 cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,

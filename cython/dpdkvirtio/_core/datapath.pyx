@@ -6,7 +6,8 @@ from libc.string cimport memcpy, memset
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
     rte_pktmbuf_read, rte_memcpy)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
-from dpdkvirtio._dpdk.rte_ethdev cimport rte_eth_rx_burst, rte_eth_tx_burst
+from dpdkvirtio._dpdk.rte_ethdev cimport (rte_eth_rx_burst, rte_eth_tx_burst,
+    rte_eth_dev_rx_intr_enable, rte_eth_dev_rx_intr_disable, rte_eth_dev_rx_intr_ctl_q_get_fd)
 from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_enqueue_burst, rte_vhost_dequeue_burst,
     rte_vhost_enable_guest_notification, rte_vhost_get_vhost_vring, rte_vhost_rx_queue_count,
     rte_vhost_vring)
@@ -755,14 +756,25 @@ cdef uint32_t _idle_sleep(dv_pmd_ctx *ctx, dv_pmd_stats *st, uint32_t sleep_us) 
     return sleep_us
 
 
+cdef inline void _watch(int epoll_fd, int fd) noexcept nogil:
+    # edge-triggered, never read: the fd is the vhost library's or the driver's, and may
+    # be closed and its number reused (EEXIST when already watched: kept)
+    cdef epoll_event ev
+    if fd >= 0:
+        ev.events = EPOLLIN | EPOLLET
+        ev.data.u64 = 1
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev)
+
+
 cdef bint _notify(dv_plan *plan, int epoll_fd, bint enable) noexcept nogil:
-    """Enable (or disable) guest notifications on every vhost-user rx queue of the plan.
-    Enabling also registers each queue's kick eventfd with the PMD's epoll set (edge-
-    triggered: the PMD never reads a kickfd, which belongs to the vhost library and may
-    be closed and its number reused on a reconnect) and returns True when a ring already
-    holds packets (added before the guest saw notifications on: the lost-wakeup race).
-    Each queue is marked busy around it, so destroy_device waits for us; DPDK calls
-    destroy_device without holding the vring locks these functions take."""
+    """Enable (or disable) notifications on every rx queue of the plan that has them:
+    vhost-user queues (the guest's kick: rte_vhost_enable_guest_notification, the vring's
+    kick eventfd) and ethdev queues opened with Rx interrupts (rte_eth_dev_rx_intr_*, the
+    queue's interrupt eventfd — virtio-user's is the vring's call eventfd). Enabling
+    registers those eventfds with the PMD's epoll set and returns True when a vhost ring
+    already holds packets. Each vhost queue is marked busy around it, so destroy_device
+    waits for us; DPDK calls destroy_device without holding the vring locks these
+    functions take."""
     cdef uint32_t i
     cdef dv_poll *pl
     cdef dv_port *p
@@ -770,12 +782,19 @@ cdef bint _notify(dv_plan *plan, int epoll_fd, bint enable) noexcept nogil:
     cdef int vid
     cdef uint16_t vring
     cdef rte_vhost_vring vr
-    cdef epoll_event ev
     cdef bint pending = False
     for i in range(plan.n_polls):
         pl = &plan.polls[i]
         p = pl.port
-        if not (DV_ENGINES[pl.engine].uses & DV_USES_RX) or p.kind != DV_KIND_VHOST:
+        if not (DV_ENGINES[pl.engine].uses & DV_USES_RX):
+            continue
+        if p.kind != DV_KIND_VHOST:
+            if p.rx_intr:
+                if enable:
+                    rte_eth_dev_rx_intr_enable(p.port_id, pl.queue)
+                    _watch(epoll_fd, rte_eth_dev_rx_intr_ctl_q_get_fd(p.port_id, pl.queue))
+                else:
+                    rte_eth_dev_rx_intr_disable(p.port_id, pl.queue)
             continue
         vring = 2 * pl.queue + 1
         sync = &p.sync[pl.queue]
@@ -787,25 +806,20 @@ cdef bint _notify(dv_plan *plan, int epoll_fd, bint enable) noexcept nogil:
                 dv_full_fence()
                 if rte_vhost_rx_queue_count(vid, vring) > 0:
                     pending = True
-                if rte_vhost_get_vhost_vring(vid, vring, &vr) == 0 and vr.kickfd >= 0:
-                    ev.events = EPOLLIN | EPOLLET
-                    ev.data.u64 = 1
-                    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, vr.kickfd, &ev)    # EEXIST: kept
+                if rte_vhost_get_vhost_vring(vid, vring, &vr) == 0:
+                    _watch(epoll_fd, vr.kickfd)
         dv_store_release_int(&sync.rx_busy, 0)
     return pending
 
 
-cdef bint _wait_for_kick(dv_pmd_ctx *ctx, dv_plan *plan, dv_pmd_stats *st) noexcept nogil:
-    """Interrupt mode: arm notifications, sleep in epoll until a guest kicks one of the
-    PMD's vhost-user rx queues, the control side writes wake_fd, or DV_INTR_TIMEOUT_MS
-    passes; then disarm (the poll loop goes on polling). True when an event woke it."""
+cdef bint _wait_for_kick(dv_pmd_ctx *ctx, dv_pmd_stats *st) noexcept nogil:
+    """Interrupt mode, notifications armed and a full round since then empty: sleep in
+    epoll until a queue's notification fires, the control side writes wake_fd, or
+    DV_INTR_TIMEOUT_MS passes. True when an event woke it."""
     cdef epoll_event evs[8]
     cdef int n = 0, k
     cdef uint64_t junk
-    cdef bint pending = False
-    if plan is not NULL:
-        pending = _notify(plan, ctx.epoll_fd, True)
-    if not pending and not dv_load_acquire_int(&ctx.stop) and ctx.mode == DV_MODE_INTERRUPT:
+    if not dv_load_acquire_int(&ctx.stop) and ctx.mode == DV_MODE_INTERRUPT:
         # arms == wakeups + timeouts except while the PMD is inside this wait
         st.intr_arms += 1
         n = epoll_wait(ctx.epoll_fd, evs, 8, DV_INTR_TIMEOUT_MS)
@@ -816,8 +830,6 @@ cdef bint _wait_for_kick(dv_pmd_ctx *ctx, dv_plan *plan, dv_pmd_stats *st) noexc
             for k in range(n):
                 if evs[k].data.u64 == 0:                   # our wake_fd: drain it
                     read(ctx.wake_fd, &junk, 8)
-    if plan is not NULL:
-        _notify(plan, ctx.epoll_fd, False)
     return n > 0
 
 
@@ -837,11 +849,16 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     cdef bint busy_round
     cdef uint32_t sleep_us = 1, sleep_max, idle_rounds = 0
     cdef bint woke = False
+    cdef dv_plan *armed = NULL      # interrupt mode: notifications on for this plan
     # the kernel may delay a timed sleep by the thread's timer slack (50 us by default):
     # 1 us, so that a pmd-sleep-max sleep lasts what it asks for (as OVS does)
     prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
     while not dv_load_acquire_int(&ctx.stop):
         plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
+        if armed is not NULL and armed != plan:
+            # a new plan: disarm the old one before acknowledging (control frees it then)
+            _notify(armed, ctx.epoll_fd, False)
+            armed = NULL
         burst = ctx.burst_size
         if burst == 0 or burst > DV_PMD_MAX_BURST:
             burst = 32
@@ -877,16 +894,28 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
             woke = False
             if not moved:
                 st.intr_spurious += 1
-        if ctx.mode == DV_MODE_INTERRUPT:
-            # interrupt mode counts empty rounds (any packet keeps it polling: a wait
-            # costs syscalls and, in a VM, the vCPU's wake-up)
+        if ctx.mode == DV_MODE_INTERRUPT and plan is not NULL:
+            # Empty rounds arm the notifications; one more full round polls what came
+            # before they were on (the lost wake-up); if it is empty too, wait. Any packet
+            # keeps it polling: a wait costs syscalls and, in a VM, the vCPU's wake-up.
             if busy_round or moved:
+                idle_rounds = 0
+                if armed is not NULL:
+                    _notify(armed, ctx.epoll_fd, False)
+                    armed = NULL
+            elif armed is not NULL:
+                woke = _wait_for_kick(ctx, st)
+                _notify(armed, ctx.epoll_fd, False)
+                armed = NULL
                 idle_rounds = 0
             else:
                 idle_rounds += 1
                 if idle_rounds >= ctx.intr_after_rounds:
-                    woke = _wait_for_kick(ctx, plan, st)
-                    idle_rounds = 0
+                    _notify(plan, ctx.epoll_fd, True)
+                    armed = plan
+        elif armed is not NULL:
+            _notify(armed, ctx.epoll_fd, False)
+            armed = NULL
         sleep_max = ctx.sleep_max_us
         if sleep_max and ctx.mode == DV_MODE_POLL:
             if busy_round:
@@ -900,6 +929,8 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
             if rte_thread_set_affinity(&cs) == 0:
                 st.cpu = <uint64_t>req
             dv_store_release_int(&ctx.cpu_ack, req)
+    if armed is not NULL:
+        _notify(armed, ctx.epoll_fd, False)
     dv_store_release_u64(&ctx.ack_epoch, <uint64_t>-1)
     return 0
 

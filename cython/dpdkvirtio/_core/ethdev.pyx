@@ -96,11 +96,12 @@ cdef class EthPort(Port):
     """An ethdev port made from a vdev. Use the L2 classes (VirtioUserPort, VdevPort)."""
 
     def open(self, Mempool mempool not None, str devname, str devargs, int n_queues,
-             int rx_ring_size, int tx_ring_size, int tx_retries_max):
+             int rx_ring_size, int tx_ring_size, int tx_retries_max, bint rx_interrupts=False):
         """Probe ``devname`` with ``devargs``, configure ``n_queues`` queue pairs with rings
         of the given sizes on ``mempool``. Unwinds everything on failure.
         Blocks while the driver talks to its peer (virtio-user server mode waits for
-        the vhost-user client to connect)."""
+        the vhost-user client to connect). ``rx_interrupts``: configure Rx interrupts
+        (intr_conf.rxq), so that an interrupt-mode PMD can wait on this port's queues."""
         eal_check_usable()
         if self._state != PORT_CREATED or self._probed:
             raise PortError(None, "port already set up")
@@ -143,8 +144,13 @@ cdef class EthPort(Port):
             if (info.dev_flags is not NULL and (info.dev_flags[0] & RTE_ETH_DEV_INTR_LSC)
                     and "server=1" in devargs.split(",")):
                 conf.intr_conf.lsc = 1
+            if rx_interrupts:
+                conf.intr_conf.rxq = 1
+                self._p.rx_intr = 1
             check_neg_errno(rte_eth_dev_configure(pid, n_queues, n_queues, &conf),
-                            "rte_eth_dev_configure", PortError)
+                            "rte_eth_dev_configure", PortError,
+                            f"{devname}: the driver refused Rx interrupts" if rx_interrupts
+                            else None)
             self._configured = True
             socket_id = rte_eth_dev_socket_id(pid)
             if socket_id < 0:

@@ -24,5 +24,6 @@ cdef class PmdThread:
     cdef list _rx_queues
     cdef int _open_wait_fds(self) except -1
     cdef void _wake(self) noexcept
+    cdef void _close_wait_fds(self) noexcept
     cdef object __weakref__
     cdef int _swap(self, dv_plan *plan, double timeout_s) except -1

@@ -268,10 +268,7 @@ cdef class PmdThread:
             free(self._plan)
             dv_debug_track(DV_RES_PLAN, -1)
         if self._ctx is not NULL:
-            if self._ctx.epoll_fd >= 0:
-                close(self._ctx.epoll_fd)
-            if self._ctx.wake_fd >= 0:
-                close(self._ctx.wake_fd)
+            self._close_wait_fds()
             free(self._ctx)
             dv_debug_track(DV_RES_PMD, -1)
 
@@ -312,10 +309,26 @@ cdef class PmdThread:
             raise PmdError(None, "epoll_ctl on the PMD's wake eventfd failed")
         return 0
 
+    cdef void _close_wait_fds(self) noexcept:
+        if self._ctx.epoll_fd >= 0:
+            close(self._ctx.epoll_fd)
+            self._ctx.epoll_fd = -1
+        if self._ctx.wake_fd >= 0:
+            close(self._ctx.wake_fd)
+            self._ctx.wake_fd = -1
+
     cdef void _wake(self) noexcept:
         """End an interrupt-mode wait now (plan, mode, stop or CPU changed)."""
         cdef uint64_t one = 1
-        write(self._ctx.wake_fd, &one, 8)
+        if self._ctx.wake_fd >= 0:
+            write(self._ctx.wake_fd, &one, 8)
+
+    def release(self):
+        """Close the PMD's epoll and wake descriptors (Pmd.close; the lcore is stopped).
+        Refused while running."""
+        if self.running:
+            raise PmdError(None, f"lcore {self.lcore} is running: stop it first")
+        self._close_wait_fds()
 
     @property
     def mode(self):
@@ -345,12 +358,12 @@ cdef class PmdThread:
         self._ctx.intr_after_rounds = value
 
     def _check_interruptible(self, Port port, int queue):
-        if port.c_port().kind != DV_KIND_VHOST:
+        if port.c_port().kind != DV_KIND_VHOST and not port.c_port().rx_intr:
             raise ConfigError(
-                f"interrupt mode: rx queue {queue} of port {port.name!r} is not a vhost-user "
-                "queue, and only their kicks can wake a PMD here (DPDK 22.11's ethdev Rx "
-                "interrupts, rte_eth_dev_rx_intr_*, are not wired up): poll it, with "
-                "sleep_max_us to save the CPU, or give it a PMD of its own")
+                f"interrupt mode: rx queue {queue} of port {port.name!r} has no notification "
+                "to wake the PMD: open it with rx_interrupts=True (virtio-user: its vring's "
+                "call eventfd), or poll it (sleep_max_us saves the CPU), or give it a PMD "
+                "of its own")
 
     @property
     def epoch(self):
@@ -466,6 +479,8 @@ cdef class PmdThread:
         eal_check_usable()
         if self.running:
             return
+        if self._ctx.epoll_fd < 0:
+            raise PmdError(None, f"the PMD on lcore {self.lcore} was released")
         if rte_eal_get_lcore_state(self.lcore) != WAIT:
             raise PmdError(None, f"lcore {self.lcore} is busy with another function")
         dv_store_release_int(&self._ctx.stop, 0)

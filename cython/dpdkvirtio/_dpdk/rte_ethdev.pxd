@@ -12,6 +12,7 @@ cdef extern from "rte_ethdev.h" nogil:
     enum: RTE_ETH_DEV_INTR_LSC
     cdef struct rte_eth_intr_conf:
         uint32_t lsc
+        uint32_t rxq
     cdef struct rte_eth_conf:
         rte_eth_intr_conf intr_conf
     cdef struct rte_device:
@@ -42,6 +43,9 @@ cdef extern from "rte_ethdev.h" nogil:
     cdef struct rte_ether_addr:
         unsigned char addr_bytes[6]
 
+    int rte_eth_dev_rx_intr_enable(uint16_t port_id, uint16_t queue_id)
+    int rte_eth_dev_rx_intr_disable(uint16_t port_id, uint16_t queue_id)
+    int rte_eth_dev_rx_intr_ctl_q_get_fd(uint16_t port_id, uint16_t queue_id)
     int rte_eth_dev_configure(uint16_t port_id, uint16_t nb_rx_queue, uint16_t nb_tx_queue,
                               const rte_eth_conf *eth_conf)
     int rte_eth_rx_queue_setup(uint16_t port_id, uint16_t rx_queue_id, uint16_t nb_rx_desc,
