@@ -192,10 +192,11 @@ class Pmd:
         Applies in ``mode="poll"``.
     mode : "poll" | "interrupt"
         "interrupt": after ``interrupt_after_rounds`` empty rounds the PMD enables guest
-        notifications on its vhost-user rx queues and sleeps in epoll until a guest kicks
-        one (or 100 ms pass, or the control side changes something), then polls again.
-        Only vhost-user rx queues can wake it (ConfigError names any other). Changeable
-        while running.
+        notifications on its rx queues, polls one more round, and sleeps in epoll until a
+        guest kicks a vhost-user queue or a virtio-user queue's call arrives (ports opened
+        with ``rx_interrupts=True``), 100 ms pass, or the control side changes something;
+        then it polls again. A queue with no such notification raises ConfigError naming
+        it. Changeable while running.
 
     Raises
     ------
