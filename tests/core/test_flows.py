@@ -312,7 +312,7 @@ def test_reset_by_the_running_writer(pair, pmds):
             break
         time.sleep(0.05)
     f = fs.flow(1, sent=sent)
-    assert 2_000 <= f["received"] < sent - 10_000
+    assert 0 < f["received"] < sent - 10_000 and f["received"] + f["lost"] >= 2_000
     assert f["lost_total"] <= sum(u.drops().values()) - drops_before, f
     assert f["duplicates"] == 0 and f["out_of_order"] == 0 and f["tail_lost"] == 0
     assert int(fs.histograms[1].sum()) == f["received"]
