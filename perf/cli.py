@@ -344,6 +344,13 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _host_options(p: argparse.ArgumentParser) -> None:
+    """--memory-mode, --json, --force: shared by the commands that start pollers."""
+    p.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="measure even with busy pollers around")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -374,24 +381,18 @@ def main(argv=None) -> int:
     n.add_argument("--seconds", type=float, default=2.0)
     n.add_argument("--precision", type=float, default=0.02)
     n.add_argument("--pkt-size", type=int, default=64)
-    n.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
-    n.add_argument("--json", metavar="FILE")
-    n.add_argument("--force", action="store_true")
+    _host_options(n)
     n.set_defaults(func=cmd_ndr)
     m = sub.add_parser("measured", help="cost of measured streams (stamping, accounting) and "
                        "latency of our pair at 10/50/90 %% of its maximum")
     m.add_argument("--seconds", type=float, default=3.0)
     m.add_argument("--rounds", type=int, default=3)
-    m.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
-    m.add_argument("--json", metavar="FILE")
-    m.add_argument("--force", action="store_true")
+    _host_options(m)
     m.set_defaults(func=_cmd_measured)
     nt = sub.add_parser("notify", help="CPU, rate and latency of a receiving PMD polling, "
                         "sleeping (50/300 us) and in interrupt mode, idle to saturated")
     nt.add_argument("--seconds", type=float, default=3.0)
-    nt.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")
-    nt.add_argument("--json", metavar="FILE")
-    nt.add_argument("--force", action="store_true")
+    _host_options(nt)
     nt.set_defaults(func=_cmd_notify)
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
     args = p.parse_args(argv)

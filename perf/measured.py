@@ -90,17 +90,25 @@ def loopback_cost(dv, seconds: float, index: int, *, account: bool, measured: bo
         port.close()
 
 
-def _pair(dv, sockdir: str):
+def start_pair(dv, sockdir: str):
+    """A vhost-user port and a virtio-user port connected to it, both up (closed again
+    when they do not come up)."""
     v = dv.VhostUserPort(os.path.join(sockdir, "m.sock"))
-    u = dv.VirtioUserPort(v.path, queue_size=1024)
+    try:
+        u = dv.VirtioUserPort(v.path, queue_size=1024)
+    except BaseException:
+        v.close()
+        raise
     if not (v.wait_running(10) and u.wait_link_up(5)):
+        u.close()
+        v.close()
         raise RuntimeError("the vhost-user/virtio-user pair did not come up")
     return v, u
 
 
 def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | None = None) -> dict:
     """Measured generator (FRONT) -> u -> v -> rxonly (BACK), with or without a table."""
-    v, u = _pair(dv, sockdir)
+    v, u = start_pair(dv, sockdir)
     a, b = dv.Pmd(cpu=FRONT), dv.Pmd(cpu=BACK)
     flows = dv.FlowStats(max_flows=2) if account else None
     try:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import steal_ms
+from perf.measured import start_pair, steal_ms
 from perf.scenarios import BACK, FRONT
 
 MODES = {"poll": {}, "sleep-50us": {"sleep_max_us": 50}, "sleep-300us": {"sleep_max_us": 300},
@@ -34,12 +34,9 @@ def thread_cpu_s(lcore: int) -> float:
 
 
 def one(dv, sockdir: str, mode_kw: dict, pps: float | None, seconds: float) -> dict:
-    v = dv.VhostUserPort(os.path.join(sockdir, "n.sock"))
-    u = dv.VirtioUserPort(v.path, queue_size=1024)
+    v, u = start_pair(dv, sockdir)
     a, b = dv.Pmd(cpu=FRONT), dv.Pmd(cpu=BACK, **mode_kw)
     try:
-        if not (v.wait_running(10) and u.wait_link_up(5)):
-            raise RuntimeError("the pair did not come up")
         flows = dv.FlowStats(max_flows=2)
         b.add_rxq(v, 0, "rxonly", flows=flows)
         g = None
