@@ -12,7 +12,9 @@ from typing import Any
 
 import dpdkvirtio as dv
 from dpdkvirtio import rpc
+from dpdkvirtio._core import vhost as _vhost
 from dpdkvirtio._process import set_pdeathsig
+from dpdkvirtio.events import wait_until
 
 state: dict[str, Any] = {"ports": {}, "pmd": None, "gens": {}, "loop": None, "flows": {}}
 
@@ -214,6 +216,73 @@ def op_stats(name):
     port = state["ports"][name]
     return {"stats": port.stats(), "drops": port.drops(),
             "in_use": port.mempool.in_use if not port.closed else None}
+
+
+def op_device_wait(name, devices=None, wait_s=1.0):
+    """Wait until vhost port ``name`` has set up its ``devices``-th device (status()'s
+    count) and runs it, or with ``devices=None`` until no front-end is connected
+    (``vid`` -1); returns done and the status."""
+    port = state["ports"][name]
+
+    def reached():
+        st = port.status()
+        if devices is None:
+            return st["vid"] < 0
+        return st["devices"] >= devices and st["running"]
+    done = wait_until(reached, wait_s, _vhost.events_fd())
+    return {"done": bool(done), "status": port.status()}
+
+
+def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16):
+    """Receive from Python until rx queue ``queue`` stays empty for ``idle_s`` (at most
+    ``max_s``). Reports packets, bytes, the first lengths and, for up to ``max_report``
+    packets, where bytes outside [lo, hi] sit and the packet itself: [packet index,
+    length, [[offset, byte]...] (the first 8), its first 64 KiB in hex]."""
+    import numpy as np
+    port = state["ports"][name]
+    burst = dv.Burst(32)
+    packets = nbytes = 0
+    lengths: list[int] = []
+    foreign: list[list] = []
+    last = time.monotonic()
+    end = last + max_s
+    try:
+        while True:
+            got = port.rx_burst(queue, burst)
+            now = time.monotonic()
+            for i in range(got):
+                data = np.frombuffer(burst.packet(i), np.uint8)
+                bad = np.flatnonzero((data < lo) | (data > hi))
+                if bad.size and len(foreign) < max_report:
+                    foreign.append([packets, int(data.size),
+                                    [[int(o), int(data[o])] for o in bad[:8]],
+                                    data[:65536].tobytes().hex()])
+                if len(lengths) < 64:
+                    lengths.append(int(data.size))
+                packets += 1
+                nbytes += int(data.size)
+            burst.free()
+            if got:
+                last = now
+            elif now - last > idle_s or now > end:
+                break
+    finally:
+        burst.free()
+    return {"packets": packets, "bytes": nbytes, "lengths": lengths, "foreign": foreign,
+            "status": port.status(), "drops": port.drops()}
+
+
+def op_send(name, queue=0, count=1, size=64, fill=0x5A):
+    """Send ``count`` frames of ``size`` bytes, every byte ``fill``, from Python; returns
+    how many the peer took and the port's drop counters (the rest are counted there)."""
+    port = state["ports"][name]
+    burst = dv.Burst(max(1, count))
+    try:
+        burst.alloc(port.mempool, count, bytes([fill]) * size)
+        sent = port.tx_burst(queue, burst)
+    finally:
+        burst.free()
+    return {"sent": sent, "drops": port.drops(), "status": port.status()}
 
 
 def op_remove(name):
