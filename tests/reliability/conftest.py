@@ -19,6 +19,10 @@ UNTOUCHED_PPS = 100_000
 def pytest_addoption(parser):
     parser.addoption("--soak-seconds", type=float, default=8.0,
                      help="duration of the soak test (hours are fine: --soak-seconds 36000)")
+    parser.addoption("--hostile-cases", type=int,
+                     default=int(os.environ.get("DV_HOSTILE_CASES", "10000")),
+                     help="adversarial virtqueue cases of test_hostile_guests_10000_cases "
+                          "(or DV_HOSTILE_CASES; 100000 for a long run)")
 
 
 def fd_count() -> int:

@@ -81,6 +81,8 @@ def short_header_chain(mergeable: bool = False, packet_size: int = 1500,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
         if drv is not None:
             drv.close()
         if mem is not None:

@@ -34,6 +34,8 @@ from tests.reliability import hostile as H
 
 NEEDS_CSUM = 1
 FILL = 0x5A
+NET_HDR = H.NET_HDR_SIZE
+SHORT_HEADER_REACH = 4096      # > 11 + the largest packet ``_send`` sends
 
 
 def case_seed(seed: int, index: int) -> str:
@@ -55,12 +57,13 @@ class Ctx:
         self.stop = threading.Event()
 
     # -- buffers
-    def buf(self, n: int | None = None) -> tuple[int, int]:
-        """A buffer inside one data region: (gpa, length)."""
+    def buf(self, n: int | None = None, margin: int = 0) -> tuple[int, int]:
+        """A buffer inside one data region, ``margin`` bytes or more before its end:
+        (gpa, length)."""
         rng = self.rng
         n = rng.choice([14, 60, 64, 200, 1500, 2048, 4000]) if n is None else n
-        r = rng.choice([r for r in self.mem.data if r.size >= n])
-        return r.gpa + rng.randrange(r.size - n + 1), n
+        r = rng.choice([r for r in self.mem.data if r.size >= n + margin])
+        return r.gpa + rng.randrange(r.size - n - margin + 1), n
 
     def bad_buf(self) -> tuple[int, int, str]:
         """A buffer at least partly outside guest memory: (gpa, length, where)."""
@@ -442,7 +445,12 @@ def fam_rx_buffers(c: Ctx):
     chains = []
     for _ in range(rng.randrange(1, 24)):
         if variant == "tiny" or (variant == "mixed" and rng.random() < 0.5):
-            chains.append([(*c.buf(rng.choice([1, 2, 11, 12, 13, 64])), H.WRITE)])
+            # away from region ends: DPDK 22.11 writes past a buffer that follows one
+            # shorter than the header (docs/reliability.md, problem 8); here that write
+            # stays in guest memory, test_rx_short_header_chain_known_dpdk_issue shows
+            # the rest
+            chains.append([(*c.buf(rng.choice([1, 2, 11, 12, 13, 64]), margin=SHORT_HEADER_REACH),
+                            H.WRITE)])
         elif variant == "readonly":
             chains.append([(*c.buf(2048), 0)])
         elif variant == "outside":
@@ -493,6 +501,7 @@ class Result:
     outcome: str = ""          # refused / disconnected / carried / dropped
     packets: int = 0
     read_only_written: bool = False
+    known_issue: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -616,7 +625,13 @@ class Runner:
         used = ctx.rx.used_entries()
         outside = self.mem.changed_outside(ctx.offered)
         if outside:
-            res.problems.append(f"the back-end wrote outside the buffers the guest offered: {outside}")
+            # the known DPDK 22.11 write past a buffer that follows one shorter than the
+            # header: from that buffer's start + up to 11 bytes, one packet long
+            short = [(gpa, NET_HDR + size) for gpa, n in ctx.offered if n < NET_HDR]
+            if short and not self.mem.changed_outside(ctx.offered + short):
+                res.known_issue = "rx_short_header"
+            else:
+                res.problems.append(f"the back-end wrote outside the buffers the guest offered: {outside}")
         # DPDK 22.11 does not check VRING_DESC_F_WRITE: it fills device-readable buffers
         # too (guest memory the guest offered; counted, not a host matter)
         res.read_only_written = bool(self.mem.changed_inside(ctx.read_only))
