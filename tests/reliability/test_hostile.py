@@ -74,7 +74,7 @@ def test_hostile_guests_10000_cases(baseline, untouched, sockdir, request):
                 rx0 = ag.call("stats", name=name)["stats"]["rx_packets"]
                 front.call("gen", name="u", count=10_000, pps=200_000, tag="g")
                 assert front.call("gen_wait", tag="g")["done"]
-                rx = wait_still(lambda: ag.call("stats", name=name)["stats"]["rx_packets"]) - rx0
+                rx = wait_still(lambda n=name: ag.call("stats", name=n)["stats"]["rx_packets"]) - rx0
                 assert (rx, sum(front.call("stats", name="u")["drops"].values())) == (10_000, 0)
                 front.call("close", name="u")
             assert ag.call("device_wait", name=name, devices=None, wait_s=10)["done"]
