@@ -269,7 +269,11 @@ def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16
     finally:
         burst.free()
     return {"packets": packets, "bytes": nbytes, "lengths": lengths, "foreign": foreign,
-            "status": port.status(), "drops": port.drops()}
+            "status": _status(port), "drops": port.drops()}
+
+
+def _status(port):
+    return port.status() if hasattr(port, "status") else {}
 
 
 def op_send(name, queue=0, count=1, size=64, fill=0x5A):
@@ -282,7 +286,7 @@ def op_send(name, queue=0, count=1, size=64, fill=0x5A):
         sent = port.tx_burst(queue, burst)
     finally:
         burst.free()
-    return {"sent": sent, "drops": port.drops(), "status": port.status()}
+    return {"sent": sent, "drops": port.drops(), "status": _status(port)}
 
 
 def op_remove(name):
@@ -317,7 +321,7 @@ def op_resources():
 
 def op_port_status(name):
     p = state["ports"][name]
-    return {"status": p.status() if hasattr(p, "status") else {}, "stats": p.stats()}
+    return {"status": _status(p), "stats": p.stats()}
 
 
 def op_pause(tag, paused=True):

@@ -128,7 +128,8 @@ class _Port:
         return _stats.port_stats(self)
 
     def drops(self) -> dict:
-        """Drops by reason: tx_failure, tx_not_ready, tx_nombuf."""
+        """Drops by reason: tx_failure, tx_not_ready, tx_nombuf, rx_malformed (mbufs a
+        driver handed out with lengths beyond their buffers)."""
         return _stats.drops_by_reason(self.queue_counters)
 
     # -- lifecycle --------------------------------------------------------------------

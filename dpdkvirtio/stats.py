@@ -55,6 +55,9 @@ DROP_FIELDS = {
     "tx_not_ready": "tx_not_ready_drops",    # no peer / queue disabled
     "tx_nombuf": "tx_nombuf_drops",          # generator found the mempool empty
 }
+# Received packets dropped before anyone saw them: a driver gave an mbuf whose lengths
+# run past its buffer (a hostile virtio back-end's used-ring length).
+RX_DROP_FIELDS = {"rx_malformed": "rx_malformed_drops"}
 
 
 def counters_array(counters: Any, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
@@ -74,8 +77,9 @@ def totals(arr: npt.NDArray[np.void]) -> dict[str, int]:
 
 def port_stats(port: Any) -> dict[str, int]:
     """OVS-style interface statistics of ``port``: rx_packets, rx_bytes, tx_packets,
-    tx_bytes, tx_dropped (all reasons), tx_failure_drops, tx_not_ready_drops,
-    tx_nombuf_drops, tx_retries, and per queue rx_q<N>_good_packets / tx_q<N>_good_packets."""
+    tx_bytes, tx_dropped (all tx reasons), tx_failure_drops, tx_not_ready_drops,
+    tx_nombuf_drops, tx_retries, rx_malformed_drops, and per queue rx_q<N>_good_packets /
+    tx_q<N>_good_packets."""
     arr = queue_counters(port)
     t = totals(arr)
     out = {
@@ -88,6 +92,7 @@ def port_stats(port: Any) -> dict[str, int]:
         "tx_not_ready_drops": t["tx_not_ready_drops"],
         "tx_nombuf_drops": t["tx_nombuf_drops"],
         "tx_retries": t["tx_retries"],
+        "rx_malformed_drops": t["rx_malformed_drops"],
         "rx_bursts": t["rx_bursts"],
         "tx_bursts": t["tx_bursts"],
     }
@@ -100,7 +105,9 @@ def port_stats(port: Any) -> dict[str, int]:
 
 
 def drops_by_reason(arr: np.ndarray) -> dict[str, int]:
-    return {reason: int(arr[field].sum()) for reason, field in DROP_FIELDS.items()}
+    """Drops of a port's queues by reason (the tx reasons, then rx_malformed)."""
+    return {reason: int(arr[field].sum())
+            for reason, field in {**DROP_FIELDS, **RX_DROP_FIELDS}.items()}
 
 
 class RateMeter:

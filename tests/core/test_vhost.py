@@ -130,7 +130,7 @@ def test_keep_unsent_for_retry(pair):
 def test_not_ready_drops_and_polls(eal, sockdir):
     with dv.VhostUserPort(os.path.join(sockdir, "n.sock")) as v:
         assert _send(v, 3) == 0
-        assert v.drops() == {"tx_failure": 0, "tx_not_ready": 96, "tx_nombuf": 0}
+        assert v.drops() == {"tx_failure": 0, "tx_not_ready": 96, "tx_nombuf": 0, "rx_malformed": 0}
         b = dv.Burst(8)
         assert v.rx_burst(0, b) == 0
         assert int(v.queue_counters["rx_not_ready_polls"][0]) == 1

@@ -15,7 +15,8 @@ cdef struct dv_rxq_stats:
     uint64_t bursts               # polls that returned packets
     uint64_t empty_polls
     uint64_t not_ready_polls      # polls while the peer or the queue was not ready
-    uint64_t _pad[3]
+    uint64_t malformed_drops      # mbufs a driver handed out with lengths beyond their buffers
+    uint64_t _pad[2]
 
 # One cache line, single writer: whoever transmits on this tx queue.
 cdef struct dv_txq_stats:

@@ -4,7 +4,7 @@ on C structs prepared by the control plane; the data path never raises, it count
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
-    rte_pktmbuf_read, rte_memcpy)
+    rte_pktmbuf_free, rte_pktmbuf_read, rte_memcpy)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
 from dpdkvirtio._dpdk.rte_ethdev cimport (rte_eth_rx_burst, rte_eth_tx_burst,
     rte_eth_dev_rx_intr_enable, rte_eth_dev_rx_intr_disable, rte_eth_dev_rx_intr_ctl_q_get_fd)
@@ -31,14 +31,45 @@ cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
     return total
 
 
+cdef inline bint _mbuf_consistent(rte_mbuf *m) noexcept nogil:
+    # every segment's data inside its buffer, and the segments add up to pkt_len
+    cdef uint64_t total = 0
+    cdef rte_mbuf *seg = m
+    while seg is not NULL:
+        if <uint32_t>seg.data_off + seg.data_len > seg.buf_len:
+            return False
+        total += seg.data_len
+        seg = seg.next
+    return total == m.pkt_len
+
+
+cdef inline uint16_t _drop_malformed(rte_mbuf **pkts, uint16_t nb, dv_rxq_stats *st) noexcept nogil:
+    # A driver sets lengths from what its peer wrote (virtio-user: the used ring's len,
+    # unchecked by DPDK 22.11's virtio driver): an mbuf claiming more than its buffer
+    # holds would make every reader run past it. Such mbufs are freed and counted.
+    cdef uint16_t i, kept = 0
+    for i in range(nb):
+        if _mbuf_consistent(pkts[i]):
+            pkts[kept] = pkts[i]
+            kept += 1
+        else:
+            rte_pktmbuf_free(pkts[i])
+            st.malformed_drops += 1
+    return kept
+
+
 cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil:
-    """Receive up to n packets from queue q; the caller owns pkts[0:ret]."""
+    """Receive up to n packets from queue q; the caller owns pkts[0:ret]. Packets an
+    ethdev driver hands out with lengths beyond their buffers are dropped and counted
+    (malformed_drops)."""
     cdef dv_rxq_stats *st = &p.stats[q].rx
     cdef uint16_t nb = 0
     cdef int vid
     cdef dv_vq_sync *sync
     if p.kind == DV_KIND_ETHDEV:
         nb = rte_eth_rx_burst(p.port_id, q, pkts, n)
+        if nb:
+            nb = _drop_malformed(pkts, nb, st)
     else:
         sync = &p.sync[q]
         dv_store_seq_int(&sync.rx_busy, 1)
@@ -978,6 +1009,7 @@ def queue_stats_layout():
         ("rx_bursts", <size_t>&s.rx.bursts - base),
         ("rx_empty_polls", <size_t>&s.rx.empty_polls - base),
         ("rx_not_ready_polls", <size_t>&s.rx.not_ready_polls - base),
+        ("rx_malformed_drops", <size_t>&s.rx.malformed_drops - base),
         ("tx_packets", <size_t>&s.tx.packets - base),
         ("tx_bytes", <size_t>&s.tx.bytes - base),
         ("tx_bursts", <size_t>&s.tx.bursts - base),
