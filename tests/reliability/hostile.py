@@ -57,6 +57,18 @@ def pattern(gpa: int, n: int) -> np.ndarray:
     return (PATTERN_LO + (np.arange(gpa, gpa + n, dtype=np.uint64) % 61)).astype(np.uint8)
 
 
+def recv_exact(sock: socket.socket, n: int, start: bytes = b"") -> bytes:
+    """``n`` bytes from ``sock`` (after ``start``, bytes already read). Raises
+    ConnectionError when the peer closes the connection first."""
+    buf = start
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the peer closed the connection")
+        buf += chunk
+    return buf
+
+
 class Region:
     __slots__ = ("name", "gpa", "size", "fd", "offset", "map", "view", "pristine")
 
@@ -283,18 +295,9 @@ class Driver:
             return False
 
     def _reply(self) -> bytes:
-        head = self._recv_exact(HEADER.size)
+        head = recv_exact(self.sock, HEADER.size)
         size = HEADER.unpack(head)[2]
-        return self._recv_exact(size)
-
-    def _recv_exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("the back-end closed the connection")
-            buf += chunk
-        return buf
+        return recv_exact(self.sock, size)
 
     def handshake(self, ring_addresses=None):
         """GET/SET_FEATURES, SET_OWNER, SET_MEM_TABLE, then NUM/BASE/ADDR/KICK/CALL for

@@ -18,6 +18,7 @@ import struct
 import threading
 
 from tests.reliability import hostile as H
+from tests.reliability.hostile import recv_exact
 from tests.reliability.vhostfuzz import HEADER, REPLY, VERSION
 
 SET_VRING_ENABLE = 18
@@ -58,14 +59,8 @@ class HostileBackend:
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-        request, _f, size = HEADER.unpack(data)
-        body = b""
-        while len(body) < size:
-            chunk = self.conn.recv(size - len(body))
-            if not chunk:
-                raise ConnectionError("the front-end closed the connection")
-            body += chunk
-        return request, body, list(fds)
+        request, _f, size = HEADER.unpack(recv_exact(self.conn, HEADER.size, data))
+        return request, recv_exact(self.conn, size), list(fds)
 
     def _reply(self, request: int, payload: bytes):
         assert self.conn is not None
