@@ -22,6 +22,7 @@ one, ``close``, the mirror of it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -49,6 +50,7 @@ from .mempools import Mempool
 from .virtio import DEFAULT_DISABLED_FEATURES, feature_names
 
 log = logging.getLogger("dpdkvirtio.ports")
+EVENTS_KEPT = 4096        # undrained vhost events a port keeps (events(), events_dropped)
 
 # ---------------------------------------------------------------------------- ports
 
@@ -202,7 +204,9 @@ class _VhostPortBase(_Port):
                              (compliant_ol_flags, _vhost.FLAG_NET_COMPLIANT_OL_FLAGS)):
             if wanted:
                 flags |= flag
-        self._events: list = []
+        # bounded: a front-end reconnecting in a loop must not grow a port nobody drains
+        self._events: collections.deque = collections.deque(maxlen=EVENTS_KEPT)
+        self.events_dropped = 0
         _eal_mod.ensure()
         self._open_vhost(path, flags, queues, mempool, tx_retries_max, disable_features,
                          enable_features, socket_mode, owner_uid, group_gid)
@@ -270,9 +274,13 @@ class _VhostPortBase(_Port):
         return self.core.socket_features()
 
     def events(self) -> list[VhostEvent]:
-        """Events of this port since the last call (drains the ring first)."""
+        """Events of this port since the last call (drains the ring first). A port keeps
+        the last EVENTS_KEPT undrained events; older ones are counted in
+        ``events_dropped``."""
         poll_events()
-        out, self._events = self._events, []
+        out = []
+        while self._events:                      # popleft: safe against a concurrent append
+            out.append(self._events.popleft())
         return out
 
     def wait_running(self, timeout_s: float | None = 30.0) -> bool:

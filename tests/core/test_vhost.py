@@ -371,3 +371,25 @@ def test_natural_teardown_order_logs_no_errors(eal, sockdir, caplog):
         if complaints:
             break
     assert complaints, "DPDK never complained: the check was not armed"
+
+
+def test_undrained_events_are_bounded(eal, sockdir, monkeypatch):
+    """A port nobody drains keeps its last EVENTS_KEPT events and counts the rest: a
+    front-end reconnecting in a loop cannot grow the process (the hostile-guest run saw
+    ~1 KB per connection before)."""
+    from dpdkvirtio import ports
+    monkeypatch.setattr(ports, "EVENTS_KEPT", 8)
+    v = dv.VhostUserPort(os.path.join(sockdir, "b.sock"))
+    try:
+        for _ in range(4):
+            u = dv.VirtioUserPort(v.path)
+            assert v.wait_running(10)
+            u.close()
+            assert v.wait_stopped(10)
+        dv.poll_events()
+        assert v.events_dropped > 0
+        kept = v.events()
+        assert len(kept) == 8 and kept[-1].kind in ("destroy_device", "destroy_connection"), kept
+        assert v.events() == []
+    finally:
+        v.close()

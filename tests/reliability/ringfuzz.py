@@ -363,29 +363,39 @@ def placement(rng: random.Random, mem: H.GuestMemory) -> tuple[dict, str]:
 
 
 def fam_toctou(c: Ctx):
-    """Valid chains whose descriptors a second thread rewrites while the back-end reads
-    them: addresses out of memory, lengths 2^32 - 1, NEXT/INDIRECT flags, next indices."""
+    """Valid chains whose descriptors a second thread keeps rewriting and restoring while
+    the back-end reads them (so that it reads either, or half of each): addresses out of
+    memory, lengths 2^32 - 1, NEXT/INDIRECT flags, next indices."""
     rng = random.Random(c.rng.random())
     chains = [c.packet() for _ in range(rng.randrange(4, 32))]
     heads = c.post(chains)
     ring = c.tx
+    slots = sorted({s % ring.size for h in heads for s in (h, h + 1)})
+    originals = {s: c.mem.read(ring.desc + 16 * s, 16) for s in slots}
+    bad = [c.bad_buf() for _ in range(8)]            # drawn from the case's own rng
+    good = [c.buf() for _ in range(8)]
 
     def churn(stop):
+        k = 0
         while not stop.is_set():
             for h in heads:
-                addr, length, _where = c.bad_buf()
-                choice = rng.randrange(4)
+                addr, length, _where = bad[k % len(bad)]
+                other = good[k % len(good)][0]
+                k += 1
+                choice = k % 4
+                nxt, head = (h + 1) % ring.size, h % ring.size
                 if ring.packed:
-                    ring.set_desc(h + 1, addr, length, rng.getrandbits(16), rng.getrandbits(16))
+                    ring.set_desc(nxt, addr, length, rng.getrandbits(16), rng.getrandbits(16))
                 elif choice == 0:
-                    ring.set_desc((h + 1) % ring.size, addr, length, 0)
+                    ring.set_desc(nxt, addr, length, 0)
                 elif choice == 1:
-                    ring.set_desc((h + 1) % ring.size, c.buf()[0], 0xFFFFFFFF, H.NEXT, h)
+                    ring.set_desc(nxt, other, 0xFFFFFFFF, H.NEXT, h)
                 elif choice == 2:
-                    ring.set_desc(h, addr, length, H.INDIRECT)
+                    ring.set_desc(head, addr, length, H.INDIRECT)
                 else:
-                    ring.set_desc((h + 1) % ring.size, c.buf()[0], 64, H.NEXT,
-                                  rng.getrandbits(16))
+                    ring.set_desc(nxt, other, 64, H.NEXT, rng.getrandbits(16))
+                for s in (head, nxt):                 # and back: the back-end may read either
+                    c.mem.write(ring.desc + 16 * s, originals[s])
     c.background(churn)
     return f"{len(heads)} chains churned"
 
