@@ -30,7 +30,7 @@ def _untouched_pair(ag, sockdir):
 @pytest.mark.slow
 def test_hostile_guests_10000_cases(baseline, untouched, sockdir, request):
     """10,000 seeded adversarial virtqueue cases (``--hostile-cases N`` for more), every
-    family of ringfuzz.FAMILIES, split and packed rings: the target survives each, no
+    family of ringcases.FAMILIES, split and packed rings: the target survives each, no
     dequeued packet holds a byte that is not guest memory, nothing is written into guest
     memory outside the buffers offered (but for DPDK 22.11's known short-header write,
     bounded), the untouched pair loses nothing, both attacked ports then carry 10,000
