@@ -46,15 +46,19 @@ cdef inline bint _mbuf_consistent(rte_mbuf *m) noexcept nogil:
 cdef inline uint16_t _drop_malformed(rte_mbuf **pkts, uint16_t nb, dv_rxq_stats *st) noexcept nogil:
     # A driver sets lengths from what its peer wrote (virtio-user: the used ring's len,
     # unchecked by DPDK 22.11's virtio driver): an mbuf claiming more than its buffer
-    # holds would make every reader run past it. Such mbufs are freed and counted.
+    # holds would make every reader run past it. Such mbufs are freed and counted; the
+    # bytes of the kept ones are counted in the same pass.
     cdef uint16_t i, kept = 0
+    cdef uint64_t nbytes = 0
     for i in range(nb):
         if _mbuf_consistent(pkts[i]):
+            nbytes += pkts[i].pkt_len
             pkts[kept] = pkts[i]
             kept += 1
         else:
             rte_pktmbuf_free(pkts[i])
             st.malformed_drops += 1
+    st.bytes += nbytes
     return kept
 
 
@@ -69,19 +73,19 @@ cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) no
     if p.kind == DV_KIND_ETHDEV:
         nb = rte_eth_rx_burst(p.port_id, q, pkts, n)
         if nb:
-            nb = _drop_malformed(pkts, nb, st)
+            nb = _drop_malformed(pkts, nb, st)      # counts st.bytes too
     else:
         sync = &p.sync[q]
         dv_store_seq_int(&sync.rx_busy, 1)
         vid = dv_load_seq_int(&p.vid)
         if vid >= 0 and p.vring_enabled[2 * q + 1]:
             nb = rte_vhost_dequeue_burst(vid, 2 * q + 1, p.mp, pkts, n)
+            st.bytes += _sum_len(pkts, nb)
         else:
             st.not_ready_polls += 1
         dv_store_release_int(&sync.rx_busy, 0)
     if nb:
         st.packets += nb
-        st.bytes += _sum_len(pkts, nb)
         st.bursts += 1
     else:
         st.empty_polls += 1
