@@ -81,7 +81,10 @@ def test_hostile_guests_10000_cases(baseline, untouched, sockdir, request):
                 front.call("port", name="u", kind="virtio-user", path=path, queue_size=1024)
                 assert ag.call("wait", name=name, what="running")["done"]
                 rx0 = ag.call("stats", name=name)["stats"]["rx_packets"]
-                front.call("gen", name="u", count=10_000, pps=200_000, tag="g")
+                # 50 kpps: the front-end's PMD shares its CPU with the untouched pair's, and
+                # a paced generator catching up after being descheduled must not overrun
+                # the 1024-entry ring (a fresh run saw 9,979 + 21 sender drops at 200 kpps)
+                front.call("gen", name="u", count=10_000, pps=50_000, tag="g")
                 assert front.call("gen_wait", tag="g")["done"]
                 rx = wait_still(lambda n=name: ag.call("stats", name=n)["stats"]["rx_packets"]) - rx0
                 assert (rx, sum(front.call("stats", name="u")["drops"].values())) == (10_000, 0)
