@@ -194,9 +194,12 @@ class Pmd:
         "interrupt": after ``interrupt_after_rounds`` empty rounds the PMD enables guest
         notifications on its rx queues, polls one more round, and sleeps in epoll until a
         guest kicks a vhost-user queue or a virtio-user queue's call arrives (ports opened
-        with ``rx_interrupts=True``), 100 ms pass, or the control side changes something;
-        then it polls again. A queue with no such notification raises ConfigError naming
-        it. Changeable while running.
+        with ``rx_interrupts=True``), ``interrupt_timeout_ms`` pass, a vhost-user device
+        comes up, or the control side changes something; then it polls again. A queue with
+        no such notification raises ConfigError naming it. Changeable while running.
+    interrupt_timeout_ms : int
+        The longest interrupt-mode wait (1..60000, default 100): a bound on how late a
+        missed notification is noticed, and the idle wake-ups per second. Changeable later.
 
     Raises
     ------
@@ -210,7 +213,8 @@ class Pmd:
 
     def __init__(self, cpu: int | None = None, *, lcore: int | None = None, burst_size: int = 32,
                  max_assignments: int = 2048, sleep_max_us: int = 0, mode: str = "poll",
-                 interrupt_after_rounds: int = _pmd.DEFAULT_INTR_AFTER_ROUNDS):
+                 interrupt_after_rounds: int = _pmd.DEFAULT_INTR_AFTER_ROUNDS,
+                 interrupt_timeout_ms: int = _pmd.INTR_TIMEOUT_MS):
         eal = _eal_mod.ensure()
         if cpu is not None:
             if cpu not in available_cpus():
@@ -235,6 +239,7 @@ class Pmd:
             self._t.sleep_max_us = sleep_max_us
             self._t.mode = mode
             self._t.interrupt_after_rounds = interrupt_after_rounds
+            self._t.interrupt_timeout_ms = interrupt_timeout_ms
         self.lcore = lcore
         self._assignments: list[Assignment] = []
         self._rows_free = list(range(max_assignments))
@@ -295,6 +300,14 @@ class Pmd:
     @interrupt_after_rounds.setter
     def interrupt_after_rounds(self, value: int):
         self._t.interrupt_after_rounds = value
+
+    @property
+    def interrupt_timeout_ms(self) -> int:
+        return self._t.interrupt_timeout_ms
+
+    @interrupt_timeout_ms.setter
+    def interrupt_timeout_ms(self, value: int):
+        self._t.interrupt_timeout_ms = value
 
     def _check_open(self):
         if self._closed:
@@ -566,6 +579,7 @@ class Pmd:
                 "iterations_without_sleep": iterations - sleeps,
                 "slept_ns": int(c["slept_ns"]), "sleep_max_ns": int(c["sleep_max_ns"]),
                 "interrupt_after_rounds": self.interrupt_after_rounds,
+                "interrupt_timeout_ms": self.interrupt_timeout_ms,
                 **{k: int(c[k]) for k in ("intr_arms", "intr_wakeups", "intr_spurious",
                                           "intr_timeouts")}}
 

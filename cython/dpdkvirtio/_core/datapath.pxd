@@ -253,11 +253,15 @@ cdef struct dv_pmd_ctx:
     uint32_t intr_after_rounds    # interrupt mode: empty rounds before waiting
     int epoll_fd                  # interrupt mode: kick eventfds (edge) + wake_fd
     int wake_fd                   # control writes it to end a wait (plan, stop, mode)
+    uint32_t intr_timeout_ms      # interrupt mode: a wait ends after this without a kick
 
 cdef enum:
     DV_MODE_POLL = 0
     DV_MODE_INTERRUPT = 1
-    DV_INTR_TIMEOUT_MS = 100      # a wait ends after this even without a kick
+    DV_INTR_TIMEOUT_MS = 100      # default of dv_pmd_ctx.intr_timeout_ms
+    DV_INTR_TIMEOUT_MS_MAX = 60000
 
 cdef int dv_pmd_main(void *arg) noexcept nogil
+cdef int dv_devices_changed_fd() noexcept nogil
+cdef void dv_devices_changed() noexcept nogil
 cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil

@@ -12,8 +12,8 @@ from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_enqueue_burst, rte_vhost_dequ
     rte_vhost_enable_guest_notification, rte_vhost_get_vhost_vring, rte_vhost_rx_queue_count,
     rte_vhost_vring)
 from dpdkvirtio._dpdk.posix_extra cimport (epoll_event, epoll_ctl, epoll_wait, EPOLL_CTL_ADD,
-    EPOLLIN, EPOLLET, prctl, PR_SET_TIMERSLACK)
-from posix.unistd cimport read
+    EPOLLIN, EPOLLET, prctl, PR_SET_TIMERSLACK, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
+from posix.unistd cimport read, write
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU_ZERO, CPU_SET,
     rte_thread_set_affinity)
 from posix.time cimport timespec, nanosleep
@@ -847,17 +847,36 @@ cdef bint _notify(dv_plan *plan, int epoll_fd, bint enable) noexcept nogil:
     return pending
 
 
+# One eventfd for the process, never read: a vhost-user device coming up or a vring being
+# enabled writes it, and every PMD's epoll set watches it edge-triggered, so a PMD waiting
+# with notifications armed before that kick eventfd existed ends its wait and re-arms with
+# the new one (otherwise the guest's first kicks go unheard until the wait times out).
+cdef int g_devices_changed_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+
+
+cdef int dv_devices_changed_fd() noexcept nogil:
+    return g_devices_changed_fd
+
+
+cdef void dv_devices_changed() noexcept nogil:
+    """Called by the vhost event thread (new_device, a vring enabled): end every
+    interrupt-mode wait now."""
+    cdef uint64_t one = 1
+    if g_devices_changed_fd >= 0:
+        write(g_devices_changed_fd, &one, 8)
+
+
 cdef bint _wait_for_kick(dv_pmd_ctx *ctx, dv_pmd_stats *st) noexcept nogil:
     """Interrupt mode, notifications armed and a full round since then empty: sleep in
-    epoll until a queue's notification fires, the control side writes wake_fd, or
-    DV_INTR_TIMEOUT_MS passes. True when an event woke it."""
+    epoll until a queue's notification fires, the control side writes wake_fd, a device
+    changes (dv_devices_changed) or intr_timeout_ms passes. True when an event woke it."""
     cdef epoll_event evs[8]
     cdef int n = 0, k
     cdef uint64_t junk
     if not dv_load_acquire_int(&ctx.stop) and ctx.mode == DV_MODE_INTERRUPT:
         # arms == wakeups + timeouts except while the PMD is inside this wait
         st.intr_arms += 1
-        n = epoll_wait(ctx.epoll_fd, evs, 8, DV_INTR_TIMEOUT_MS)
+        n = epoll_wait(ctx.epoll_fd, evs, 8, ctx.intr_timeout_ms)
         if n <= 0:
             st.intr_timeouts += 1
         else:

@@ -19,11 +19,11 @@ from dpdkvirtio._core.debug cimport (dv_debug_track, DV_RES_GENERATOR, DV_RES_PM
     DV_RES_PLAN)
 from posix.unistd cimport close, write
 from dpdkvirtio._dpdk.posix_extra cimport (epoll_create1, epoll_ctl, epoll_event, eventfd,
-    EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLIN, EFD_NONBLOCK, EFD_CLOEXEC)
+    EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLIN, EPOLLET, EFD_NONBLOCK, EFD_CLOEXEC)
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
     DV_USES_GEN, DV_MARK_MIN_FRAME, DV_MODE_POLL, DV_MODE_INTERRUPT, DV_KIND_VHOST,
-    DV_INTR_TIMEOUT_MS)
+    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, dv_devices_changed_fd)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
@@ -38,7 +38,8 @@ PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burs
 MAX_VARS = DV_MAX_VARS
 MAX_SLEEP_US = 10000                    # as OVS's pmd-sleep-max
 DEFAULT_INTR_AFTER_ROUNDS = 100         # empty rounds before an interrupt-mode PMD waits
-INTR_TIMEOUT_MS = DV_INTR_TIMEOUT_MS
+INTR_TIMEOUT_MS = DV_INTR_TIMEOUT_MS    # default of Pmd.interrupt_timeout_ms
+INTR_TIMEOUT_MS_MAX = DV_INTR_TIMEOUT_MS_MAX
 OPS = {"inc": 0, "dec": 1, "random": 2}
 
 
@@ -250,6 +251,7 @@ cdef class PmdThread:
         self._ctx.sleep_thresh = burst_size // 2 if burst_size > 1 else 1
         self._ctx.tsc_hz = rte_get_tsc_hz()
         self._ctx.intr_after_rounds = DEFAULT_INTR_AFTER_ROUNDS
+        self._ctx.intr_timeout_ms = DV_INTR_TIMEOUT_MS
         self._ctx.epoll_fd = -1
         self._ctx.wake_fd = -1
         self._open_wait_fds()
@@ -307,6 +309,11 @@ cdef class PmdThread:
         ev.data.u64 = 0
         if epoll_ctl(self._ctx.epoll_fd, EPOLL_CTL_ADD, self._ctx.wake_fd, &ev) != 0:
             raise PmdError(None, "epoll_ctl on the PMD's wake eventfd failed")
+        # a vhost-user device coming up (its kick eventfds are new): edge-triggered, never read
+        ev.events = EPOLLIN | EPOLLET
+        ev.data.u64 = 2
+        if epoll_ctl(self._ctx.epoll_fd, EPOLL_CTL_ADD, dv_devices_changed_fd(), &ev) != 0:
+            raise PmdError(None, "epoll_ctl on the devices-changed eventfd failed")
         return 0
 
     cdef void _close_wait_fds(self) noexcept:
@@ -356,6 +363,17 @@ cdef class PmdThread:
             raise ConfigError(f"interrupt_after_rounds must be 1..1000000 empty poll rounds, "
                               f"got {value}")
         self._ctx.intr_after_rounds = value
+
+    @property
+    def interrupt_timeout_ms(self):
+        return self._ctx.intr_timeout_ms
+
+    @interrupt_timeout_ms.setter
+    def interrupt_timeout_ms(self, int value):
+        if not 1 <= value <= DV_INTR_TIMEOUT_MS_MAX:
+            raise ConfigError(f"interrupt_timeout_ms must be 1..{DV_INTR_TIMEOUT_MS_MAX}, "
+                              f"got {value}")
+        self._ctx.intr_timeout_ms = value
 
     def _check_interruptible(self, Port port, int queue):
         if port.c_port().kind != DV_KIND_VHOST and not port.c_port().rx_intr:

@@ -16,7 +16,8 @@ from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
 from dpdkvirtio._dpdk.rte_vhost cimport *
 from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc, rte_get_tsc_hz
 from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_load_acquire_int
-from dpdkvirtio._core.datapath cimport dv_port, dv_vhost_quiesce, DV_KIND_VHOST
+from dpdkvirtio._core.datapath cimport (dv_port, dv_vhost_quiesce, dv_devices_changed,
+    DV_KIND_VHOST)
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport raise_dpdk
@@ -226,6 +227,8 @@ cdef int _on_new_device(int vid) noexcept nogil:
         dv_store_seq_int(&p.vid, vid)          # publish to pollers last
         _push_locked(EV_NEW_DEVICE, s, vid, nvr, 1, features)
     pthread_mutex_unlock(&g_lock)
+    if s >= 0:
+        dv_devices_changed()                   # waiting PMDs re-arm with the new kickfds
     cloexec_sweep_c()                          # guest memory and kick/call eventfds
     return 0
 
@@ -257,6 +260,8 @@ cdef int _on_vring_state_changed(int vid, uint16_t vring, int enable) noexcept n
             p.vring_enabled[vring] = 1 if enable else 0
         _push_locked(EV_VRING_STATE, s, vid, vring, enable, 0)
     pthread_mutex_unlock(&g_lock)
+    if s >= 0 and enable:
+        dv_devices_changed()
     cloexec_sweep_c()
     return 0
 
