@@ -48,7 +48,11 @@ def test_idle_pmd_sleeps_and_a_kick_wakes_it(pair, pmds):
     assert s["mode"] == "interrupt" and s["intr_arms"] - before["intr_arms"] >= 10, s
     assert s["intr_timeouts"] - before["intr_timeouts"] >= 10, s
     assert s["intr_wakeups"] == before["intr_wakeups"], s      # nothing kicked it
-    before = s["intr_wakeups"]
+    # from here a wait lasts 10 s: only the kick can end the one the packets meet
+    b.interrupt_timeout_ms = 10_000
+    time.sleep(0.25)
+    _wait(lambda: _waiting(b), what="the PMD waiting")
+    before = b.sleep_show()["intr_wakeups"]
     _send(u, 37)
     _wait(lambda: v.stats()["rx_packets"] == 37, what="the 37 packets")
     after = b.sleep_show()

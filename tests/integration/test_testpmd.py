@@ -148,6 +148,9 @@ def test_client_port_reconnects_after_server_restart(eal, sockdir, pmd):
             tp = Testpmd(_virtio_vdev(path, server=1), "txonly")
             try:
                 assert c.wait_running(15), f"round {round_}: no reconnect"
+                # one connection per server start while it runs: no churn, no retries
+                st = c.status()
+                assert (st["connections"], st["devices"]) == (round_ + 1, round_ + 1), st
                 tp.start()
                 time.sleep(1)
                 st = tp.stop()
@@ -163,7 +166,9 @@ def test_client_port_reconnects_after_server_restart(eal, sockdir, pmd):
                 if os.path.exists(path):
                     os.unlink(path)
             assert c.wait_stopped(15)
-        assert c.status()["connections"] == 2
+        # (a retry may still reach the second server while it exits, and be reset by it:
+        # a connection that never becomes a device)
+        assert c.status()["devices"] == 2
         assert c.stats()["rx_packets"] == total
     finally:
         pmd.stop()
