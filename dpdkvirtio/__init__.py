@@ -38,7 +38,8 @@ _EXPORTS = {
                                    "RateMeter", "port_stats", "queue_counters")},
     **{name: ".pmd" for name in (
         "ENGINES", "PMD_MAX_BURST", "Assignment", "GeneratorHandle", "Pmd", "assign_rxqs")},
-    **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream", "read_pcap", "write_pcap")},
+    **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream")},
+    "Capture": ".capture", "read_capture": ".pcapfile",
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",
     "Switch": ".switch", "SwitchConfig": ".switchconfig",

@@ -128,9 +128,14 @@ def _ctl(args) -> int:
     cmd = args.ctl_cmd
     need = {"show": 0, "add-port": 2, "del-port": 1, "set": 2, "add-flow": 2, "del-flow": 1,
             "pmd-rxq-show": 0, "pmd-perf-show": 0, "pmd-sleep-show": 0, "port-stats": 0, "stop": 0,
-            "flow-stats": 0, "add-generator": 2, "del-generator": 1, "generators": 0}
+            "flow-stats": 0, "add-generator": 2, "del-generator": 1, "generators": 0,
+            "capture": 1, "capture-stop": 1}
     if len(a) < need[cmd]:
         raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
+    if cmd != "capture" and (args.cap_write or args.cap_direction or args.cap_count
+                             or args.cap_duration or args.cap_snaplen != 65535):
+        raise UsageError(f"ctl {cmd}: -w, --rx/--tx/--both, -c, -s and --duration are "
+                         "options of ctl capture")
     if cmd == "add-port":
         res = request(path, cmd, name=a[0], type=a[1], options=a[2:])
     elif cmd == "del-port":
@@ -149,6 +154,13 @@ def _ctl(args) -> int:
         res = request(path, cmd, name=a[0], port=a[1], options=a[2:])
     elif cmd == "del-generator":
         res = request(path, cmd, name=a[0])
+    elif cmd in ("capture", "capture-stop"):
+        if len(a) != 1:
+            raise UsageError(f"ctl {cmd} needs one PORT")
+        if cmd == "capture-stop":
+            res = request(path, cmd, port=a[0])
+        else:
+            return _ctl_capture(path, a[0], args)
     else:
         if a:
             raise UsageError(f"ctl {cmd} takes no arguments")
@@ -157,6 +169,38 @@ def _ctl(args) -> int:
         _print_json(res)
         return 0
     _print_ctl(cmd, res)
+    return 0
+
+
+def _ctl_capture(path: str, port: str, args) -> int:
+    """Capture until a limit or Ctrl-C; the switch writes the pcapng itself: to the
+    absolute FILE, or for '-' to this process's stdout, which it opens through /proc
+    (same host; the switch runs as root or as this user)."""
+    from .control import request
+    if not args.cap_write:
+        raise UsageError("ctl capture: give -w FILE, or -w - for stdout")
+    if args.cap_write == "-":
+        sys.stdout.flush()
+        target = f"/proc/{os.getpid()}/fd/1"
+    else:
+        target = os.path.abspath(args.cap_write)
+    try:
+        res = request(path, "capture", timeout_s=10.0 ** 9, port=port, file=target,
+                      direction=args.cap_direction or "rx", snaplen=args.cap_snaplen,
+                      count=args.cap_count, duration_s=args.cap_duration)
+    except KeyboardInterrupt:
+        res = request(path, "capture-stop", port=port)
+        print(f"capture of {port} stopped", file=sys.stderr)
+        return 0
+    dirs = ", ".join(f"{d}: {v['seen']} seen, {v['dropped']} not captured"
+                     for d, v in res["interfaces"].items())
+    print(f"{res['written']} packets ({res['bytes']} bytes) captured from {port} ({dirs})",
+          file=sys.stderr)
+    if args.json:
+        if args.cap_write == "-":
+            print(json.dumps(res), file=sys.stderr)
+        else:
+            _print_json(res)
     return 0
 
 
@@ -375,7 +419,7 @@ def _hugepages(args) -> int:
 
 CTL_COMMANDS = ["show", "add-port", "del-port", "set", "add-flow", "del-flow", "pmd-rxq-show",
                 "pmd-perf-show", "pmd-sleep-show", "port-stats", "flow-stats", "add-generator",
-                "del-generator", "generators", "stop"]
+                "del-generator", "generators", "capture", "capture-stop", "stop"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,11 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
                        "set NAME key=value ...; add-flow IN OUT|drop; del-flow IN; "
                        "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; "
                        "flow-stats [PORT]; add-generator NAME PORT [flow_id=N pps=X size=N "
-                       "count=N]; del-generator NAME; generators; stop")
+                       "count=N]; del-generator NAME; generators; capture PORT -w FILE|- "
+                       "[--rx|--tx|--both] [-c N] [-s SNAPLEN] [--duration S]; "
+                       "capture-stop PORT; stop")
     c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
     c.add_argument("ctl_args", nargs="*", metavar="ARG")
     c.add_argument("--socket", help="control socket (default: the one in /run/dpdkvirtio)")
     c.add_argument("--json", action="store_true")
+    cc = c.add_argument_group("capture (pcapng)")
+    cc.add_argument("-w", dest="cap_write", metavar="FILE",
+                    help="write to FILE, or '-' for stdout (e.g. | tshark -r -)")
+    dirs = cc.add_mutually_exclusive_group()
+    for flag in ("rx", "tx", "both"):
+        dirs.add_argument(f"--{flag}", dest="cap_direction", action="store_const", const=flag,
+                       help=f"capture {flag}" + (" (default)" if flag == "rx" else ""))
+    cc.add_argument("-c", dest="cap_count", type=int, default=0, metavar="N",
+                    help="stop after N packets")
+    cc.add_argument("-s", dest="cap_snaplen", type=int, default=65535, metavar="SNAPLEN",
+                    help="bytes kept of each packet (default 65535)")
+    cc.add_argument("--duration", dest="cap_duration", type=float, default=0.0, metavar="S",
+                    help="stop after S seconds")
     c.set_defaults(func=_ctl)
 
     t = sub.add_parser("top", help="live per-port Mpps and per-PMD load of a running switch")

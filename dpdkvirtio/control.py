@@ -59,6 +59,8 @@ class ControlServer:
         os.chmod(self.path, mode)
         self.sock.listen(16)
         self._closed = False
+        self._lock = threading.Lock()
+        self._captures: dict = {}                 # port name -> Capture started by a client
         self._thread = threading.Thread(target=self._accept, name="dpdkvirtio-ctl", daemon=True)
         self._thread.start()
 
@@ -141,6 +143,34 @@ class ControlServer:
         if name:
             return {name: self.switch.port_stats(name)}
         return self.switch.all_port_stats()
+
+    def cmd_capture(self, port: str, file: str, direction: str = "rx", snaplen: int = 65535,
+                    count: int = 0, duration_s: float = 0.0):
+        """Capture to ``file`` (the client's /proc/PID/fd/1 for a pipe) until a limit or
+        capture-stop; answers with what was written."""
+        if not isinstance(file, str) or not os.path.isabs(file):
+            raise ConfigError(f"capture file must be an absolute path, got {file!r}")
+        cap = self.switch.capture(port, file, direction=direction,
+                                  snaplen=_number("snaplen", snaplen, int),
+                                  count=_number("count", count, int),
+                                  duration_s=_number("duration_s", duration_s, float))
+        with self._lock:
+            self._captures[port] = cap
+        try:
+            cap.wait()
+            return cap.stop()
+        finally:
+            with self._lock:
+                if self._captures.get(port) is cap:
+                    del self._captures[port]
+
+    def cmd_capture_stop(self, port: str):
+        with self._lock:
+            cap = self._captures.get(port)
+        if cap is None:
+            raise ConfigError(f"no capture runs on port {port!r} (from dpdkvirtio ctl)")
+        cap.stop()
+        return {"stopped": port}
 
     def cmd_stop(self):
         if self.on_stop:

@@ -43,6 +43,7 @@ from . import stats as _stats
 from ._core import ethdev as _ethdev
 from ._core import vhost as _vhost
 from ._core.mbuf import MAX_BURST, Burst
+from .capture import Capture
 from .config import mempool_size
 from .errors import ConfigError, DpdkError, PeerTimeoutError, PortStateError
 from .events import VhostEvent, events_fd, poll_events, wait_until
@@ -134,12 +135,29 @@ class _Port:
         driver handed out with lengths beyond their buffers)."""
         return _stats.drops_by_reason(self.queue_counters)
 
+    # -- capture ----------------------------------------------------------------------
+    def capture(self, path=None, *, direction: str = "rx", snaplen: int = 65535,
+                count: int = 0, duration_s: float = 0.0, max_bytes: int = 0,
+                name: str | None = None) -> Capture:
+        """Start capturing this port's packets to a pcapng file (``path``), a file
+        descriptor (an int) or memory (None): see capture.Capture. ``direction`` 'rx',
+        'tx' or 'both'. Use as ``with port.capture(...) as cap:``. Raises ConfigError
+        while another capture runs on the port."""
+        cap = Capture(self, path, direction=direction, snaplen=snaplen, count=count,
+                      duration_s=duration_s, max_bytes=max_bytes, name=name)
+        self._capture = cap
+        return cap
+
     # -- lifecycle --------------------------------------------------------------------
     def close(self) -> None:
-        """Close the port (idempotent) and the mempool it made for itself. Raises
-        PortStateError while a PMD owns one of its queues (remove it from the PMD first)."""
+        """Close the port (idempotent) and the mempool it made for itself; a running
+        capture is stopped first. Raises PortStateError while a PMD owns one of its
+        queues (remove it from the PMD first)."""
         if self.core is None:
             return
+        cap = getattr(self, "_capture", None)
+        if cap is not None and cap.running and not self.core.pmd_owned:
+            cap.stop()
         self.core.close()
         _eal_mod.untrack(self)
         self._close_own_pool()

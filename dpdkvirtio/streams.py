@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from . import marker as _marker
 from . import packets as _packets
+from . import pcapfile as _pcapfile
 from .errors import ConfigError
 
 WIRE_OVERHEAD = 24                       # FCS 4 + preamble 8 + inter-frame gap 12 bytes
@@ -162,7 +162,9 @@ class Stream:
     size : SizeVar, optional
     pps, bps, percent (+ line_rate_bps) :
         Rate: packets/s, frame bits/s (without FCS), or a percentage of ``line_rate_bps``
-        counted on the wire (frame + 24 bytes). None of them: as fast as possible.
+        counted on the wire (frame + 24 bytes). None of them: as fast as possible. The
+        average holds through host jitter: packets a late poll owes are sent at once, up
+        to 1 ms worth (a longer stall is not made up for).
     count : int
         Stop after this many packets (0: no limit).
     duration_s : float
@@ -251,6 +253,8 @@ class Stream:
         self.mode, self.count, self.duration_s = mode, count, duration_s
         self.burst_packets, self.bursts, self.ibg_s = burst_packets, bursts, ibg_s
         self.seed = seed
+        self.due_ns: np.ndarray | None = None    # timed replay (from_pcap timing="original")
+        self.loop_ns = 0
 
     @property
     def mean_size(self) -> float:
@@ -285,7 +289,8 @@ class Stream:
             fix_ip=self.fix_checksums and fixable, fix_udp=self.fix_checksums and fixable,
             pps=self.pps_for(), count=count, duration_s=self.duration_s,
             burst_packets=burst_packets, bursts=bursts, ibg_s=ibg, seed=self.seed,
-            flow_id=-1 if self.flow_id is None else self.flow_id)
+            flow_id=-1 if self.flow_id is None else self.flow_id,
+            due_ns=self.due_ns, loop_ns=self.loop_ns)
 
     # -- replay ------------------------------------------------------------------------
     @classmethod
@@ -302,58 +307,32 @@ class Stream:
         return cls(frames, count=count, **kw)
 
     @classmethod
-    def from_pcap(cls, path, *, loops: int = 0, limit: int | None = None, **kw) -> Stream:
-        """Replay the Ethernet frames of a pcap file (classic pcap, any endianness)."""
-        return cls.replay(read_pcap(path, limit=limit), loops=loops, **kw)
+    def from_pcap(cls, path, *, loops: int = 0, limit: int | None = None,
+                  timing: str = "rate", speed: float = 1.0, **kw) -> Stream:
+        """Replay the Ethernet frames of a pcap or pcapng file in order (pcapfile.read;
+        ConfigError for a file of another link type, truncated or corrupt), ``loops``
+        times (0: forever).
 
-
-def read_pcap(path, limit: int | None = None) -> list[bytes]:
-    """Frames of a classic pcap file (LINKTYPE_ETHERNET)."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24:
-            raise ConfigError(f"{path}: not a pcap file (too short)")
-        magic = head[:4]
-        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-            endian = "<"
-        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-            endian = ">"
-        else:
-            raise ConfigError(f"{path}: not a classic pcap file"
-                              + (" (pcapng is not supported; convert it with editcap -F pcap)"
-                                 if magic == b"\x0a\x0d\x0d\x0a" else ""))
-        linktype = struct.unpack(endian + "I", head[20:24])[0]
-        if linktype != 1:
-            raise ConfigError(f"{path}: link type {linktype} is not Ethernet")
-        snaplen = struct.unpack(endian + "I", head[16:20])[0]
-        frames: list[bytes] = []
-        while limit is None or len(frames) < limit:
-            rec = f.read(16)
-            if not rec:
-                break
-            if len(rec) < 16:
-                raise ConfigError(f"{path}: truncated: the record header after packet "
-                                  f"{len(frames)} is cut short")
-            _, _, incl, _ = struct.unpack(endian + "IIII", rec)
-            if incl > max(snaplen, 65535):
-                raise ConfigError(f"{path}: corrupt: packet {len(frames)} claims {incl} bytes "
-                                  f"(snap length {snaplen})")
-            data = f.read(incl)
-            if len(data) < incl:
-                raise ConfigError(f"{path}: truncated: packet {len(frames)} has {len(data)} of "
-                                  f"its {incl} bytes")
-            frames.append(data)
-    if not frames:
-        raise ConfigError(f"{path}: no packets")
-    return frames
-
-
-def write_pcap(path, frames) -> None:
-    """Write frames to a classic pcap file (microsecond timestamps, Ethernet)."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        t = time.time()
-        for i, fr in enumerate(frames):
-            fr = bytes(fr)
-            f.write(struct.pack("<IIII", int(t), i % 1000000, len(fr), len(fr)))
-            f.write(fr)
+        ``timing="rate"``: at the stream's rate (``pps``/``bps``/``percent``; none: as
+        fast as possible). ``timing="original"``: each packet at its timestamp's offset
+        from the file's first, divided by ``speed`` (2.0: twice as fast); a packet
+        stamped earlier than the one before it goes right after it; a loop lasts the
+        file's span plus one mean gap. The generator keeps the schedule: packets due
+        while it could not run are sent at once."""
+        if timing not in ("rate", "original"):
+            raise ConfigError(f"timing must be 'rate' or 'original', got {timing!r}")
+        pk = _pcapfile.read_ethernet(path, limit)
+        if timing == "rate":
+            return cls.replay(pk.frames, loops=loops, **kw)
+        if not speed > 0:
+            raise ConfigError(f"speed must be > 0, got {speed!r}")
+        if any(kw.get(k) is not None for k in ("pps", "bps", "percent")):
+            raise ConfigError("timing='original' takes the file's timing: give speed=, "
+                              "not pps/bps/percent")
+        stream = cls.replay(pk.frames, loops=loops, **kw)
+        offsets = np.maximum.accumulate(pk.timestamps_ns - pk.timestamps_ns[0])
+        due = (offsets / float(speed)).astype(np.int64)
+        mean_gap = int(due[-1] // (len(due) - 1)) if len(due) > 1 else 1_000_000
+        stream.due_ns = due
+        stream.loop_ns = int(due[-1]) + max(mean_gap, 1)
+        return stream

@@ -440,6 +440,14 @@ class Switch:
             raise ConfigError(f"no port {name!r} on {self.name}")
         return sp.port.stats()
 
+    def capture(self, name: str, path, **kw):
+        """Start capturing port ``name`` (Port.capture's arguments); returns the Capture.
+        The port may be deleted meanwhile: that ends the capture."""
+        sp = self.ports.get(name)
+        if sp is None:
+            raise ConfigError(f"no port {name!r} on {self.name}")
+        return sp.port.capture(path, name=name, **kw)
+
     def all_port_stats(self) -> dict[str, dict]:
         return {n: sp.port.stats() for n, sp in list(self.ports.items())}
 

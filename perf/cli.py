@@ -337,6 +337,12 @@ def _cmd_notify(args) -> int:
     return cmd_notify(args)
 
 
+def _cmd_capture(args) -> int:
+    from perf.capture import cmd_capture
+    _guard(args.force)
+    return cmd_capture(args)
+
+
 def cmd_list(args) -> int:
     for name, s in SCENARIOS.items():
         peers = [k for k in s if k not in ("ours", "what")]
@@ -394,6 +400,12 @@ def main(argv=None) -> int:
     nt.add_argument("--seconds", type=float, default=3.0)
     _host_options(nt)
     nt.set_defaults(func=_cmd_notify)
+    cp = sub.add_parser("capture", help="receiving PMD cycles/packet without capture, with a "
+                        "capture tap off, and capturing every packet (snaplen 128, full)")
+    cp.add_argument("--seconds", type=float, default=3.0)
+    cp.add_argument("--rounds", type=int, default=3)
+    _host_options(cp)
+    cp.set_defaults(func=_cmd_capture)
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
     args = p.parse_args(argv)
 

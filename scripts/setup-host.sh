@@ -10,6 +10,7 @@ PACKAGES=(
   qemu-system-x86 busybox-static cpio kmod   # real-guest tests (QEMU TCG + busybox initramfs)
   openvswitch-switch-dpdk              # OVS-DPDK as a peer in tests and benchmarks
   linux-perf                           # perf stat for the benchmarks' cycle accounting
+  tshark                               # reads our pcapng captures in the tests
 )
 HUGEPAGES_2M=${DPDKVIRTIO_HUGEPAGES:-1024}     # 2 GiB by default
 HUGE_MOUNT=/dev/hugepages

@@ -1,3 +1,5 @@
+from typing import Any
+
 from .counters import Counters
 from .mbuf import Burst
 from .mempool import Mempool
@@ -10,6 +12,7 @@ class Port:
     mempool: Mempool | None
     counters: Counters
     name: str
+    capture_tap: Any
     def owner(self, queue: int, direction: str) -> int | None: ...
     def claim(self, queue: int, direction: str, lcore: int) -> None: ...
     def release(self, queue: int, direction: str, lcore: int) -> None: ...

@@ -494,3 +494,63 @@ def test_bad_generator_topology(tmp_path):
                         'options = { dpdk-devargs = "net_null0" }\n')
         r = cli("run", "--dry-run", str(topo))
         assert r.returncode != 0 and message in r.stderr, (body, r.stderr)
+
+
+@pytest.mark.testpmd
+def test_ctl_capture_to_a_pipe_and_to_a_file(d, tmp_path):
+    """`ctl capture a -w - --tx -c N | tshark -r -` against `dpdkvirtio run`: the switch
+    writes pcapng into the pipe; and `ctl capture` to a file ended by `ctl capture-stop`."""
+    import shutil
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is not installed: run scripts/setup-host.sh"
+    n = 5000
+    sw = Running(d, [("a", "dpdkvhostuser", {})])
+    try:
+        with Testpmd(_vu(os.path.join(d, "a")), "rxonly", fwd_cpu=FRONT, main_cpu=BACK) as guest:
+            guest.start()
+            sw.ctl("add-generator", "g", "a", "pps=50000", "size=100")
+            pipeline = (f"{sys.executable} -m dpdkvirtio ctl --socket {sw.sock} capture a -w - "
+                        f"--tx -c {n} -s 80 | {tshark} -r - -T fields -e frame.interface_name "
+                        "-e frame.len -e frame.cap_len")
+            r = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True,
+                               text=True, timeout=120, cwd=str(REPO))
+            assert r.returncode == 0, r.stderr
+            rows = [line.split("\t") for line in r.stdout.splitlines()]
+            assert len(rows) == n and set(map(tuple, rows)) == {("a:tx", "100", "80")}, rows[:3]
+            # (tshark starts slowly: while the pipe is full, packets are counted, not kept)
+            assert re.search(rf"^{n} packets \(\d+ bytes\) captured from a \(tx: \d+ seen, "
+                             r"\d+ not captured\)$", r.stderr, re.M), r.stderr
+
+            out = tmp_path / "a.pcapng"
+            bg = subprocess.Popen([sys.executable, "-m", "dpdkvirtio", "ctl", "--socket", sw.sock,
+                                   "capture", "a", "-w", str(out), "--tx", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd=str(REPO))
+            try:
+                deadline = time.monotonic() + 30
+                while not (out.exists() and out.stat().st_size > 0):   # the header: started
+                    assert bg.poll() is None and time.monotonic() < deadline, bg.stderr.read()
+                    time.sleep(0.05)
+                time.sleep(0.5)
+                assert sw.ctl("capture-stop", "a") == {"stopped": "a"}
+                stdout, stderr = bg.communicate(timeout=30)
+            finally:
+                if bg.poll() is None:
+                    bg.kill()
+                    bg.wait()
+            assert bg.returncode == 0, stderr
+            res = json.loads(stdout)
+            r = subprocess.run([tshark, "-r", str(out), "-T", "fields", "-e", "frame.interface_name"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert res["written"] > 1000 and r.stdout.split() == ["a:tx"] * res["written"]
+            sw.ctl("del-generator", "g")
+            guest.stop()
+        bad = sw.ctl("capture", "nosuch", "-w", str(tmp_path / "x"), json_out=False, check=False)
+        assert bad.returncode != 0 and "no port 'nosuch'" in bad.stderr
+        bad = sw.ctl("capture-stop", "a", json_out=False, check=False)
+        assert bad.returncode != 0 and "no capture runs on port 'a'" in bad.stderr
+        bad = sw.ctl("show", "-c", "5", json_out=False, check=False)
+        assert bad.returncode != 0 and "options of ctl capture" in bad.stderr
+    finally:
+        assert sw.stop() == 0

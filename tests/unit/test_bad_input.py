@@ -3,7 +3,7 @@ import struct
 
 import pytest
 
-from dpdkvirtio import packets
+from dpdkvirtio import packets, pcapfile
 from dpdkvirtio.errors import ConfigError
 
 
@@ -33,14 +33,30 @@ def _record(data: bytes, incl=None):
     return struct.pack("<IIII", 0, 0, len(data) if incl is None else incl, len(data)) + data
 
 
-def test_read_pcap_rejects_what_it_cannot_read(tmp_path):
-    from dpdkvirtio.streams import read_pcap
+def _pcapng(*blocks, linktype=1):
+    shb = pcapfile.section_header("test")
+    idb = pcapfile.interface_description("eth0", "test", 65535, linktype)
+    return shb + idb + b"".join(blocks)
+
+
+def _epb(data: bytes, iface=0, length=None, ts_hi=0):
+    body = struct.pack("<IIIII", iface, ts_hi, 1000, len(data), len(data)) + data
+    body += b"\0" * (-len(data) % 4)
+    n = 12 + len(body) if length is None else length
+    return struct.pack("<II", 6, n) + body + struct.pack("<I", n)
+
+
+def test_capture_reader_rejects_what_it_cannot_read(tmp_path):
+    def read_frames(p):
+        return pcapfile.read_ethernet(p).frames
+
     frame = packets.udp_frame(64)
     cases = {
         "short": (b"\xd4\xc3\xb2\xa1", "too short"),
-        "pcapng": (b"\x0a\x0d\x0d\x0a" + bytes(40), "pcapng is not supported"),
-        "garbage": (b"GIF89a" + bytes(40), "not a classic pcap"),
-        "raw-ip": (_pcap_header(linktype=101) + _record(frame), "link type 101 is not Ethernet"),
+        "pcapng-no-magic": (b"\x0a\x0d\x0d\x0a" + bytes(40), "bad byte-order magic"),
+        "garbage": (b"GIF89a" + bytes(40), "neither a pcap nor a pcapng"),
+        "raw-ip": (_pcap_header(linktype=101) + _record(frame),
+                   "link type 101 \\(raw IP\\), which cannot be sent"),
         "empty": (_pcap_header(), "no packets"),
         "cut-record-header": (_pcap_header() + _record(frame) + b"\0" * 7,
                               "truncated: the record header after packet 1"),
@@ -48,18 +64,30 @@ def test_read_pcap_rejects_what_it_cannot_read(tmp_path):
                      "truncated: packet 1 has 24 of its 64 bytes"),
         "huge-record": (_pcap_header(snaplen=2048) + _record(frame, incl=1 << 30),
                         "corrupt: packet 0 claims"),
+        "ng-raw-ip": (_pcapng(_epb(frame), linktype=101), "link type 101"),
+        "ng-cut-block": (_pcapng(_epb(frame), _epb(frame)[:30]), "truncated: a block"),
+        "ng-bad-trailer": (_pcapng(_epb(frame)[:-4] + b"\1\0\0\0"), "ends with length 1"),
+        "ng-bad-length": (_pcapng(_epb(frame, length=13)), "claims a length of 13"),
+        "ng-no-interface": (_pcapng(_epb(frame, iface=3)), "names interface 3"),
+        "ng-empty": (_pcapng(), "no packets"),
+        "ng-far-future": (_pcapng(_epb(frame, ts_hi=0x81000000)), "beyond the year 2262"),
     }
     for name, (blob, text) in cases.items():
         p = tmp_path / f"{name}.pcap"
         p.write_bytes(blob)
         with pytest.raises(ConfigError, match=text):
-            read_pcap(p)
+            read_frames(p)
     ok = tmp_path / "ok.pcap"
     ok.write_bytes(_pcap_header() + _record(frame) + _record(frame[:60]))
-    assert read_pcap(ok) == [frame, frame[:60]]
+    assert read_frames(ok) == [frame, frame[:60]]
     ok.write_bytes(b"\xa1\xb2\xc3\xd4" + struct.pack(">HHiIII", 2, 4, 0, 0, 65535, 1)
-                   + struct.pack(">IIII", 0, 0, 64, 64) + frame)      # big-endian
-    assert read_pcap(ok) == [frame]
+                   + struct.pack(">IIII", 7, 5, 64, 64) + frame)      # big-endian
+    assert read_frames(ok) == [frame]
+    assert pcapfile.read(ok).timestamps_ns.tolist() == [7_000_005_000]
+    ok.write_bytes(_pcapng(_epb(frame), _epb(frame[:61])))
+    pk = pcapfile.read(ok)
+    assert pk.frames == [frame, frame[:61]] and pk.timestamps_ns.tolist() == [1000, 1000]
+    assert pk.interfaces[0].name == "eth0"
 
 
 @pytest.mark.parametrize("args, kw, text", [

@@ -2,6 +2,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
+from dpdkvirtio._dpdk.rte_ring cimport rte_ring
 
 cdef enum:
     DV_MAX_BURST = 512
@@ -52,6 +53,35 @@ cdef struct dv_queue_owner:
     int32_t lcore                 # DV_OWNER_PYTHON, or the lcore of the PMD that owns it
     uint32_t refs                 # that PMD's assignments using it (a tx queue may serve several)
 
+# A port's capture tap (dpdkvirtio/capture.py): while on for a direction, the data path
+# copies every packet of that direction (up to snaplen bytes, with a dv_capture_meta in
+# front) into the ring; a writer thread drains it. Allocated with the tap, freed with
+# the port.
+cdef struct dv_capture_q:         # one queue, one direction: written by its one poller
+    int busy                      # inside a burst's capture (stop waits for 0)
+    int _pad0
+    uint64_t seen                 # packets that passed while the capture was on
+    uint64_t dropped              # of those, not captured: no mbuf, or the ring full
+    uint64_t _pad[5]
+
+cdef struct dv_capture:
+    int on[2]                     # per direction (DV_DIR_RX, DV_DIR_TX), written by control
+    uint32_t generation           # stamped into each copy; the writer skips older ones
+    uint32_t snaplen
+    rte_ring *ring                # copies: multi-producer, single consumer
+    rte_mempool *mp               # the copies' mbufs
+    dv_capture_q *q               # 2 * n_queues rows: [2 * queue + direction]
+    uint64_t tsc0                 # a TSC reading and the CLOCK_REALTIME ns taken with it
+    uint64_t ns0                  # (capture start): the blocks' timestamps derive from them
+    uint64_t tsc_hz
+
+cdef struct dv_capture_meta:      # in front of each copy's data
+    uint64_t tsc                  # when the data path saw the packet
+    uint32_t orig_len
+    uint32_t generation
+    uint32_t queue
+    uint32_t direction
+
 cdef struct dv_port:
     int kind
     uint16_t port_id              # ethdev port id
@@ -64,6 +94,7 @@ cdef struct dv_port:
     uint8_t *vring_enabled        # vhost: 2 * n_queues flags (vring index order)
     dv_queue_owner *owners        # 2 * n_queues: [2q + DV_DIR_RX], [2q + DV_DIR_TX]
     int rx_intr                   # ethdev: configured with Rx interrupts (intr_conf.rxq)
+    dv_capture *capture           # NULL until the port's first capture
 
 cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil
 cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
@@ -159,6 +190,7 @@ cdef struct dv_gen:
     int fix_ip                    # keep the IPv4 header checksum right
     int fix_udp                   # keep the UDP checksum right (when the template has one)
     double pkts_per_tsc           # 0: as fast as possible (written by control)
+    double catchup_tsc            # paced: a late poll makes up for this much time at most
     double tokens
     uint64_t last_tsc
     uint64_t count_limit          # 0: none
@@ -178,6 +210,10 @@ cdef struct dv_gen:
     uint64_t rng
     int32_t flow_id               # -1: unmeasured; else stamp the marker (marker.py)
     uint64_t seq_next             # the next packet's sequence number
+    const uint64_t *due_tsc       # timed replay: template i is due at pass start + due_tsc[i]
+    uint64_t loop_tsc             # timed replay: the length of one pass
+    uint64_t pass_start_tsc       # timed replay: when the current pass started
+    uint32_t due_next             # timed replay: the next template due
 
 # ---- Measured streams (layout of the marker: dpdkvirtio/marker.py) ---------------------
 cdef enum:
@@ -260,8 +296,12 @@ cdef enum:
     DV_MODE_INTERRUPT = 1
     DV_INTR_TIMEOUT_MS = 100      # default of dv_pmd_ctx.intr_timeout_ms
     DV_INTR_TIMEOUT_MS_MAX = 60000
+    DV_GEN_CATCHUP_NS = 1000000   # 1 ms: how late a paced generator's poll may be made up for
 
 cdef int dv_pmd_main(void *arg) noexcept nogil
+cdef long dv_capture_drain(dv_capture *cap, int fd, rte_mempool *fmt_mp,
+                           const uint32_t *iface, uint64_t limit, uint64_t *nbytes,
+                           uint64_t *lost) noexcept nogil
 cdef int dv_devices_changed_fd() noexcept nogil
 cdef void dv_devices_changed() noexcept nogil
 cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil

@@ -4,7 +4,8 @@ on C structs prepared by the control plane; the data path never raises, it count
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
-    rte_pktmbuf_free, rte_pktmbuf_read, rte_memcpy)
+    rte_pktmbuf_free, rte_pktmbuf_read, rte_memcpy, rte_pktmbuf_copy, rte_pktmbuf_prepend,
+    rte_pktmbuf_adj)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
 from dpdkvirtio._dpdk.rte_ethdev cimport (rte_eth_rx_burst, rte_eth_tx_burst,
     rte_eth_dev_rx_intr_enable, rte_eth_dev_rx_intr_disable, rte_eth_dev_rx_intr_ctl_q_get_fd)
@@ -14,6 +15,13 @@ from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_enqueue_burst, rte_vhost_dequ
 from dpdkvirtio._dpdk.posix_extra cimport (epoll_event, epoll_ctl, epoll_wait, EPOLL_CTL_ADD,
     EPOLLIN, EPOLLET, prctl, PR_SET_TIMERSLACK, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
 from posix.unistd cimport read, write
+from posix.uio cimport iovec, writev
+from libc.errno cimport errno, EINTR
+from dpdkvirtio._dpdk.rte_ring cimport rte_ring_enqueue_burst, rte_ring_dequeue_burst
+from dpdkvirtio._dpdk.rte_pcapng cimport (rte_pcapng_copy, RTE_PCAPNG_DIRECTION_IN,
+    RTE_PCAPNG_DIRECTION_OUT)
+from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
+    pthread_mutex_lock, pthread_mutex_unlock)
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_pause, rte_rdtsc, rte_cpuset_t, CPU_ZERO, CPU_SET,
     rte_thread_set_affinity)
 from posix.time cimport timespec, nanosleep
@@ -62,6 +70,180 @@ cdef inline uint16_t _drop_malformed(rte_mbuf **pkts, uint16_t nb, dv_rxq_stats 
     return kept
 
 
+# -- capture ----------------------------------------------------------------------------
+cdef inline dv_capture_q *_capture_enter(dv_port *p, uint16_t q, int direction) noexcept nogil:
+    """The queue's capture row when a capture of this direction is on (marked busy: the
+    caller must _capture_leave it), else NULL. Costs one load while the port never had a
+    capture."""
+    cdef dv_capture *cap = p.capture
+    cdef dv_capture_q *row
+    if cap is NULL:
+        return NULL
+    row = &cap.q[2 * q + direction]
+    dv_store_seq_int(&row.busy, 1)
+    if dv_load_seq_int(&cap.on[direction]):
+        return row
+    dv_store_release_int(&row.busy, 0)
+    return NULL
+
+
+cdef inline void _capture_leave(dv_capture_q *row) noexcept nogil:
+    dv_store_release_int(&row.busy, 0)
+
+
+cdef uint16_t _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf **pkts,
+                            uint16_t n, rte_mbuf **copies) noexcept nogil:
+    """Copy pkts[0:n] (snaplen bytes each, a dv_capture_meta in front) into copies[];
+    a NULL where no mbuf was left."""
+    cdef uint16_t i
+    cdef rte_mbuf *mc
+    cdef dv_capture_meta *meta
+    for i in range(n):
+        mc = rte_pktmbuf_copy(pkts[i], cap.mp, 0, cap.snaplen)
+        if mc is not NULL:
+            meta = <dv_capture_meta *>rte_pktmbuf_prepend(mc, sizeof(dv_capture_meta))
+            if meta is NULL:
+                rte_pktmbuf_free(mc)
+                mc = NULL
+            else:
+                meta.tsc = rte_rdtsc()
+                meta.orig_len = pkts[i].pkt_len
+                meta.generation = cap.generation
+                meta.queue = q
+                meta.direction = <uint32_t>direction
+        copies[i] = mc
+    return n
+
+
+cdef void _capture_commit(dv_capture *cap, dv_capture_q *row, rte_mbuf **copies,
+                          uint16_t n) noexcept nogil:
+    """Enqueue the non-NULL copies[0:n]; count n seen and the rest dropped."""
+    cdef uint16_t i, k = 0
+    cdef unsigned int put
+    for i in range(n):
+        if copies[i] is not NULL:
+            copies[k] = copies[i]
+            k += 1
+    put = rte_ring_enqueue_burst(cap.ring, <void **>copies, k, NULL)
+    if put < k:
+        rte_pktmbuf_free_bulk(copies + put, k - put)
+    row.seen += n
+    row.dropped += n - put
+
+
+cdef void _capture_burst(dv_port *p, uint16_t q, int direction, rte_mbuf **pkts,
+                         uint16_t n) noexcept nogil:
+    cdef rte_mbuf *copies[DV_MAX_BURST]
+    cdef dv_capture_q *row
+    if n == 0:
+        return
+    row = _capture_enter(p, q, direction)
+    if row is NULL:
+        return
+    _capture_copy(p.capture, q, direction, pkts, n, copies)
+    _capture_commit(p.capture, row, copies, n)
+    _capture_leave(row)
+
+
+cdef pthread_mutex_t g_pcapng_lock
+pthread_mutex_init(&g_pcapng_lock, NULL)
+
+
+cdef inline uint64_t _capture_ns(const dv_capture *cap, uint64_t tsc) noexcept nogil:
+    """Wall-clock ns of a TSC reading, from the pair sampled at capture start (whole
+    seconds first: no overflow for any uptime)."""
+    cdef uint64_t d
+    if tsc >= cap.tsc0:
+        d = tsc - cap.tsc0
+        return cap.ns0 + (d // cap.tsc_hz) * 1000000000 + (d % cap.tsc_hz) * 1000000000 // cap.tsc_hz
+    d = cap.tsc0 - tsc
+    return cap.ns0 - (d // cap.tsc_hz) * 1000000000 - (d % cap.tsc_hz) * 1000000000 // cap.tsc_hz
+
+
+cdef int _write_all(int fd, iovec *iov, int niov, uint64_t *nbytes) noexcept nogil:
+    """writev until everything is written (a pipe may take part of it). 0 or -errno."""
+    cdef Py_ssize_t w
+    while niov > 0:
+        w = writev(fd, iov, niov)
+        if w < 0:
+            if errno == EINTR:
+                continue
+            return -errno
+        nbytes[0] += <uint64_t>w
+        while niov > 0 and <size_t>w >= iov[0].iov_len:
+            w -= iov[0].iov_len
+            iov += 1
+            niov -= 1
+        if niov > 0:
+            iov[0].iov_base = <char *>iov[0].iov_base + w
+            iov[0].iov_len -= w
+    return 0
+
+
+cdef long dv_capture_drain(dv_capture *cap, int fd, rte_mempool *fmt_mp,
+                           const uint32_t *iface, uint64_t limit, uint64_t *nbytes,
+                           uint64_t *lost) noexcept nogil:
+    """Writer side: take up to 64 copies from the ring, format each as a pcapng Enhanced
+    Packet Block with rte_pcapng_copy (interface iface[direction], the data path's TSC as
+    its timestamp, the original length), and write them to fd. Copies of an older
+    generation (or all, without fmt_mp) are freed unwritten; at most ``limit`` packets
+    are written (0: no limit), the others freed; a copy that cannot be formatted (no
+    mbuf) is counted in ``lost``. Returns packets written (adds their bytes to nbytes),
+    or -errno when the write failed. rte_pcapng_copy keeps a process-wide TSC-to-time
+    state it updates without a lock: every call is made here, under g_pcapng_lock."""
+    cdef void *objs[64]
+    cdef rte_mbuf *blocks[64]
+    cdef iovec iov[64]
+    cdef unsigned int got, i
+    cdef int nblocks = 0, k, rc = 0
+    cdef rte_mbuf *mc
+    cdef rte_mbuf *blk
+    cdef dv_capture_meta meta
+    cdef uint32_t *epb
+    cdef uint64_t ns
+    got = rte_ring_dequeue_burst(cap.ring, objs, 64, NULL)
+    if got == 0:
+        return 0
+    pthread_mutex_lock(&g_pcapng_lock)
+    for i in range(got):
+        mc = <rte_mbuf *>objs[i]
+        memcpy(&meta, dv_mbuf_data(mc), sizeof(dv_capture_meta))
+        if (fmt_mp is NULL or meta.generation != cap.generation
+                or (limit and <uint64_t>nblocks >= limit)):
+            rte_pktmbuf_free(mc)
+            continue
+        rte_pktmbuf_adj(mc, sizeof(dv_capture_meta))
+        blk = rte_pcapng_copy(
+            0, meta.queue, mc, fmt_mp, mc.pkt_len, meta.tsc,
+            RTE_PCAPNG_DIRECTION_IN if meta.direction == DV_DIR_RX else RTE_PCAPNG_DIRECTION_OUT)
+        rte_pktmbuf_free(mc)
+        if blk is NULL or blk.nb_segs != 1:        # (the format pool holds a block whole)
+            if blk is not NULL:
+                rte_pktmbuf_free(blk)
+            lost[0] += 1
+            continue
+        # the EPB: type, total length, interface id, ts hi, ts lo, captured, original.
+        # The timestamp is ours: rte_pcapng_copy (22.11) sets its time base at its first
+        # call and wraps a TSC older than that base (a packet copied before the writer's
+        # first call, or older than one converted from another queue) to ~7.5e9 s ahead.
+        epb = <uint32_t *>dv_mbuf_data(blk)
+        epb[2] = iface[meta.direction]
+        ns = _capture_ns(cap, meta.tsc)
+        epb[3] = <uint32_t>(ns >> 32)
+        epb[4] = <uint32_t>ns
+        epb[6] = meta.orig_len
+        iov[nblocks].iov_base = epb
+        iov[nblocks].iov_len = blk.data_len
+        blocks[nblocks] = blk
+        nblocks += 1
+    pthread_mutex_unlock(&g_pcapng_lock)
+    if nblocks:
+        rc = _write_all(fd, iov, nblocks, nbytes)
+    for k in range(nblocks):
+        rte_pktmbuf_free(blocks[k])
+    return rc if rc < 0 else nblocks
+
+
 cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil:
     """Receive up to n packets from queue q; the caller owns pkts[0:ret]. Packets an
     ethdev driver hands out with lengths beyond their buffers are dropped and counted
@@ -87,6 +269,8 @@ cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) no
     if nb:
         st.packets += nb
         st.bursts += 1
+        if p.capture is not NULL:
+            _capture_burst(p, q, DV_DIR_RX, pkts, nb)
     else:
         st.empty_polls += 1
     return nb
@@ -127,14 +311,22 @@ cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
     driver, or copied into the guest ring and freed). With drop_unsent the rest is freed
     and counted as dropped by reason; otherwise pkts[ret:n] stay with the caller."""
     cdef dv_txq_stats *st = &p.stats[q].tx
-    cdef uint16_t sent = 0
+    cdef uint16_t sent = 0, i
     cdef uint64_t nbytes
     cdef int vid
     cdef bint not_ready = False
     cdef dv_vq_sync *sync
+    cdef dv_capture_q *cap_row = NULL
+    cdef rte_mbuf *copies[DV_MAX_BURST]
     if n == 0:
         return 0
     nbytes = _sum_len(pkts, n)
+    if p.capture is not NULL:
+        # copied before the driver owns them; only the sent ones are kept (unsent ones
+        # are sent later, or dropped: not transmitted)
+        cap_row = _capture_enter(p, q, DV_DIR_TX)
+        if cap_row is not NULL:
+            _capture_copy(p.capture, q, DV_DIR_TX, pkts, n, copies)
     if p.kind == DV_KIND_ETHDEV:
         sent = _eth_tx(p, q, pkts, n, st)
     else:
@@ -157,6 +349,13 @@ cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
             else:
                 st.failure_drops += n - sent
             rte_pktmbuf_free_bulk(pkts + sent, n - sent)
+    if cap_row is not NULL:
+        if sent < n:
+            for i in range(sent, n):
+                if copies[i] is not NULL:
+                    rte_pktmbuf_free(copies[i])
+        _capture_commit(p.capture, cap_row, copies, sent)
+        _capture_leave(cap_row)
     st.packets += sent
     st.bytes += nbytes
     st.bursts += 1
@@ -410,6 +609,29 @@ cdef inline uint32_t _next_size(dv_gen *g) noexcept nogil:
 
 # ---- PMD loop ---------------------------------------------------------------------------
 
+cdef inline uint16_t _timed_due(dv_gen *g, uint16_t want, uint64_t now) noexcept nogil:
+    """Timed replay: how many packets from due_next on are due by now (at most want)."""
+    cdef uint16_t k = 0
+    cdef uint32_t i = g.due_next
+    cdef uint64_t start = g.pass_start_tsc
+    while k < want and start + g.due_tsc[i] <= now:
+        k += 1
+        i += 1
+        if i == g.n_tmpl:
+            i = 0
+            start += g.loop_tsc
+    return k
+
+
+cdef inline void _timed_consume(dv_gen *g, uint16_t n) noexcept nogil:
+    cdef uint16_t _k
+    for _k in range(n):
+        g.due_next += 1
+        if g.due_next == g.n_tmpl:
+            g.due_next = 0
+            g.pass_start_tsc += g.loop_tsc
+
+
 cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
                                 uint64_t now, dv_pmd_stats *st) noexcept nogil:
     """Build packets from the templates (field/size variables, pacing, limits), send them
@@ -419,9 +641,11 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
     cdef uint64_t remaining
     cdef double cap
     if g.done or g.paused:
+        g.last_tsc = now                 # (a resumed generator starts afresh, no catch-up)
         return 0
     if not g.started:
         g.started = 1
+        g.pass_start_tsc = now
         g.last_tsc = now
         g.next_burst_tsc = now
         g.in_burst_left = 0
@@ -447,10 +671,18 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
             return 0
         if want > remaining:
             want = <uint16_t>remaining
-    if g.pkts_per_tsc > 0:
+    if g.due_tsc is not NULL:
+        want = _timed_due(g, want, now)
+        if want == 0:
+            return 0
+    elif g.pkts_per_tsc > 0:
         g.tokens += <double>(now - g.last_tsc) * g.pkts_per_tsc
         g.last_tsc = now
-        cap = burst if burst > 1 else 1
+        # a poll that came late (the lcore preempted, a slow tx) is made up for, up to
+        # DV_GEN_CATCHUP_NS of packets: the average rate holds through host jitter
+        cap = g.pkts_per_tsc * g.catchup_tsc
+        if cap < burst:
+            cap = burst if burst > 1 else 1
         if g.tokens > cap:
             g.tokens = cap
         if g.tokens < 1.0:
@@ -459,6 +691,15 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
             want = <uint16_t>g.tokens
         g.tokens -= want
     n = dv_gen_build(g, pkts, want)
+    if g.due_tsc is not NULL:
+        _timed_consume(g, want)
+        if n == 0:
+            # due and not buildable: the schedule moves on, the packets are counted lost
+            g.next_tmpl = <uint32_t>((g.next_tmpl + want) % g.n_tmpl)
+            g.nombuf += want
+            pl.port.stats[pl.queue].tx.nombuf_drops += want
+            _after_sent(g, want, now)
+            return 0
     if n == 0:
         if g.pkts_per_tsc > 0:
             # due now and not buildable: the schedule moves on, the packets are counted lost

@@ -10,7 +10,10 @@ cdef class Generator:
     cdef void *_tmpl
     cdef void *_offs
     cdef void *_lens
+    cdef void *_due               # timed replay: uint64 TSC offsets, one per template
     cdef object __weakref__
+    cdef int _set_schedule(self, object due_ns, uint64_t loop_ns, Py_ssize_t n,
+                           uint64_t hz) except -1
 
 cdef class PmdThread:
     cdef dv_pmd_ctx *_ctx

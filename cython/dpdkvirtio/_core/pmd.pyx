@@ -23,7 +23,7 @@ from dpdkvirtio._dpdk.posix_extra cimport (epoll_create1, epoll_ctl, epoll_event
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
     DV_USES_GEN, DV_MARK_MIN_FRAME, DV_MODE_POLL, DV_MODE_INTERRUPT, DV_KIND_VHOST,
-    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, dv_devices_changed_fd)
+    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, dv_devices_changed_fd, DV_GEN_CATCHUP_NS)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
@@ -68,13 +68,15 @@ cdef class Generator:
     ``size_var``: None or (op, min, max, step); templates must be >= max bytes long.
     Limits: ``count`` packets (0: none), ``duration_s`` (0: none), multi-burst
     ``burst_packets`` per burst, ``bursts`` (0: forever), ``ibg_s`` gap between bursts.
-    ``pps``: rate (0: as fast as possible), changeable while running."""
+    ``pps``: rate (0: as fast as possible), changeable while running. Timed replay:
+    ``due_ns`` (one non-decreasing offset per template, ns from the start of a pass) and
+    ``loop_ns`` (a pass's length, > the last offset) replace the rate."""
 
     def __cinit__(self, Mempool mempool not None, list templates, list variables=None,
                   size_var=None, bint fix_ip=True, bint fix_udp=True, double pps=0.0,
                   uint64_t count=0, double duration_s=0.0, uint32_t burst_packets=0,
                   uint32_t bursts=0, double ibg_s=0.0, uint64_t seed=0x9E3779B97F4A7C15,
-                  int flow_id=-1):
+                  int flow_id=-1, due_ns=None, uint64_t loop_ns=0):
         eal_check_usable()
         if not templates:
             raise ConfigError("a generator needs at least one template packet")
@@ -152,14 +154,40 @@ cdef class Generator:
         g.burst_pkts = burst_packets
         g.n_bursts = bursts
         g.ibg_tsc = <uint64_t>(ibg_s * hz) if ibg_s > 0 else 0
+        g.catchup_tsc = <double>DV_GEN_CATCHUP_NS * hz / 1e9
         g.rng = seed if seed else 0x9E3779B97F4A7C15
         if not -1 <= flow_id <= 65535:
             raise ConfigError(f"flow_id must be 0..65535 (or -1: unmeasured), got {flow_id}")
         if flow_id >= 0 and any(len(b) < DV_MARK_MIN_FRAME for b in blobs):
             raise ConfigError(f"measured templates must be at least {DV_MARK_MIN_FRAME} bytes")
         g.flow_id = flow_id
+        if due_ns is not None:
+            self._set_schedule(due_ns, loop_ns, len(blobs), hz)
         self.mempool = mempool
         self.set_rate(pps)
+
+    cdef int _set_schedule(self, due_ns, uint64_t loop_ns, Py_ssize_t n, uint64_t hz) except -1:
+        cdef Py_ssize_t i
+        cdef uint64_t prev = 0, d
+        due = list(due_ns)
+        if len(due) != n:
+            raise ConfigError(f"timed replay needs one offset per template: {len(due)} offsets "
+                              f"for {n} templates")
+        self._due = malloc(n * sizeof(uint64_t))
+        if self._due is NULL:
+            raise MemoryError()
+        for i in range(n):
+            if due[i] < prev:
+                raise ConfigError("timed replay offsets must not decrease")
+            prev = due[i]
+            d = <uint64_t>(<double>due[i] * hz / 1e9)
+            (<uint64_t *>self._due)[i] = d
+        if loop_ns <= prev:
+            raise ConfigError(f"a timed replay's pass ({loop_ns} ns) must be longer than its "
+                              f"last offset ({prev} ns)")
+        self._g.loop_tsc = <uint64_t>(<double>loop_ns * hz / 1e9)
+        self._g.due_tsc = <const uint64_t *>self._due
+        return 0
 
     def __dealloc__(self):
         # The PMD holds a reference to this object while the generator is in its plan.
@@ -169,6 +197,7 @@ cdef class Generator:
         free(self._tmpl)
         free(self._offs)
         free(self._lens)
+        free(self._due)
 
     def set_rate(self, double pps):
         """Packets per second (0: as fast as possible). Takes effect at once."""

@@ -18,6 +18,7 @@ cdef class Port:
     cdef readonly str name
     cdef int _state
     cdef object __weakref__
+    cdef public object capture_tap    # capture.CaptureTap, made at the first capture
     cdef int alloc_port(self, int kind, Mempool mempool, int n_queues,
                         int tx_retries_max) except -1
     cdef void release_port(self) noexcept

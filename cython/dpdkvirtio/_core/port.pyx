@@ -68,6 +68,9 @@ cdef class Port:
 
     cdef void release_port(self) noexcept:
         """Free the C port. Only once nothing (lcore, callback) can touch it any more."""
+        if self.capture_tap is not None:
+            self.capture_tap.release()      # (raises nothing: frees DPDK objects)
+            self.capture_tap = None
         if self._p is not NULL:
             free(self._p.sync)
             free(self._p.vring_enabled)

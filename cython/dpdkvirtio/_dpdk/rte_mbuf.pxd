@@ -30,6 +30,10 @@ cdef extern from "rte_mbuf.h" nogil:
     uint16_t rte_pktmbuf_data_room_size(rte_mempool *mp)
     void rte_pktmbuf_reset(rte_mbuf *m)
     const void *rte_pktmbuf_read(const rte_mbuf *m, uint32_t off, uint32_t len, void *buf)
+    rte_mbuf *rte_pktmbuf_copy(const rte_mbuf *m, rte_mempool *mp, uint32_t offset,
+                               uint32_t length)
+    char *rte_pktmbuf_prepend(rte_mbuf *m, uint16_t len)
+    char *rte_pktmbuf_adj(rte_mbuf *m, uint16_t len)
 
 cdef extern from "rte_memcpy.h" nogil:
     void *rte_memcpy(void *dst, const void *src, size_t n)

@@ -1,0 +1,229 @@
+# cython: language_level=3
+"""CaptureTap (L1): a port's capture resources — the C ``dv_capture`` the data path
+copies into (datapath.pyx: ``_capture_*`` in dv_port_rx/dv_port_tx), its ring and the
+copies' mempool — and the writer-side drain. One tap per port, made at its first capture
+and kept until the port is freed (a poller may still hold the pointer between captures;
+only a closed port has no poller). Captures take turns on it: ``start`` raises while one
+is on. The file format and the writer thread are dpdkvirtio/capture.py's."""
+cimport cython
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint32_t, uint64_t
+from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring_count,
+    RING_F_SC_DEQ)
+from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
+from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free
+from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
+from dpdkvirtio._dpdk.rte_lcore cimport rte_pause, rte_rdtsc, rte_get_tsc_hz
+from dpdkvirtio._dpdk.dv_shim cimport (dv_aligned_zalloc, dv_store_seq_int, dv_load_seq_int,
+    dv_rte_errno, dv_load_acquire_int, dv_store_release_int)
+from posix.time cimport timespec, nanosleep
+from dpdkvirtio._core.datapath cimport (dv_capture, dv_capture_q, dv_capture_drain, dv_port,
+    DV_DIR_RX, DV_DIR_TX)
+from dpdkvirtio._core.port cimport Port
+from dpdkvirtio._core.errors cimport raise_dpdk
+from dpdkvirtio.errors import ConfigError, PortStateError, DpdkError
+
+import os
+import time
+
+RING_SIZE = 8192                # copies waiting for the writer
+POOL_SIZE = 12287               # copies in the ring, in bursts and being written
+COPY_DATA_ROOM = 2048           # bytes per copy segment (longer snaps are chained)
+SNAPLEN_MAX = 65535
+_serial = 0
+
+
+@cython.final
+cdef class CaptureTap:
+    cdef dv_capture *_c
+    cdef Port _port
+    cdef int _n_queues
+    cdef rte_mempool *_fmt_mp
+    cdef readonly bint capturing
+    cdef int _stop_writer
+
+    def __cinit__(self, Port port):
+        global _serial
+        cdef dv_port *p = port.c_port()
+        if p is NULL:
+            raise PortStateError(f"port {port.name!r} is closed")
+        if p.capture is not NULL:
+            raise ConfigError(f"port {port.name!r} already has a capture tap")
+        _serial += 1
+        name = f"dvcap{_serial}".encode()
+        self._port = port
+        self._n_queues = p.n_queues
+        self._c = <dv_capture *>calloc(1, sizeof(dv_capture))
+        if self._c is NULL:
+            raise MemoryError()
+        self._c.q = <dv_capture_q *>dv_aligned_zalloc(2 * p.n_queues * sizeof(dv_capture_q))
+        if self._c.q is NULL:
+            self._free()
+            raise MemoryError()
+        self._c.ring = rte_ring_create(name + b"r", RING_SIZE, -1, RING_F_SC_DEQ)
+        if self._c.ring is NULL:
+            err = dv_rte_errno()
+            self._free()
+            raise_dpdk(DpdkError, err, "rte_ring_create",
+                       "not enough DPDK memory for a capture ring (more hugepages, or a "
+                       "larger --no-huge memory size)")
+        self._c.mp = rte_pktmbuf_pool_create(name + b"m", POOL_SIZE, 256, 0,
+                                             COPY_DATA_ROOM + RTE_PKTMBUF_HEADROOM, -1)
+        if self._c.mp is NULL:
+            err = dv_rte_errno()
+            self._free()
+            raise_dpdk(DpdkError, err, "rte_pktmbuf_pool_create",
+                       f"not enough DPDK memory for {POOL_SIZE} capture buffers (more "
+                       "hugepages, or a larger --no-huge memory size)")
+        p.capture = self._c           # from here until the port is freed
+
+    cdef void _free(self) noexcept:
+        if self._c is NULL:
+            return
+        if self._c.ring is not NULL:
+            rte_ring_free(self._c.ring)
+        if self._c.mp is not NULL:
+            rte_mempool_free(self._c.mp)
+        free(self._c.q)
+        free(self._c)
+        self._c = NULL
+
+    def release(self):
+        """Free everything (the port is being freed: no poller can reach the tap)."""
+        cdef dv_port *p = self._port.c_port() if self._port is not None else NULL
+        self._drop_queued()
+        self._free_fmt()
+        if p is not NULL and p.capture is self._c:
+            p.capture = NULL
+        self._free()
+
+    cdef void _free_fmt(self) noexcept:
+        if self._fmt_mp is not NULL:
+            rte_mempool_free(self._fmt_mp)
+            self._fmt_mp = NULL
+
+    cdef void _drop_queued(self) noexcept:
+        cdef uint64_t none = 0, lost = 0
+        cdef uint32_t iface[2]
+        if self._c is NULL:
+            return
+        self._c.generation += 1                  # everything queued is now stale
+        while rte_ring_count(self._c.ring):
+            dv_capture_drain(self._c, -1, NULL, iface, 0, &none, &lost)
+
+    def start(self, bint rx, bint tx, int snaplen):
+        """Turn copying on for the directions asked (the counters start from here)."""
+        global _serial
+        if self._c is NULL:
+            raise PortStateError("the capture tap was released (port closed)")
+        if self.capturing:
+            raise ConfigError(f"a capture is already running on port {self._port.name!r}; "
+                              "stop it first")
+        if not 1 <= snaplen <= SNAPLEN_MAX:
+            raise ConfigError(f"snaplen must be 1..{SNAPLEN_MAX} bytes, got {snaplen}")
+        if not (rx or tx):
+            raise ConfigError("capture at least one direction (rx, tx or both)")
+        self._drop_queued()
+        self._free_fmt()
+        _serial += 1
+        # the writer's pcapng blocks: one burst at a time, each in one segment
+        self._fmt_mp = rte_pktmbuf_pool_create(
+            f"dvcap{_serial}f".encode(), 127, 0, 0,
+            min(65535, rte_pcapng_mbuf_size(snaplen) + RTE_PKTMBUF_HEADROOM), -1)
+        if self._fmt_mp is NULL:
+            raise_dpdk(DpdkError, dv_rte_errno(), "rte_pktmbuf_pool_create",
+                       "not enough DPDK memory for the capture writer's buffers")
+        self._c.snaplen = snaplen
+        self._c.tsc_hz = rte_get_tsc_hz()
+        t0 = rte_rdtsc()
+        ns = time.time_ns()
+        t1 = rte_rdtsc()
+        self._c.tsc0 = t0 + (t1 - t0) // 2
+        self._c.ns0 = ns
+        self._stop_writer = 0
+        self.capturing = True
+        dv_store_seq_int(&self._c.on[DV_DIR_RX], 1 if rx else 0)
+        dv_store_seq_int(&self._c.on[DV_DIR_TX], 1 if tx else 0)
+
+    def stop(self):
+        """Turn copying off and wait until no poller is inside a capture burst: after
+        this, the ring holds every copy and the counters are final."""
+        cdef int i
+        if self._c is NULL or not self.capturing:
+            return
+        dv_store_seq_int(&self._c.on[DV_DIR_RX], 0)
+        dv_store_seq_int(&self._c.on[DV_DIR_TX], 0)
+        with nogil:
+            for i in range(2 * self._n_queues):
+                while dv_load_seq_int(&self._c.q[i].busy):
+                    rte_pause()
+        self.capturing = False
+
+    def counters(self):
+        """{"rx": (seen, dropped), "tx": (seen, dropped)} summed over queues, since the
+        tap was made (callers take differences)."""
+        out = {}
+        for name, d in (("rx", DV_DIR_RX), ("tx", DV_DIR_TX)):
+            seen = dropped = 0
+            if self._c is not NULL:
+                for q in range(self._n_queues):
+                    seen += self._c.q[2 * q + d].seen
+                    dropped += self._c.q[2 * q + d].dropped
+            out[name] = (seen, dropped)
+        return out
+
+    def queued(self):
+        return rte_ring_count(self._c.ring) if self._c is not NULL else 0
+
+    def stop_writer(self):
+        """Make a running ``write`` return (from any thread)."""
+        dv_store_release_int(&self._stop_writer, 1)
+
+    def write(self, int fd, int iface_rx, int iface_tx, uint64_t count=0,
+              uint64_t max_bytes=0, double duration_s=0.0, bint until_empty=False):
+        """The writer: drain the ring to fd as pcapng blocks (interface ids per direction),
+        without the GIL, until ``stop_writer``, ``count`` packets written, ``max_bytes``
+        written or ``duration_s`` passed (0: no such limit) — or, with ``until_empty``,
+        until the ring is empty. Returns (packets, bytes, lost, reason): lost were taken
+        but could not be formatted; reason one of "stopped", "count", "bytes", "duration",
+        "empty". Raises OSError when a write fails."""
+        cdef uint32_t iface[2]
+        cdef uint64_t nbytes = 0, lost = 0, written = 0
+        cdef uint64_t deadline = 0, left
+        cdef long n = 0
+        cdef int reason = 0
+        cdef timespec idle
+        if self._c is NULL or self._fmt_mp is NULL:
+            raise PortStateError("no capture was started on this tap")
+        iface[DV_DIR_RX] = iface_rx
+        iface[DV_DIR_TX] = iface_tx
+        idle.tv_sec = 0
+        idle.tv_nsec = 500_000
+        if duration_s > 0:
+            deadline = rte_rdtsc() + <uint64_t>(duration_s * rte_get_tsc_hz())
+        with nogil:
+            while True:
+                left = count - written if count else 0
+                n = dv_capture_drain(self._c, fd, self._fmt_mp, iface, left, &nbytes, &lost)
+                if n < 0:
+                    break
+                written += <uint64_t>n
+                if count and written >= count:
+                    reason = 1
+                elif max_bytes and nbytes >= max_bytes:
+                    reason = 2
+                elif deadline and rte_rdtsc() >= deadline:
+                    reason = 3
+                elif until_empty and rte_ring_count(self._c.ring) == 0:
+                    reason = 4
+                elif dv_load_acquire_int(&self._stop_writer):
+                    reason = 0
+                elif n == 0:
+                    nanosleep(&idle, NULL)
+                    continue
+                else:
+                    continue
+                break
+        if n < 0:
+            raise OSError(-n, f"writing the capture: {os.strerror(-n)}")
+        return written, nbytes, lost, ("stopped", "count", "bytes", "duration", "empty")[reason]

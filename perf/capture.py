@@ -1,0 +1,99 @@
+"""python -m perf capture: what capture costs the receiving PMD (issue 13).
+
+Basis: busy TSC cycles per packet of our PMD counters, self-bound. One PMD on BACK
+generates into a net_ring loopback port and polls it back with rxonly, so it does all the
+work and is 100 % busy; the capture's writer thread runs on FRONT and writes to
+/dev/null (the disk is not measured). Sides, alternating round by round so that host
+drift hits each: ``none`` (the port never had a capture: one load per burst), ``off``
+(the port has a capture tap, no capture on: a store and a load per burst), ``rx-128`` and
+``rx-full`` (every received packet copied, snaplen 128 and 65535). For capture on, the
+share of packets captured (the rest counted as dropped) is reported too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import time
+
+from dpdkvirtio.peers import unique_prefix
+from perf.measured import _pmd_cost
+from perf.scenarios import BACK, FRONT
+
+SIDES = ("none", "off", "rx-128", "rx-full")
+
+
+def loopback(dv, seconds: float, index: int, side: str) -> dict:
+    port = dv.VdevPort(f"net_ring{index}", "")
+    pmd = dv.Pmd(cpu=BACK)
+    cap = None
+    try:
+        port.start()
+        pmd.add_rxq(port, 0, "rxonly")
+        pmd.add_generator(port, 0, dv.Stream(dv.udp_frame(64)))
+        if side == "off":
+            port.capture(None).close()                      # the tap exists from here
+        elif side.startswith("rx-"):
+            snaplen = 128 if side == "rx-128" else 65535
+            out = open("/dev/null", "wb")                   # noqa: SIM115 (closed below)
+            cap = (port.capture(out.fileno(), snaplen=snaplen), out)
+        pmd.start()
+        time.sleep(seconds)
+        pmd.stop()
+        res = {}
+        if cap is not None:
+            res = cap[0].stop()
+            cap[1].close()
+        cpp, busy = _pmd_cost(pmd, "rx_packets")
+        rx = int(pmd.counters[0]["rx_packets"])
+        out_rec = {"mpps": rx / seconds / 1e6, "cycles_per_packet": cpp, "busy": busy}
+        if res:
+            seen = res["interfaces"]["rx"]["seen"]
+            out_rec["captured_share"] = res["written"] / seen if seen else 0.0
+            out_rec["captured_mpps"] = res["written"] / seconds / 1e6
+        return out_rec
+    finally:
+        pmd.close()
+        port.close()
+
+
+def run(seconds: float = 3.0, rounds: int = 3, memory_mode: str = "auto", log=print) -> dict:
+    import dpdkvirtio as dv
+    dv.init(memory_mode=memory_mode, file_prefix=unique_prefix("perfc"), log_level="error",
+            workers={1: FRONT, 2: BACK})
+    runs: dict[str, list] = {s: [] for s in SIDES}
+    ids = itertools.count()
+    for r in range(rounds):
+        for side in SIDES:
+            rec = loopback(dv, seconds, next(ids), side)
+            runs[side].append(rec)
+            extra = (f", captured {rec['captured_share'] * 100:.1f} %"
+                     if "captured_share" in rec else "")
+            log(f"round {r + 1} {side:8}: {rec['mpps']:.2f} Mpps, "
+                f"{rec['cycles_per_packet']:.1f} cycles/packet, busy {rec['busy'] * 100:.0f} %"
+                f"{extra}")
+    summary = {}
+    for side, recs in runs.items():
+        summary[side] = {k: statistics.median(x[k] for x in recs) for k in recs[0]}
+    base = summary["none"]["cycles_per_packet"]
+    for side in SIDES:
+        summary[side]["cycles_vs_none"] = summary[side]["cycles_per_packet"] / base if base else 0.0
+    return {"seconds": seconds, "rounds": rounds, "basis": "busy cycles/packet, self-bound "
+            "loopback PMD (net_ring, generator + rxonly on one lcore)", "median": summary,
+            "runs": runs}
+
+
+def cmd_capture(args) -> int:
+    result = run(args.seconds, args.rounds, args.memory_mode)
+    print()
+    print("| side | Mpps | cycles/packet | vs none | captured |")
+    print("|---|---|---|---|---|")
+    for side, m in result["median"].items():
+        cap = f"{m['captured_share'] * 100:.1f} %" if "captured_share" in m else "-"
+        print(f"| {side} | {m['mpps']:.2f} | {m['cycles_per_packet']:.1f} | "
+              f"{m['cycles_vs_none']:.3f} | {cap} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0

@@ -1,0 +1,102 @@
+"""Replay of a capture file with its own timing: a pcapng that editcap wrote (not us), sent
+by a PMD's generator, its arrival times taken by our capture on the receiving port."""
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import dpdkvirtio as dv
+from dpdkvirtio import pcapfile
+from dpdkvirtio.errors import ConfigError
+
+GAPS_MS = (1, 2, 3, 5, 1, 8, 2, 1)          # the file's inter-packet gaps, cycled
+N = 160
+
+
+@pytest.fixture
+def timed_pcapng(tmp_path):
+    """N UDP frames whose timestamps are GAPS_MS apart: written as classic pcap by scapy,
+    converted to pcapng by editcap."""
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    editcap = shutil.which("editcap")
+    assert editcap, "editcap (wireshark-common, with tshark) is not installed: scripts/setup-host.sh"
+    t = 1_700_000_000.0
+    pkts = []
+    for i in range(N):
+        p = Ether(dv.udp_frame(80, sport=1000 + i))
+        p.time = t
+        pkts.append(p)
+        t += GAPS_MS[i % len(GAPS_MS)] / 1000
+    classic = tmp_path / "timed.pcap"
+    wrpcap(str(classic), pkts)
+    out = tmp_path / "timed.pcapng"
+    r = subprocess.run([editcap, "-F", "pcapng", str(classic), str(out)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with open(out, "rb") as f:
+        assert f.read(4) == b"\x0a\x0d\x0d\x0a"           # pcapng indeed
+    return out
+
+
+def _replay_gaps(pair, pmds, path, speed, loops=1):
+    """Replay ``path`` from the virtio-user side; the inter-arrival gaps (ns) the capture
+    on the vhost-user port's rx saw, and the file's own."""
+    v, u = pair
+    a, b = pmds
+    b.add_rxq(v, 0, "rxonly")
+    stream = dv.Stream.from_pcap(path, timing="original", speed=speed, loops=loops)
+    g = a.add_generator(u, 0, stream)
+    b.start()
+    with v.capture(None, direction="rx", snaplen=64) as cap:
+        a.start()
+        assert g.wait_done(60)
+        deadline = time.monotonic() + 10
+        while v.stats()["rx_packets"] < N * loops:
+            assert time.monotonic() < deadline, v.stats()
+            time.sleep(0.01)
+    a.stop(); b.stop()
+    pk = cap.packets()
+    cap.close()
+    assert len(pk) == N * loops
+    sent = pcapfile.read(path)
+    assert [f[:64] for f in sent.frames] * loops == pk.frames
+    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns)
+
+
+def _judge(got, want, what, *, p50_us, p90_us, span_us):
+    """Each gap's error, and the whole span's: a packet the host delayed (the PMD not
+    running for a while: steal, interrupts) makes a +x/-x pair of gap errors but does not
+    move the packets after it, so the span stays exact."""
+    err_us = np.abs(got - want) / 1e3
+    span_err_us = abs(float(got.sum() - want.sum())) / 1e3
+    print(f"\n{what}: |gap error| p50 {np.percentile(err_us, 50):.1f} us, p90 "
+          f"{np.percentile(err_us, 90):.1f} us, max {err_us.max():.1f} us; span error "
+          f"{span_err_us:.1f} us over {want.sum() / 1e6:.1f} ms")
+    assert np.percentile(err_us, 50) <= p50_us and np.percentile(err_us, 90) <= p90_us, \
+        np.round(err_us, 1).tolist()
+    assert span_err_us <= span_us
+
+
+def test_replay_keeps_the_files_timing(pair, pmds, timed_pcapng):
+    got, want = _replay_gaps(pair, pmds, timed_pcapng, speed=1.0)
+    # stated tolerance: median gap error <= 50 us, 90 % within half the smallest gap
+    _judge(got, want, "original timing (gaps 1-8 ms)", p50_us=50, p90_us=500, span_us=2000)
+
+
+def test_replay_ten_times_faster_and_looped(pair, pmds, timed_pcapng):
+    got, want = _replay_gaps(pair, pmds, timed_pcapng, speed=10.0, loops=2)
+    scaled = np.concatenate([want / 10, [np.mean(want / 10)], want / 10])
+    # median <= 20 us, 90 % within the smallest gap
+    _judge(got, scaled, "10x, two loops (gaps 0.1-0.8 ms)", p50_us=20, p90_us=100, span_us=1000)
+
+
+def test_replay_refuses_bad_timing_input(timed_pcapng):
+    with pytest.raises(ConfigError, match="timing must be"):
+        dv.Stream.from_pcap(timed_pcapng, timing="fast")
+    with pytest.raises(ConfigError, match="speed must be > 0"):
+        dv.Stream.from_pcap(timed_pcapng, timing="original", speed=0)
+    with pytest.raises(ConfigError, match="not pps"):
+        dv.Stream.from_pcap(timed_pcapng, timing="original", pps=1000)
