@@ -41,6 +41,10 @@ def loopback(dv, seconds: float, index: int, side: str) -> dict:
         pmd.start()
         time.sleep(seconds)
         pmd.stop()
+        pmd.remove(port)
+        burst = dv.Burst(64)
+        while port.rx_burst(0, burst):                     # what the ring still holds
+            burst.free()
         res = {}
         if cap is not None:
             res = cap[0].stop()

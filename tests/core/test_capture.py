@@ -28,11 +28,13 @@ def _tshark(path, *fields):
 
 
 def _rows(n, size=90):
-    """n distinct UDP frames (source port 1..n, payload bytes from the index)."""
+    """n distinct UDP frames (source port 1..n, the index in the first and last payload
+    bytes: a copy that misses an end shows)."""
     data = np.zeros((n, size), np.uint8)
     for i in range(n):
         f = bytearray(dv.udp_frame(size, sport=1 + i % 65535))
         f[42:46] = i.to_bytes(4, "big")
+        f[-4:] = (i * 2654435761 % (1 << 32)).to_bytes(4, "big")
         data[i] = np.frombuffer(bytes(f), np.uint8)
     return data
 

@@ -4,6 +4,7 @@ on C structs prepared by the control plane; the data path never raises, it count
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_alloc_bulk, rte_pktmbuf_free_bulk,
+    rte_pktmbuf_alloc, rte_pktmbuf_tailroom,
     rte_pktmbuf_free, rte_pktmbuf_read, rte_memcpy, rte_pktmbuf_copy, rte_pktmbuf_prepend,
     rte_pktmbuf_adj)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
@@ -74,10 +75,11 @@ cdef inline uint16_t _drop_malformed(rte_mbuf **pkts, uint16_t nb, dv_rxq_stats 
 cdef inline dv_capture_q *_capture_enter(dv_port *p, uint16_t q, int direction) noexcept nogil:
     """The queue's capture row when a capture of this direction is on (marked busy: the
     caller must _capture_leave it), else NULL. Costs one load while the port never had a
-    capture."""
+    capture, two while its capture is off. Marking busy, then reading ``on`` again (both
+    sequentially consistent), pairs with CaptureTap.stop: clear ``on``, wait for busy 0."""
     cdef dv_capture *cap = p.capture
     cdef dv_capture_q *row
-    if cap is NULL:
+    if cap is NULL or not cap.on[direction]:     # (a plain read first: off costs no store)
         return NULL
     row = &cap.q[2 * q + direction]
     dv_store_seq_int(&row.busy, 1)
@@ -91,26 +93,56 @@ cdef inline void _capture_leave(dv_capture_q *row) noexcept nogil:
     dv_store_release_int(&row.busy, 0)
 
 
+cdef inline void _capture_meta(dv_capture *cap, dv_capture_meta *meta, const rte_mbuf *m,
+                               uint16_t q, int direction) noexcept nogil:
+    meta.tsc = rte_rdtsc()
+    meta.orig_len = m.pkt_len
+    meta.generation = cap.generation
+    meta.queue = q
+    meta.direction = <uint32_t>direction
+
+
+cdef rte_mbuf *_capture_chain(dv_capture *cap, const rte_mbuf *m, uint16_t q,
+                              int direction) noexcept nogil:
+    """The general copy (a chained packet, or a snap beyond one copy buffer)."""
+    cdef rte_mbuf *mc = rte_pktmbuf_copy(m, cap.mp, 0, cap.snaplen)
+    cdef dv_capture_meta *meta
+    if mc is NULL:
+        return NULL
+    meta = <dv_capture_meta *>rte_pktmbuf_prepend(mc, sizeof(dv_capture_meta))
+    if meta is NULL:
+        rte_pktmbuf_free(mc)
+        return NULL
+    _capture_meta(cap, meta, m, q, direction)
+    return mc
+
+
 cdef uint16_t _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf **pkts,
                             uint16_t n, rte_mbuf **copies) noexcept nogil:
     """Copy pkts[0:n] (snaplen bytes each, a dv_capture_meta in front) into copies[];
-    a NULL where no mbuf was left."""
+    a NULL where no mbuf was left. The usual packet (one segment, snap within one copy
+    buffer) takes one mbuf of a bulk allocation and one memcpy."""
     cdef uint16_t i
+    cdef uint32_t length
+    cdef rte_mbuf *m
     cdef rte_mbuf *mc
-    cdef dv_capture_meta *meta
+    cdef uint8_t *data
+    cdef bint bulk = rte_pktmbuf_alloc_bulk(cap.mp, copies, n) == 0
     for i in range(n):
-        mc = rte_pktmbuf_copy(pkts[i], cap.mp, 0, cap.snaplen)
-        if mc is not NULL:
-            meta = <dv_capture_meta *>rte_pktmbuf_prepend(mc, sizeof(dv_capture_meta))
-            if meta is NULL:
+        m = pkts[i]
+        length = m.pkt_len if m.pkt_len < cap.snaplen else cap.snaplen
+        mc = copies[i] if bulk else rte_pktmbuf_alloc(cap.mp)
+        if mc is not NULL and m.nb_segs == 1 and \
+                length + sizeof(dv_capture_meta) <= rte_pktmbuf_tailroom(mc):
+            data = <uint8_t *>dv_mbuf_data(mc)
+            _capture_meta(cap, <dv_capture_meta *>data, m, q, direction)
+            rte_memcpy(data + sizeof(dv_capture_meta), dv_mbuf_data(m), length)
+            mc.data_len = <uint16_t>(length + sizeof(dv_capture_meta))
+            mc.pkt_len = mc.data_len
+        else:
+            if mc is not NULL:
                 rte_pktmbuf_free(mc)
-                mc = NULL
-            else:
-                meta.tsc = rte_rdtsc()
-                meta.orig_len = pkts[i].pkt_len
-                meta.generation = cap.generation
-                meta.queue = q
-                meta.direction = <uint32_t>direction
+            mc = _capture_chain(cap, m, q, direction)
         copies[i] = mc
     return n
 
