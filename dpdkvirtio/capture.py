@@ -48,11 +48,15 @@ class Capture:
     ends it; ``wait(timeout_s)`` waits for a limit. Raises ConfigError for a bad
     direction, snaplen or limit, or a capture already running on the port, OSError for
     a path that cannot be created. ``name``: the interfaces' name prefix (default: the
-    port's name; a switch gives its own port name)."""
+    port's name; a switch gives its own port name). ``filter``: a pcap filter expression
+    (tcpdump's syntax, e.g. ``"udp port 53"``): only matching packets are captured; the
+    result then also counts ``accepted`` (matches) per direction, and ConfigError names
+    a bad expression."""
 
     def __init__(self, port, path=None, *, direction: str = "rx", snaplen: int = SNAPLEN_MAX,
                  count: int = 0, duration_s: float = 0.0, max_bytes: int = 0,
-                 comment: str | None = None, name: str | None = None):
+                 comment: str | None = None, name: str | None = None,
+                 filter: str | None = None):
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction must be 'rx', 'tx' or 'both', got {direction!r}")
         if not 1 <= int(snaplen) <= SNAPLEN_MAX:
@@ -65,6 +69,7 @@ class Capture:
         self.name = name or port.name
         self.direction = direction
         self.snaplen = int(snaplen)
+        self.filter = filter or None
         self.count, self.duration_s, self.max_bytes = int(count), float(duration_s), int(max_bytes)
         self._tap = _tap(port)
         if self._tap.capturing:
@@ -96,10 +101,11 @@ class Capture:
             self._write(pcapfile.section_header("dpdkvirtio", comment))
             for d in self._iface:
                 self._write(pcapfile.interface_description(
-                    f"{self.name}:{d}", f"{d} of dpdkvirtio port {port.name}", self.snaplen))
+                    f"{self.name}:{d}", f"{d} of dpdkvirtio port {port.name}", self.snaplen,
+                    filter=self.filter))
             self._base = self._tap.counters()
             self._start_ns = time.time_ns()
-            self._tap.start(rx, tx, self.snaplen)
+            self._tap.start(rx, tx, self.snaplen, self.filter)
         except BaseException:
             self._close_fd()
             raise
@@ -144,13 +150,13 @@ class Capture:
         now = time.time_ns()
         stats = {}
         for d, iface in self._iface.items():
-            seen = end[d][0] - self._base[d][0]
-            dropped = end[d][1] - self._base[d][1]
-            stats[d] = {"seen": seen, "dropped": dropped}
+            c = {k: end[d][k] - self._base[d][k] for k in ("seen", "accepted", "dropped")}
+            stats[d] = c if self.filter else {"seen": c["seen"], "dropped": c["dropped"]}
             if self.error is None:
                 try:
-                    self._write(pcapfile.interface_statistics(iface, now, seen, dropped,
-                                                              self._start_ns, now))
+                    self._write(pcapfile.interface_statistics(
+                        iface, now, c["seen"], c["dropped"], self._start_ns, now,
+                        filter_accept=c["accepted"] if self.filter else None))
                 except OSError as e:
                     self.error = e
         self._result = {"port": self.name, "written": self.written, "bytes": self.bytes,
@@ -173,7 +179,7 @@ class Capture:
     def dropped(self) -> int:
         """Packets the capture could not keep so far (all directions)."""
         c = self._tap.counters()
-        return sum(c[d][1] - self._base[d][1] for d in self._iface)
+        return sum(c[d]["dropped"] - self._base[d]["dropped"] for d in self._iface)
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait until a limit ended the capture; False on timeout."""
@@ -211,6 +217,12 @@ class Capture:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def __del__(self) -> None:
+        # the memory buffer is ours, not the caller's: freed with the object
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
 
     def __enter__(self) -> Capture:
         return self

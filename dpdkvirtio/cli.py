@@ -133,8 +133,9 @@ def _ctl(args) -> int:
     if len(a) < need[cmd]:
         raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
     if cmd != "capture" and (args.cap_write or args.cap_direction or args.cap_count
-                             or args.cap_duration or args.cap_snaplen != 65535):
-        raise UsageError(f"ctl {cmd}: -w, --rx/--tx/--both, -c, -s and --duration are "
+                             or args.cap_duration or args.cap_snaplen != 65535
+                             or args.cap_filter):
+        raise UsageError(f"ctl {cmd}: -w, --rx/--tx/--both, -c, -s, --duration and -f are "
                          "options of ctl capture")
     if cmd == "add-port":
         res = request(path, cmd, name=a[0], type=a[1], options=a[2:])
@@ -187,7 +188,8 @@ def _ctl_capture(path: str, port: str, args) -> int:
     try:
         res = request(path, "capture", timeout_s=10.0 ** 9, port=port, file=target,
                       direction=args.cap_direction or "rx", snaplen=args.cap_snaplen,
-                      count=args.cap_count, duration_s=args.cap_duration)
+                      count=args.cap_count, duration_s=args.cap_duration,
+                      filter=args.cap_filter)
     except KeyboardInterrupt:
         res = request(path, "capture-stop", port=port)
         print(f"capture of {port} stopped", file=sys.stderr)
@@ -441,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; "
                        "flow-stats [PORT]; add-generator NAME PORT [flow_id=N pps=X size=N "
                        "count=N]; del-generator NAME; generators; capture PORT -w FILE|- "
-                       "[--rx|--tx|--both] [-c N] [-s SNAPLEN] [--duration S]; "
+                       "[--rx|--tx|--both] [-c N] [-s SNAPLEN] [--duration S] [-f FILTER]; "
                        "capture-stop PORT; stop")
     c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
     c.add_argument("ctl_args", nargs="*", metavar="ARG")
@@ -460,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes kept of each packet (default 65535)")
     cc.add_argument("--duration", dest="cap_duration", type=float, default=0.0, metavar="S",
                     help="stop after S seconds")
+    cc.add_argument("-f", dest="cap_filter", metavar="FILTER",
+                    help="capture only what this pcap filter matches (tcpdump syntax)")
     c.set_defaults(func=_ctl)
 
     t = sub.add_parser("top", help="live per-port Mpps and per-PMD load of a running switch")

@@ -145,7 +145,7 @@ class ControlServer:
         return self.switch.all_port_stats()
 
     def cmd_capture(self, port: str, file: str, direction: str = "rx", snaplen: int = 65535,
-                    count: int = 0, duration_s: float = 0.0):
+                    count: int = 0, duration_s: float = 0.0, filter=None):
         """Capture to ``file`` (the client's /proc/PID/fd/1 for a pipe) until a limit or
         capture-stop; answers with what was written."""
         if not isinstance(file, str) or not os.path.isabs(file):
@@ -153,7 +153,8 @@ class ControlServer:
         cap = self.switch.capture(port, file, direction=direction,
                                   snaplen=_number("snaplen", snaplen, int),
                                   count=_number("count", count, int),
-                                  duration_s=_number("duration_s", duration_s, float))
+                                  duration_s=_number("duration_s", duration_s, float),
+                                  filter=filter)
         with self._lock:
             self._captures[port] = cap
         try:

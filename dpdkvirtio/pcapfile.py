@@ -27,8 +27,8 @@ SHB, IDB, PB_OBSOLETE, SPB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 5, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_COMMENT = 0, 1
 SHB_USERAPPL = 4
-IF_NAME, IF_DESCRIPTION, IF_TSRESOL = 2, 3, 9
-ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP = 2, 3, 4, 5
+IF_NAME, IF_DESCRIPTION, IF_TSRESOL, IF_FILTER = 2, 3, 9, 11
+ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP, ISB_FILTERACCEPT = 2, 3, 4, 5, 6
 MAX_BLOCK = 1 << 26                     # a block longer than this is corruption
 
 
@@ -65,6 +65,17 @@ class Packets:
         for i, f in enumerate(self.frames):
             data[i, :len(f)] = np.frombuffer(f, np.uint8)
         return data, lengths
+
+    def to_scapy(self) -> list:
+        """The frames decoded by scapy (``scapy.layers.l2.Ether``), each with its
+        timestamp as ``.time`` (seconds) — scapy is imported here, not at import time."""
+        from scapy.layers.l2 import Ether  # (an optional dependency)
+        out = []
+        for f, ns in zip(self.frames, self.timestamps_ns.tolist()):
+            p = Ether(f)
+            p.time = ns / 1e9
+            out.append(p)
+        return out
 
     def require_linktype(self, linktype: int = LINKTYPE_ETHERNET, what: str = "file") -> None:
         """Raise ConfigError when a packet came from an interface of another link type."""
@@ -231,8 +242,10 @@ class _Pcapng:
             iface = struct.unpack_from(e + "I", body)[0] + self.base
             st = self.stats.setdefault(iface, {})
             for code, val in _options(body[12:], e):
-                if code in (ISB_IFRECV, ISB_IFDROP) and len(val) == 8:
-                    st["ifrecv" if code == ISB_IFRECV else "ifdrop"] = struct.unpack(e + "Q", val)[0]
+                key = {ISB_IFRECV: "ifrecv", ISB_IFDROP: "ifdrop",
+                       ISB_FILTERACCEPT: "filteraccept"}.get(code)
+                if key and len(val) == 8:
+                    st[key] = struct.unpack(e + "Q", val)[0]
         # other blocks (name resolution, custom, ...) carry no packets
 
     def _check_length(self, length: int, minimum: int) -> None:
@@ -283,21 +296,26 @@ def section_header(application: str, comment: str | None = None) -> bytes:
 
 
 def interface_description(name: str, description: str, snaplen: int,
-                          linktype: int = LINKTYPE_ETHERNET) -> bytes:
-    """An Ethernet interface with nanosecond timestamps (what rte_pcapng_copy writes)."""
-    return _block(IDB, struct.pack("<HHI", linktype, 0, snaplen),
-                  [_option(IF_NAME, name.encode()), _option(IF_DESCRIPTION, description.encode()),
-                   _option(IF_TSRESOL, bytes([9]))])
+                          linktype: int = LINKTYPE_ETHERNET, filter: str | None = None) -> bytes:
+    """An Ethernet interface with nanosecond timestamps (what rte_pcapng_copy writes),
+    and the capture filter (libpcap syntax) when there is one."""
+    opts = [_option(IF_NAME, name.encode()), _option(IF_DESCRIPTION, description.encode()),
+            _option(IF_TSRESOL, bytes([9]))]
+    if filter:
+        opts.append(_option(IF_FILTER, b"\0" + filter.encode()))
+    return _block(IDB, struct.pack("<HHI", linktype, 0, snaplen), opts)
 
 
 def interface_statistics(iface: int, time_ns: int, ifrecv: int, ifdrop: int,
-                         start_ns: int, end_ns: int) -> bytes:
+                         start_ns: int, end_ns: int, filter_accept: int | None = None) -> bytes:
     def ts(ns: int) -> bytes:
         return struct.pack("<II", ns >> 32, ns & 0xFFFFFFFF)
-    return _block(ISB, struct.pack("<I", iface) + ts(time_ns),
-                  [_option(ISB_STARTTIME, ts(start_ns)), _option(ISB_ENDTIME, ts(end_ns)),
-                   _option(ISB_IFRECV, struct.pack("<Q", ifrecv)),
-                   _option(ISB_IFDROP, struct.pack("<Q", ifdrop))])
+    opts = [_option(ISB_STARTTIME, ts(start_ns)), _option(ISB_ENDTIME, ts(end_ns)),
+            _option(ISB_IFRECV, struct.pack("<Q", ifrecv)),
+            _option(ISB_IFDROP, struct.pack("<Q", ifdrop))]
+    if filter_accept is not None:
+        opts.append(_option(ISB_FILTERACCEPT, struct.pack("<Q", filter_accept)))
+    return _block(ISB, struct.pack("<I", iface) + ts(time_ns), opts)
 
 
 def read_ethernet(source, limit: int | None = None) -> Packets:

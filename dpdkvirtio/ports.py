@@ -138,13 +138,14 @@ class _Port:
     # -- capture ----------------------------------------------------------------------
     def capture(self, path=None, *, direction: str = "rx", snaplen: int = 65535,
                 count: int = 0, duration_s: float = 0.0, max_bytes: int = 0,
-                name: str | None = None) -> Capture:
+                name: str | None = None, filter: str | None = None) -> Capture:
         """Start capturing this port's packets to a pcapng file (``path``), a file
         descriptor (an int) or memory (None): see capture.Capture. ``direction`` 'rx',
-        'tx' or 'both'. Use as ``with port.capture(...) as cap:``. Raises ConfigError
-        while another capture runs on the port."""
+        'tx' or 'both'; ``filter`` a pcap filter expression. Use as
+        ``with port.capture(...) as cap:``. Raises ConfigError while another capture runs
+        on the port."""
         cap = Capture(self, path, direction=direction, snaplen=snaplen, count=count,
-                      duration_s=duration_s, max_bytes=max_bytes, name=name)
+                      duration_s=duration_s, max_bytes=max_bytes, name=name, filter=filter)
         self._capture = cap
         return cap
 

@@ -44,6 +44,11 @@ _FIELDS: dict[str, tuple[int, int, Callable[[Any], int]]] = {
     "eth.src": (_packets.OFFSETS["eth.src"] + 2, 4, _mac_low),   # low 4 bytes of the MAC
     "eth.dst": (_packets.OFFSETS["eth.dst"] + 2, 4, _mac_low),
 }
+# scapy's names for the same fields (layer.field), where the offset is unambiguous:
+# Ether/IP/UDP without options or VLAN tags, as the generator's templates are
+SCAPY_NAMES = {"IP.src": "ip.src", "IP.dst": "ip.dst", "IP.id": "ip.id", "IP.ttl": "ip.ttl",
+               "UDP.sport": "udp.sport", "UDP.dport": "udp.dport",
+               "Ether.src": "eth.src", "Ether.dst": "eth.dst"}
 _IP_HDR = (14, 34)
 _UDP_PSEUDO = (26, 34)         # source and destination addresses
 
@@ -53,16 +58,18 @@ class FieldVar:
     STLVmWrFlowVar): ``op`` is "inc", "dec" or "random" over ``[min, max]`` in ``step``s.
 
     ``field`` is one of ip.src, ip.dst, ip.id, ip.ttl, udp.sport, udp.dport, eth.src,
-    eth.dst (the low 4 bytes of a MAC), or give ``offset`` and ``size`` (1, 2, 4) for
+    eth.dst (the low 4 bytes of a MAC) — or scapy's name for it (``IP.src``,
+    ``UDP.sport``, ``Ether.dst``...) — or give ``offset`` and ``size`` (1, 2, 4) for
     any other place. Addresses may be given as strings. Checksums are fixed up.
     """
 
     def __init__(self, field: str | None = None, min=None, max=None, *, op: str = "inc",
                  step: int = 1, start=None, offset: int | None = None, size: int | None = None):
         if field is not None:
+            field = SCAPY_NAMES.get(field, field)
             if field not in _FIELDS:
-                raise ConfigError(f"unknown field {field!r}; known: {', '.join(_FIELDS)} "
-                                  "(or give offset= and size=)")
+                raise ConfigError(f"unknown field {field!r}; known: {', '.join(_FIELDS)}, or "
+                                  f"scapy's {', '.join(SCAPY_NAMES)} (or give offset= and size=)")
             offset, size, parse = _FIELDS[field]
         else:
             if offset is None or size is None:

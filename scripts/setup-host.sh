@@ -11,6 +11,7 @@ PACKAGES=(
   openvswitch-switch-dpdk              # OVS-DPDK as a peer in tests and benchmarks
   linux-perf                           # perf stat for the benchmarks' cycle accounting
   tshark                               # reads our pcapng captures in the tests
+  libpcap-dev                          # compiles capture filters (pcap_compile)
 )
 HUGEPAGES_2M=${DPDKVIRTIO_HUGEPAGES:-1024}     # 2 GiB by default
 HUGE_MOUNT=/dev/hugepages

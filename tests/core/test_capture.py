@@ -136,6 +136,30 @@ def test_capture_at_full_rate_keeps_or_counts_every_packet(pair, pmds, tmp_path)
           f"{st['dropped']} counted as not captured")
 
 
+def test_stop_writes_everything_queued(pair):
+    """The writer is held up by a pipe nobody reads yet; the ring fills; stop() then
+    writes every queued copy before the statistics."""
+    import io
+    import threading
+    v, u = pair
+    r_fd, w_fd = os.pipe()
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r_fd, 1 << 16), b"")))
+    try:
+        cap = v.capture(w_fd)                          # a descriptor: not closed by it
+        _send_rows(u, _rows(3000), drain_port=v)
+        assert v.core.capture_tap.queued() > 1000      # held up: most are still queued
+        reader.start()
+        result = cap.stop()
+    finally:
+        os.close(w_fd)
+        reader.join(30)
+        os.close(r_fd)
+    assert result["interfaces"]["rx"] == {"seen": 3000, "dropped": 0}
+    assert result["written"] == 3000
+    assert len(pcapfile.read(io.BytesIO(b"".join(chunks)))) == 3000
+
+
 def test_capture_to_memory_with_limits(pair, tmp_path):
     v, u = pair
     data = _rows(300)
@@ -188,3 +212,57 @@ def test_a_running_capture_ends_with_its_port(eal, sockdir, tmp_path):
     pk = pcapfile.read(tmp_path / "cl.pcapng")
     assert len(pk) == 0 and pk.interfaces[0].name == f"{v.name}:rx"
     assert pk.stats == {0: {"ifrecv": 0, "ifdrop": 0}}
+
+
+def test_scapy_templates_names_and_decoding(pair, pmds):
+    """A scapy packet as the template, a field variable by scapy's name, the capture
+    decoded back into scapy packets with right checksums."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    v, u = pair
+    a, b = pmds
+    tmpl = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+            / IP(src="127.0.0.1", dst="127.0.0.2") / UDP(sport=5000, dport=6000) / (b"x" * 40))
+    stream = dv.Stream(tmpl, count=100, pps=50_000, vars=[dv.FieldVar("UDP.sport", 5000, 5099)])
+    b.add_rxq(v, 0, "rxonly")
+    g = a.add_generator(u, 0, stream)
+    b.start()
+    with v.capture(None) as cap:
+        a.start()
+        assert g.wait_done(10)
+        helpers.settle(v, "rx_packets", quiet=0.2, timeout=10.0)
+    a.stop(); b.stop()
+    pkts = cap.packets().to_scapy()
+    cap.close()
+    assert [p[UDP].sport for p in pkts] == list(range(5000, 5100))
+    assert all(p[IP].dst == "127.0.0.2" and bytes(p[UDP].payload) == b"x" * 40 for p in pkts)
+    for p in pkts:                                     # scapy recomputes: the same sums
+        q = p.copy()
+        del q[IP].chksum, q[UDP].chksum
+        again = Ether(bytes(q))
+        assert (again[IP].chksum, again[UDP].chksum) == (p[IP].chksum, p[UDP].chksum)
+    with pytest.raises(ConfigError, match="scapy's"):
+        dv.FieldVar("TCP.sport", 1, 2)
+
+
+def test_capture_filter_keeps_what_it_matches(pair, tmp_path):
+    """A pcap filter (libpcap compiles it, DPDK's rte_bpf runs it in the data path): the
+    matches are kept, every packet is counted as seen, the file says so."""
+    v, u = pair
+    path = tmp_path / "f.pcapng"
+    expr = "udp src port 7 or udp src port 100"
+    with v.capture(path, filter=expr) as cap:
+        _send_rows(u, _rows(300), drain_port=v)      # source ports 1..300
+    result = cap.stop()
+    assert result["interfaces"] == {"rx": {"seen": 300, "accepted": 2, "dropped": 0}}, result
+    assert result["written"] == 2
+    assert _tshark(path, "udp.srcport") == [["7"], ["100"]]
+    pk = pcapfile.read(path)
+    assert pk.stats[0] == {"ifrecv": 300, "ifdrop": 0, "filteraccept": 2}
+    with pytest.raises(ConfigError, match="capture filter 'udp port banana'"):
+        v.capture(tmp_path / "bad.pcapng", filter="udp port banana")
+    assert not v.core.capture_tap.capturing             # the refused one left nothing on
+    with v.capture(None) as cap:                          # and the next needs no filter
+        _send_rows(u, _rows(10), drain_port=v)
+    assert cap.stop()["written"] == 10 and len(cap.packets()) == 10
+    cap.close()

@@ -13,6 +13,9 @@ from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free
 from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
+from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_convert, rte_bpf_load,
+    rte_bpf_destroy, rte_free, pcap_t, bpf_program, pcap_open_dead, pcap_compile,
+    pcap_freecode, pcap_geterr, pcap_close, DLT_EN10MB, PCAP_NETMASK_UNKNOWN)
 from dpdkvirtio._dpdk.rte_lcore cimport rte_pause, rte_rdtsc, rte_get_tsc_hz
 from dpdkvirtio._dpdk.dv_shim cimport (dv_aligned_zalloc, dv_store_seq_int, dv_load_seq_int,
     dv_rte_errno, dv_load_acquire_int, dv_store_release_int)
@@ -93,9 +96,40 @@ cdef class CaptureTap:
         cdef dv_port *p = self._port.c_port() if self._port is not None else NULL
         self._drop_queued()
         self._free_fmt()
+        self._free_filter()
         if p is not NULL and p.capture is self._c:
             p.capture = NULL
         self._free()
+
+    cdef void _free_filter(self) noexcept:
+        if self._c is not NULL and self._c.filter is not NULL:
+            rte_bpf_destroy(self._c.filter)
+            self._c.filter = NULL
+
+    cdef rte_bpf *_compile(self, str expr, int snaplen) except NULL:
+        """A pcap filter expression (tcpdump's syntax) as an rte_bpf program."""
+        cdef bpf_program prog
+        cdef rte_bpf_prm *prm
+        cdef rte_bpf *bpf
+        cdef pcap_t *pc = pcap_open_dead(DLT_EN10MB, snaplen)
+        if pc is NULL:
+            raise MemoryError()
+        if pcap_compile(pc, &prog, expr.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+            err = pcap_geterr(pc).decode(errors="replace")
+            pcap_close(pc)
+            raise ConfigError(f"capture filter {expr!r}: {err}")
+        prm = rte_bpf_convert(&prog)
+        pcap_freecode(&prog)
+        pcap_close(pc)
+        if prm is NULL:
+            raise_dpdk(ConfigError, dv_rte_errno(), "rte_bpf_convert",
+                       f"DPDK could not convert the capture filter {expr!r}")
+        bpf = rte_bpf_load(prm)
+        rte_free(prm)
+        if bpf is NULL:
+            raise_dpdk(ConfigError, dv_rte_errno(), "rte_bpf_load",
+                       f"DPDK could not load the capture filter {expr!r}")
+        return bpf
 
     cdef void _free_fmt(self) noexcept:
         if self._fmt_mp is not NULL:
@@ -111,8 +145,10 @@ cdef class CaptureTap:
         while rte_ring_count(self._c.ring):
             dv_capture_drain(self._c, -1, NULL, iface, 0, &none, &lost)
 
-    def start(self, bint rx, bint tx, int snaplen):
-        """Turn copying on for the directions asked (the counters start from here)."""
+    def start(self, bint rx, bint tx, int snaplen, str filter=None):
+        """Turn copying on for the directions asked (the counters start from here), of
+        every packet or of those a pcap ``filter`` expression matches (compiled by
+        libpcap, run by DPDK's rte_bpf). Raises ConfigError for a bad expression."""
         global _serial
         if self._c is NULL:
             raise PortStateError("the capture tap was released (port closed)")
@@ -125,12 +161,16 @@ cdef class CaptureTap:
             raise ConfigError("capture at least one direction (rx, tx or both)")
         self._drop_queued()
         self._free_fmt()
+        self._free_filter()
+        if filter:
+            self._c.filter = self._compile(filter, snaplen)
         _serial += 1
         # the writer's pcapng blocks: one burst at a time, each in one segment
         self._fmt_mp = rte_pktmbuf_pool_create(
             f"dvcap{_serial}f".encode(), 127, 0, 0,
             min(65535, rte_pcapng_mbuf_size(snaplen) + RTE_PKTMBUF_HEADROOM), -1)
         if self._fmt_mp is NULL:
+            self._free_filter()
             raise_dpdk(DpdkError, dv_rte_errno(), "rte_pktmbuf_pool_create",
                        "not enough DPDK memory for the capture writer's buffers")
         self._c.snaplen = snaplen
@@ -157,19 +197,22 @@ cdef class CaptureTap:
             for i in range(2 * self._n_queues):
                 while dv_load_seq_int(&self._c.q[i].busy):
                     rte_pause()
+        self._free_filter()                          # no poller can be running it now
         self.capturing = False
 
     def counters(self):
-        """{"rx": (seen, dropped), "tx": (seen, dropped)} summed over queues, since the
-        tap was made (callers take differences)."""
+        """{"rx": {"seen", "accepted", "dropped"}, "tx": {...}} summed over queues, since
+        the tap was made (callers take differences): packets that passed while a capture
+        was on, the filter's matches among them, and matches not captured."""
         out = {}
         for name, d in (("rx", DV_DIR_RX), ("tx", DV_DIR_TX)):
-            seen = dropped = 0
+            c = {"seen": 0, "accepted": 0, "dropped": 0}
             if self._c is not NULL:
                 for q in range(self._n_queues):
-                    seen += self._c.q[2 * q + d].seen
-                    dropped += self._c.q[2 * q + d].dropped
-            out[name] = (seen, dropped)
+                    c["seen"] += self._c.q[2 * q + d].seen
+                    c["accepted"] += self._c.q[2 * q + d].accepted
+                    c["dropped"] += self._c.q[2 * q + d].dropped
+            out[name] = c
         return out
 
     def queued(self):
@@ -216,8 +259,8 @@ cdef class CaptureTap:
                     reason = 3
                 elif until_empty and rte_ring_count(self._c.ring) == 0:
                     reason = 4
-                elif dv_load_acquire_int(&self._stop_writer):
-                    reason = 0
+                elif not until_empty and dv_load_acquire_int(&self._stop_writer):
+                    reason = 0                       # (the last drain ignores it: all out)
                 elif n == 0:
                     nanosleep(&idle, NULL)
                     continue

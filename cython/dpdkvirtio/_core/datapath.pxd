@@ -3,6 +3,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
 from dpdkvirtio._dpdk.rte_ring cimport rte_ring
+from dpdkvirtio._dpdk.rte_bpf cimport rte_bpf
 
 cdef enum:
     DV_MAX_BURST = 512
@@ -61,13 +62,15 @@ cdef struct dv_capture_q:         # one queue, one direction: written by its one
     int busy                      # inside a burst's capture (stop waits for 0)
     int _pad0
     uint64_t seen                 # packets that passed while the capture was on
+    uint64_t accepted             # of those, the filter's matches (all without a filter)
     uint64_t dropped              # of those, not captured: no mbuf, or the ring full
-    uint64_t _pad[5]
+    uint64_t _pad[4]
 
 cdef struct dv_capture:
     int on[2]                     # per direction (DV_DIR_RX, DV_DIR_TX), written by control
     uint32_t generation           # stamped into each copy; the writer skips older ones
     uint32_t snaplen
+    rte_bpf *filter               # NULL: every packet (set while off, by control)
     rte_ring *ring                # copies: multi-producer, single consumer
     rte_mempool *mp               # the copies' mbufs
     dv_capture_q *q               # 2 * n_queues rows: [2 * queue + direction]

@@ -19,6 +19,7 @@ from posix.unistd cimport read, write
 from posix.uio cimport iovec, writev
 from libc.errno cimport errno, EINTR
 from dpdkvirtio._dpdk.rte_ring cimport rte_ring_enqueue_burst, rte_ring_dequeue_burst
+from dpdkvirtio._dpdk.rte_bpf cimport rte_bpf_exec_burst
 from dpdkvirtio._dpdk.rte_pcapng cimport (rte_pcapng_copy, RTE_PCAPNG_DIRECTION_IN,
     RTE_PCAPNG_DIRECTION_OUT)
 from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
@@ -117,19 +118,31 @@ cdef rte_mbuf *_capture_chain(dv_capture *cap, const rte_mbuf *m, uint16_t q,
     return mc
 
 
-cdef uint16_t _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf **pkts,
-                            uint16_t n, rte_mbuf **copies) noexcept nogil:
-    """Copy pkts[0:n] (snaplen bytes each, a dv_capture_meta in front) into copies[];
-    a NULL where no mbuf was left. The usual packet (one segment, snap within one copy
-    buffer) takes one mbuf of a bulk allocation and one memcpy."""
+cdef rte_mbuf *DV_CAP_FILTERED = <rte_mbuf *>1     # in copies[]: the filter said no
+
+
+cdef void _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf **pkts,
+                        uint16_t n, rte_mbuf **copies) noexcept nogil:
+    """Copy pkts[0:n] (snaplen bytes each, a dv_capture_meta in front) into copies[]:
+    DV_CAP_FILTERED where the filter did not match, NULL where no mbuf was left. Without
+    a filter, the usual packet (one segment, snap within one copy buffer) takes one mbuf
+    of a bulk allocation and one memcpy."""
     cdef uint16_t i
     cdef uint32_t length
     cdef rte_mbuf *m
     cdef rte_mbuf *mc
     cdef uint8_t *data
-    cdef bint bulk = rte_pktmbuf_alloc_bulk(cap.mp, copies, n) == 0
+    cdef uint64_t rc[DV_MAX_BURST]
+    cdef bint bulk = False
+    if cap.filter is not NULL:
+        rte_bpf_exec_burst(cap.filter, <void **>pkts, rc, n)
+    else:
+        bulk = rte_pktmbuf_alloc_bulk(cap.mp, copies, n) == 0
     for i in range(n):
         m = pkts[i]
+        if cap.filter is not NULL and rc[i] == 0:
+            copies[i] = DV_CAP_FILTERED
+            continue
         length = m.pkt_len if m.pkt_len < cap.snaplen else cap.snaplen
         mc = copies[i] if bulk else rte_pktmbuf_alloc(cap.mp)
         if mc is not NULL and m.nb_segs == 1 and \
@@ -144,15 +157,25 @@ cdef uint16_t _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf
                 rte_pktmbuf_free(mc)
             mc = _capture_chain(cap, m, q, direction)
         copies[i] = mc
-    return n
+
+
+cdef inline void _capture_discard(rte_mbuf **copies, uint16_t n) noexcept nogil:
+    cdef uint16_t i
+    for i in range(n):
+        if copies[i] is not NULL and copies[i] is not DV_CAP_FILTERED:
+            rte_pktmbuf_free(copies[i])
 
 
 cdef void _capture_commit(dv_capture *cap, dv_capture_q *row, rte_mbuf **copies,
                           uint16_t n) noexcept nogil:
-    """Enqueue the non-NULL copies[0:n]; count n seen and the rest dropped."""
-    cdef uint16_t i, k = 0
+    """Enqueue the copies of copies[0:n]; count n seen, the filter's matches accepted,
+    and the matches not enqueued dropped."""
+    cdef uint16_t i, k = 0, matched = 0
     cdef unsigned int put
     for i in range(n):
+        if copies[i] is DV_CAP_FILTERED:
+            continue
+        matched += 1
         if copies[i] is not NULL:
             copies[k] = copies[i]
             k += 1
@@ -160,7 +183,8 @@ cdef void _capture_commit(dv_capture *cap, dv_capture_q *row, rte_mbuf **copies,
     if put < k:
         rte_pktmbuf_free_bulk(copies + put, k - put)
     row.seen += n
-    row.dropped += n - put
+    row.accepted += matched
+    row.dropped += matched - put
 
 
 cdef void _capture_burst(dv_port *p, uint16_t q, int direction, rte_mbuf **pkts,
@@ -343,7 +367,7 @@ cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
     driver, or copied into the guest ring and freed). With drop_unsent the rest is freed
     and counted as dropped by reason; otherwise pkts[ret:n] stay with the caller."""
     cdef dv_txq_stats *st = &p.stats[q].tx
-    cdef uint16_t sent = 0, i
+    cdef uint16_t sent = 0
     cdef uint64_t nbytes
     cdef int vid
     cdef bint not_ready = False
@@ -382,10 +406,7 @@ cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
                 st.failure_drops += n - sent
             rte_pktmbuf_free_bulk(pkts + sent, n - sent)
     if cap_row is not NULL:
-        if sent < n:
-            for i in range(sent, n):
-                if copies[i] is not NULL:
-                    rte_pktmbuf_free(copies[i])
+        _capture_discard(copies + sent, n - sent)
         _capture_commit(p.capture, cap_row, copies, sent)
         _capture_leave(cap_row)
     st.packets += sent
