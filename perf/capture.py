@@ -1,6 +1,9 @@
 """python -m perf capture: what capture costs the receiving PMD (issue 13).
 
-Basis: busy TSC cycles per packet of our PMD counters, self-bound. One PMD on BACK
+Two scenarios, each on the basis of busy TSC cycles per packet of our PMD counters.
+``vhost-rx``: our generator on FRONT feeds a vhost-user port through virtio-user, and an
+rxonly PMD on BACK receives it (the feeder is the limit: the receiver's cycles are
+compared). ``loopback``, self-bound: one PMD on BACK
 generates into a net_ring loopback port and polls it back with rxonly, so it does all the
 work and is 100 % busy; the capture's writer thread runs on FRONT and writes to
 /dev/null (the disk is not measured). Sides, alternating round by round so that host
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import statistics
+import tempfile
 import time
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import _pmd_cost
+from perf.measured import _pmd_cost, start_pair
 from perf.scenarios import BACK, FRONT
 
 SIDES = ("none", "off", "rx-128", "rx-full", "rx-filter-1%")
@@ -68,41 +73,101 @@ def loopback(dv, seconds: float, index: int, side: str) -> dict:
         port.close()
 
 
+def vhost_rx(dv, seconds: float, sockdir: str, side: str) -> dict:
+    """The vhost-rx scenario's receiver: our generator (FRONT) -> virtio-user -> vhost-user
+    -> rxonly (BACK). The feeder is the limit here, so the receiver's busy cycles per
+    packet are compared, not its rate."""
+    v, u = start_pair(dv, sockdir)
+    a, b = dv.Pmd(cpu=FRONT), dv.Pmd(cpu=BACK)
+    cap = None
+    out = None
+    try:
+        b.add_rxq(v, 0, "rxonly")
+        a.add_generator(u, 0, dv.Stream(dv.udp_frame(64),
+                                        vars=[dv.FieldVar("udp.sport", 1000, 1099)]))
+        if side == "off":
+            v.capture(None).close()
+        elif side.startswith("rx-"):
+            out = open("/dev/null", "wb")                   # noqa: SIM115 (closed below)
+            cap = v.capture(out.fileno(), snaplen=65535 if side == "rx-full" else 128,
+                            filter=FILTER_1PCT if side == "rx-filter-1%" else None)
+        b.start()
+        a.start()
+        time.sleep(0.5)
+        c0 = b.counters[0].copy()
+        time.sleep(seconds)
+        c1 = b.counters[0].copy()
+        a.stop()
+        time.sleep(0.2)
+        b.stop()
+        res = cap.stop() if cap is not None else {}
+        busy = int(c1["busy_cycles"]) - int(c0["busy_cycles"])
+        idle = int(c1["idle_cycles"]) - int(c0["idle_cycles"])
+        pkts = int(c1["rx_packets"]) - int(c0["rx_packets"])
+        rec = {"mpps": pkts / seconds / 1e6, "cycles_per_packet": busy / pkts if pkts else 0.0,
+               "busy": busy / (busy + idle) if busy + idle else 0.0}
+        if res:
+            rx = res["interfaces"]["rx"]
+            wanted = rx.get("accepted", rx["seen"])
+            rec["captured_share"] = res["written"] / wanted if wanted else 0.0
+        return rec
+    finally:
+        if out is not None:
+            out.close()
+        a.close()
+        b.close()
+        u.close()
+        v.close()
+
+
 def run(seconds: float = 3.0, rounds: int = 3, memory_mode: str = "auto", log=print) -> dict:
     import dpdkvirtio as dv
     dv.init(memory_mode=memory_mode, file_prefix=unique_prefix("perfc"), log_level="error",
             workers={1: FRONT, 2: BACK})
-    runs: dict[str, list] = {s: [] for s in SIDES}
     ids = itertools.count()
-    for r in range(rounds):
-        for side in SIDES:
-            rec = loopback(dv, seconds, next(ids), side)
-            runs[side].append(rec)
-            extra = (f", captured {rec['captured_share'] * 100:.1f} %"
-                     if "captured_share" in rec else "")
-            log(f"round {r + 1} {side:8}: {rec['mpps']:.2f} Mpps, "
-                f"{rec['cycles_per_packet']:.1f} cycles/packet, busy {rec['busy'] * 100:.0f} %"
-                f"{extra}")
-    summary = {}
-    for side, recs in runs.items():
-        summary[side] = {k: statistics.median(x[k] for x in recs) for k in recs[0]}
-    base = summary["none"]["cycles_per_packet"]
-    for side in SIDES:
-        summary[side]["cycles_vs_none"] = summary[side]["cycles_per_packet"] / base if base else 0.0
-    return {"seconds": seconds, "rounds": rounds, "basis": "busy cycles/packet, self-bound "
-            "loopback PMD (net_ring, generator + rxonly on one lcore)", "median": summary,
-            "runs": runs}
+    sockdir = tempfile.mkdtemp(prefix="dvperfc-", dir="/tmp")
+    scenarios = {"loopback": lambda side: loopback(dv, seconds, next(ids), side),
+                 "vhost-rx": lambda side: vhost_rx(dv, seconds, sockdir, side)}
+    result: dict = {"seconds": seconds, "rounds": rounds, "basis": {
+        "loopback": "busy cycles/packet of a self-bound PMD (net_ring: generator + rxonly "
+                    "on one lcore)",
+        "vhost-rx": "busy cycles/packet of the receiving PMD (feeder-bound: our generator "
+                    "through virtio-user on the other CPU)"}, "median": {}, "runs": {}}
+    try:
+        for scenario, measure in scenarios.items():
+            runs: dict[str, list] = {s: [] for s in SIDES}
+            for r in range(rounds):
+                for side in SIDES:
+                    rec = measure(side)
+                    runs[side].append(rec)
+                    extra = (f", captured {rec['captured_share'] * 100:.1f} %"
+                             if "captured_share" in rec else "")
+                    log(f"{scenario} round {r + 1} {side:12}: {rec['mpps']:.2f} Mpps, "
+                        f"{rec['cycles_per_packet']:.1f} cycles/packet, "
+                        f"busy {rec['busy'] * 100:.0f} %{extra}")
+            summary = {side: {k: statistics.median(x[k] for x in recs) for k in recs[0]}
+                       for side, recs in runs.items()}
+            base = summary["none"]["cycles_per_packet"]
+            for side in SIDES:
+                summary[side]["cycles_vs_none"] = (summary[side]["cycles_per_packet"] / base
+                                                   if base else 0.0)
+            result["median"][scenario] = summary
+            result["runs"][scenario] = runs
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
+    return result
 
 
 def cmd_capture(args) -> int:
     result = run(args.seconds, args.rounds, args.memory_mode)
     print()
-    print("| side | Mpps | cycles/packet | vs none | captured |")
-    print("|---|---|---|---|---|")
-    for side, m in result["median"].items():
-        cap = f"{m['captured_share'] * 100:.1f} %" if "captured_share" in m else "-"
-        print(f"| {side} | {m['mpps']:.2f} | {m['cycles_per_packet']:.1f} | "
-              f"{m['cycles_vs_none']:.3f} | {cap} |")
+    print("| scenario | side | Mpps | cycles/packet | vs none | captured |")
+    print("|---|---|---|---|---|---|")
+    for scenario, summary in result["median"].items():
+        for side, m in summary.items():
+            cap = f"{m['captured_share'] * 100:.1f} %" if "captured_share" in m else "-"
+            print(f"| {scenario} | {side} | {m['mpps']:.2f} | {m['cycles_per_packet']:.1f} | "
+                  f"{m['cycles_vs_none']:.3f} | {cap} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

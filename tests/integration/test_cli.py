@@ -454,7 +454,9 @@ def test_measured_flows_through_the_switch(d):
         assert f5["received"] == ua["stats"]["tx_packets"]
         # flow 2: the switch's generator knows what it sent
         assert f2["sent"] == n == f2["received"] + f2["lost_total"]
-        assert f2["lost_total"] == sw.stats()["a"]["tx_dropped"] + sum(ub["drops"].values())
+        a_stats = sw.stats()["a"]
+        assert f2["lost_total"] == a_stats["tx_dropped"] + sum(ub["drops"].values()), \
+            (f2, a_stats, ua, ub)
         for f in (f5, f2):
             assert f["out_of_order"] == f["duplicates"] == 0
             assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["lat_max_ns"]

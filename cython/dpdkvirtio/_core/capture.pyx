@@ -13,7 +13,8 @@ from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free
 from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
-from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_convert, rte_bpf_load,
+from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_jit, rte_bpf_get_jit,
+    rte_bpf_convert, rte_bpf_load,
     rte_bpf_destroy, rte_free, pcap_t, bpf_program, pcap_open_dead, pcap_compile,
     pcap_freecode, pcap_geterr, pcap_close, DLT_EN10MB, PCAP_NETMASK_UNKNOWN)
 from dpdkvirtio._dpdk.rte_lcore cimport rte_pause, rte_rdtsc, rte_get_tsc_hz
@@ -103,6 +104,7 @@ cdef class CaptureTap:
 
     cdef void _free_filter(self) noexcept:
         if self._c is not NULL and self._c.filter is not NULL:
+            self._c.filter_jit = NULL
             rte_bpf_destroy(self._c.filter)
             self._c.filter = NULL
 
@@ -162,8 +164,12 @@ cdef class CaptureTap:
         self._drop_queued()
         self._free_fmt()
         self._free_filter()
+        cdef rte_bpf_jit jit
         if filter:
             self._c.filter = self._compile(filter, snaplen)
+            # DPDK compiles eBPF to x86 at load; the interpreter is the fallback
+            if rte_bpf_get_jit(self._c.filter, &jit) == 0 and jit.func is not NULL:
+                self._c.filter_jit = jit.func
         _serial += 1
         # the writer's pcapng blocks: one burst at a time, each in one segment
         self._fmt_mp = rte_pktmbuf_pool_create(

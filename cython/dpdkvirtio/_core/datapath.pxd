@@ -71,6 +71,7 @@ cdef struct dv_capture:
     uint32_t generation           # stamped into each copy; the writer skips older ones
     uint32_t snaplen
     rte_bpf *filter               # NULL: every packet (set while off, by control)
+    uint64_t (*filter_jit)(void *) noexcept nogil   # the filter compiled to x86, or NULL
     rte_ring *ring                # copies: multi-producer, single consumer
     rte_mempool *mp               # the copies' mbufs
     dv_capture_q *q               # 2 * n_queues rows: [2 * queue + direction]

@@ -134,7 +134,10 @@ cdef void _capture_copy(dv_capture *cap, uint16_t q, int direction, rte_mbuf **p
     cdef uint8_t *data
     cdef uint64_t rc[DV_MAX_BURST]
     cdef bint bulk = False
-    if cap.filter is not NULL:
+    if cap.filter_jit is not NULL:
+        for i in range(n):
+            rc[i] = cap.filter_jit(pkts[i])
+    elif cap.filter is not NULL:
         rte_bpf_exec_burst(cap.filter, <void **>pkts, rc, n)
     else:
         bulk = rte_pktmbuf_alloc_bulk(cap.mp, copies, n) == 0

@@ -20,6 +20,10 @@ cdef extern from "rte_bpf.h" nogil:
         pass
     cdef struct rte_bpf_prm:
         pass
+    cdef struct rte_bpf_jit:
+        uint64_t (*func)(void *) noexcept nogil
+        size_t sz
+    int rte_bpf_get_jit(const rte_bpf *bpf, rte_bpf_jit *jit)
     rte_bpf_prm *rte_bpf_convert(const bpf_program *prog)
     rte_bpf *rte_bpf_load(const rte_bpf_prm *prm)
     void rte_bpf_destroy(rte_bpf *bpf)
