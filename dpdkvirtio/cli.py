@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="add-port NAME TYPE [key=value ...]; del-port NAME; "
                        "set NAME key=value ...; add-flow IN OUT|drop; del-flow IN; "
                        "port-stats [NAME]; show; pmd-rxq-show; pmd-perf-show; pmd-sleep-show; "
-                       "flow-stats [PORT]; add-generator NAME PORT [flow_id=N pps=X size=N "
+                       "flow-stats [PORT]; add-generator NAME PORT [flow_id=N pps=X|rate=10kpps size=N "
                        "count=N]; del-generator NAME; generators; capture PORT -w FILE|- "
                        "[--rx|--tx|--both] [-c N] [-s SNAPLEN] [--duration S] [-f FILTER]; "
                        "capture-stop PORT; stop")

@@ -125,11 +125,12 @@ class ControlServer:
 
     def cmd_add_generator(self, name: str, port: str, options=None):
         opts = _parse_options(options)
-        unknown = sorted(set(opts) - {"flow_id", "pps", "size", "count"})
+        unknown = sorted(set(opts) - {"flow_id", "pps", "rate", "size", "count"})
         if unknown:
             raise ConfigError(f"unknown generator option(s) {', '.join(unknown)}; known: "
-                              "flow_id, pps, size, count")
-        kw = {k: _number(k, v, float if k == "pps" else int) for k, v in opts.items()}
+                              "flow_id, pps, rate, size, count")
+        kw = {k: v if k == "rate" else _number(k, v, float if k == "pps" else int)
+              for k, v in opts.items()}
         return self.switch.add_generator(name, port, **kw)
 
     def cmd_del_generator(self, name: str):

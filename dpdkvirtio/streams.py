@@ -6,6 +6,7 @@ files. Pmd.add_generator turns a Stream into the C generator state."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,41 @@ _FIELDS: dict[str, tuple[int, int, Callable[[Any], int]]] = {
     "eth.src": (_packets.OFFSETS["eth.src"] + 2, 4, _mac_low),   # low 4 bytes of the MAC
     "eth.dst": (_packets.OFFSETS["eth.dst"] + 2, 4, _mac_low),
 }
+# Rate strings, TRex's style: "10mpps", "1.5 Mpps", "5gbps", "50%". The one parser.
+_RATE_UNITS = {"pps": ("pps", 1.0), "kpps": ("pps", 1e3), "mpps": ("pps", 1e6),
+               "gpps": ("pps", 1e9), "bps": ("bps", 1.0), "kbps": ("bps", 1e3),
+               "mbps": ("bps", 1e6), "gbps": ("bps", 1e9), "tbps": ("bps", 1e12),
+               "%": ("percent", 1.0)}
+_RATE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
+
+
+def parse_rate(rate) -> tuple[str, float]:
+    """A rate as ("pps" | "bps" | "percent", value): a number is packets per second; a
+    string is a number and a unit — pps, kpps, mpps, gpps; bps, kbps, mbps, gbps, tbps
+    (frame bits, without FCS); % (of a line rate) — in any case, spaces allowed
+    ("10mpps", "1.5 Mpps", "5gbps", "50%"). Raises ConfigError naming what is wrong."""
+    if isinstance(rate, bool):
+        raise ConfigError(f"a rate must be a number or a string like '10mpps', got {rate!r}")
+    if isinstance(rate, (int, float)):
+        kind, value = "pps", float(rate)
+    elif isinstance(rate, str):
+        m = _RATE_RE.match(rate)
+        unit = m.group(2).lower() if m else ""
+        if m is None or unit not in _RATE_UNITS:
+            raise ConfigError(f"rate {rate!r} is not a number and a unit (pps, kpps, mpps, "
+                              "gpps, bps, kbps, mbps, gbps, tbps or %), e.g. '10mpps', "
+                              "'5gbps', '50%'")
+        kind, scale = _RATE_UNITS[unit]
+        value = float(m.group(1)) * scale
+    else:
+        raise ConfigError(f"a rate must be a number or a string like '10mpps', got {rate!r}")
+    if not value > 0:
+        raise ConfigError(f"rate must be > 0, got {rate!r}")
+    if kind == "percent" and value > 100:
+        raise ConfigError(f"rate {rate!r}: a percentage must be <= 100")
+    return kind, value
+
+
 # scapy's names for the same fields (layer.field), where the offset is unambiguous:
 # Ether/IP/UDP without options or VLAN tags, as the generator's templates are
 SCAPY_NAMES = {"IP.src": "ip.src", "IP.dst": "ip.dst", "IP.id": "ip.id", "IP.ttl": "ip.ttl",
@@ -167,6 +203,9 @@ class Stream:
     vars : list[FieldVar]
         Fields varied per packet (at most 8).
     size : SizeVar, optional
+    rate : str or number
+        The rate as one value, parsed by ``parse_rate``: "10mpps", "5gbps", "50%" (with
+        ``line_rate_bps``), or a number of packets per second. Instead of pps/bps/percent.
     pps, bps, percent (+ line_rate_bps) :
         Rate: packets/s, frame bits/s (without FCS), or a percentage of ``line_rate_bps``
         counted on the wire (frame + 24 bytes). None of them: as fast as possible. The
@@ -195,7 +234,7 @@ class Stream:
                  line_rate_bps: float | None = None, count: int = 0, duration_s: float = 0.0,
                  mode: str = "continuous", burst_packets: int = 0, bursts: int = 0,
                  ibg_s: float = 0.0, fix_checksums: bool = True, seed: int = 1,
-                 flow_id: int | None = None):
+                 flow_id: int | None = None, rate: str | float | None = None):
         frames = _as_frames(packets)
         if not frames:
             raise ConfigError("a stream needs at least one packet")
@@ -233,6 +272,11 @@ class Stream:
         if self.fix_checksums or self.flow_id is not None:
             frames = [_packets.fix_checksums(f) for f in frames]
         self.frames = frames
+        if rate is not None:
+            if any(r is not None for r in (pps, bps, percent)):
+                raise ConfigError("give rate, or one of pps, bps or percent, not both")
+            kind, value = parse_rate(rate)
+            pps, bps, percent = [value if kind == k else None for k in ("pps", "bps", "percent")]
         rates = [r for r in (pps, bps, percent) if r is not None]
         if len(rates) > 1:
             raise ConfigError("give one of pps, bps or percent")
@@ -333,9 +377,9 @@ class Stream:
             return cls.replay(pk.frames, loops=loops, **kw)
         if not speed > 0:
             raise ConfigError(f"speed must be > 0, got {speed!r}")
-        if any(kw.get(k) is not None for k in ("pps", "bps", "percent")):
+        if any(kw.get(k) is not None for k in ("pps", "bps", "percent", "rate")):
             raise ConfigError("timing='original' takes the file's timing: give speed=, "
-                              "not pps/bps/percent")
+                              "not rate/pps/bps/percent")
         stream = cls.replay(pk.frames, loops=loops, **kw)
         offsets = np.maximum.accumulate(pk.timestamps_ns - pk.timestamps_ns[0])
         due = (offsets / float(speed)).astype(np.int64)

@@ -380,9 +380,11 @@ class Switch:
         return self._flow_tables[key]
 
     def add_generator(self, name: str, port: str, *, flow_id: int | None = None,
-                      pps: float | None = None, size: int = 64, count: int = 0) -> dict:
+                      pps: float | None = None, size: int = 64, count: int = 0,
+                      rate: str | float | None = None) -> dict:
         """Send UDP frames (127.0.0.1 -> 127.0.0.2) of ``size`` bytes out of ``port``, at
-        ``pps`` (None: as fast as possible), ``count`` of them (0: until removed); a
+        ``pps`` or ``rate`` ("10mpps", "5gbps": streams.parse_rate; neither: as fast as
+        possible), ``count`` of them (0: until removed); a
         ``flow_id`` makes it a measured stream. Runs on the PMD that already uses the
         port's tx queue 0 (else the one polling its rx queue 0)."""
         with self._lock:
@@ -393,7 +395,7 @@ class Switch:
             sp = self.ports.get(port)
             if sp is None:
                 raise ConfigError(f"no port {port!r} on {self.name}")
-            stream = Stream(udp_frame(size), flow_id=flow_id, pps=pps, count=count,
+            stream = Stream(udp_frame(size), flow_id=flow_id, pps=pps, rate=rate, count=count,
                             mode="single_burst" if count else "continuous")
             owner = sp.port.core.owner(0, "tx")
             pmd = next((p for p in self.pmds if p.lcore == owner), None) \

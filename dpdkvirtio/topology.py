@@ -25,7 +25,8 @@ without creating anything; ``build()`` creates it.
     name = "probe"
     port = "vhu0"
     flow_id = 1              # measured (flows the switch receives show in `ctl flow-stats`
-    pps = 10000              #   with other_config flow-stats = "true"); size = 64, count = 0
+    rate = "10kpps"          #   with other_config flow-stats = "true"); or pps = 10000;
+                             #   size = 64, count = 0
 
     [control]
     socket = "/run/dpdkvirtio/br0.ctl"    # optional
@@ -138,7 +139,8 @@ class Plan:
         for g in self.generators:
             what = f"measured flow {g['flow_id']}" if g.get("flow_id") is not None else "unmeasured"
             lines.append(f"generator {g['name']}: out of {g['port']}, {what}, "
-                         f"{g.get('pps') or 'max'} pps, {g.get('size', 64)} B")
+                         f"{g.get('rate') or (str(g['pps']) + ' pps' if g.get('pps') else 'max rate')}, "
+                         f"{g.get('size', 64)} B")
         lines.append("mempools:")
         for m in self.mempools:
             lines.append(f"  {m['name']:<12} {m['mbufs']:>7} mbufs  ~{m['mb']} MB  "
@@ -293,7 +295,8 @@ def plan(topology: dict) -> Plan:
 
 
 GENERATOR_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "port": str, "flow_id": int, "pps": (int, float), "size": int, "count": int}
+    "name": str, "port": str, "flow_id": int, "pps": (int, float), "rate": (str, int, float),
+    "size": int, "count": int}
 
 
 def _plan_generators(raw_list: Any, port_names: set[str]) -> list[dict]:
@@ -324,7 +327,7 @@ def _plan_generators(raw_list: Any, port_names: set[str]) -> list[dict]:
             raise ConfigError(f"{where}: no port {raw['port']!r}")
         try:
             Stream(udp_frame(raw.get("size", 64)), flow_id=raw.get("flow_id"),
-                   pps=raw.get("pps"), count=raw.get("count", 0))
+                   pps=raw.get("pps"), rate=raw.get("rate"), count=raw.get("count", 0))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         out.append(dict(raw))
@@ -343,7 +346,7 @@ def build(p: Plan):
             sw.add_flow(a, b)
         for g in p.generators:
             sw.add_generator(g["name"], g["port"], flow_id=g.get("flow_id"), pps=g.get("pps"),
-                             size=g.get("size", 64), count=g.get("count", 0))
+                             rate=g.get("rate"), size=g.get("size", 64), count=g.get("count", 0))
     except BaseException:
         sw.close()
         raise

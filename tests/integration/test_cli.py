@@ -428,7 +428,7 @@ def test_measured_flows_through_the_switch(d):
                  name = "probe"
                  port = "a"
                  flow_id = 2
-                 pps = 20000
+                 rate = "20kpps"
                  count = {n}
                  """)
     try:
@@ -467,8 +467,13 @@ def test_measured_flows_through_the_switch(d):
         assert gens["probe"]["sent"] == n and gens["probe"]["flow_id"] == 2
         added = sw.ctl("add-generator", "g2", "b", "flow_id=7", "pps=1000", "count=10")
         assert added["flow_id"] == 7 and added["port"] == "b"
-        bad = sw.ctl("add-generator", "g3", "b", "rate=5", check=False)
-        assert bad.returncode != 0 and "unknown generator option(s) rate" in bad.stderr
+        bad = sw.ctl("add-generator", "g3", "b", "speed=5", check=False)
+        assert bad.returncode != 0 and "unknown generator option(s) speed" in bad.stderr
+        bad = sw.ctl("add-generator", "g3", "b", "rate=5 bananas", check=False)
+        assert bad.returncode != 0 and "rate '5 bananas' is not a number and a unit" in bad.stderr
+        added = sw.ctl("add-generator", "g4", "b", "rate=2.5kpps", "count=10")
+        assert added["pps"] == 2500
+        assert sw.ctl("del-generator", "g4") == {"deleted": "g4"}
         bad = sw.ctl("add-generator", "g3", "b", "flow_id=70000", check=False)
         assert bad.returncode != 0 and "flow_id must be an integer 0..65535" in bad.stderr
         assert sw.ctl("del-generator", "g2") == {"deleted": "g2"}
@@ -488,7 +493,11 @@ def test_bad_generator_topology(tmp_path):
             ('[[generator]]\nname = "g"\nport = "zz"\n', "no port 'zz'"),
             ('[[generator]]\nname = "g"\nport = "a"\nflow_id = 1\nsize = 60\n',
              "at least 64 bytes"),
-            ('[[generator]]\nname = "g"\nport = "a"\nrate = 1\n', "unknown key(s) rate"),
+            ('[[generator]]\nname = "g"\nport = "a"\nspeed = 1\n', "unknown key(s) speed"),
+            ('[[generator]]\nname = "g"\nport = "a"\nrate = "1 parsec"\n',
+             "rate '1 parsec' is not a number and a unit"),
+            ('[[generator]]\nname = "g"\nport = "a"\nrate = "1mpps"\npps = 5\n',
+             "give rate, or one of pps"),
             ('[switch.other_config]\nflow-stats = "lots"\n', "flow-stats must be true, false"),
     ):
         topo = tmp_path / "bad.toml"

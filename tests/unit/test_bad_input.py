@@ -103,3 +103,37 @@ def test_fieldvar_bad_input(args, kw, text):
     from dpdkvirtio.streams import FieldVar
     with pytest.raises(ConfigError, match=text):
         FieldVar(*args, **kw)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("10mpps", ("pps", 10e6)), ("1.5 Mpps", ("pps", 1.5e6)), ("500kpps", ("pps", 500e3)),
+    ("5gbps", ("bps", 5e9)), ("100 Mbps", ("bps", 100e6)), ("50%", ("percent", 50.0)),
+    ("2e3pps", ("pps", 2000.0)), (1000, ("pps", 1000.0)), (2.5, ("pps", 2.5)),
+])
+def test_rate_strings(text, want):
+    from dpdkvirtio.streams import parse_rate
+    assert parse_rate(text) == want
+
+
+@pytest.mark.parametrize("text, message", [
+    ("10 parsecs", "not a number and a unit"), ("mpps", "not a number and a unit"),
+    ("0mpps", "must be > 0"), ("-5pps", "not a number and a unit"), ("150%", "<= 100"),
+    (True, "must be a number or a string"), ([1], "must be a number or a string"),
+])
+def test_bad_rate_strings(text, message):
+    from dpdkvirtio.streams import parse_rate
+    with pytest.raises(ConfigError, match=message):
+        parse_rate(text)
+
+
+def test_stream_rate_string_is_the_same_as_its_number():
+    from dpdkvirtio.streams import Stream
+    f = packets.udp_frame(64)
+    assert Stream(f, rate="2mpps").pps_for() == Stream(f, pps=2e6).pps_for() == 2e6
+    assert Stream(f, rate="1gbps").pps_for() == Stream(f, bps=1e9).pps_for()
+    assert Stream(f, rate="10%", line_rate_bps=10e9).pps_for() == \
+        Stream(f, percent=10, line_rate_bps=10e9).pps_for()
+    with pytest.raises(ConfigError, match="give rate, or one of pps"):
+        Stream(f, rate="1mpps", pps=5)
+    with pytest.raises(ConfigError, match="percent needs line_rate_bps"):
+        Stream(f, rate="50%")
