@@ -99,5 +99,5 @@ def test_replay_refuses_bad_timing_input(timed_pcapng):
         dv.Stream.from_pcap(timed_pcapng, timing="fast")
     with pytest.raises(ConfigError, match="speed must be > 0"):
         dv.Stream.from_pcap(timed_pcapng, timing="original", speed=0)
-    with pytest.raises(ConfigError, match="not pps"):
+    with pytest.raises(ConfigError, match="not rate/pps/bps/percent"):
         dv.Stream.from_pcap(timed_pcapng, timing="original", pps=1000)
