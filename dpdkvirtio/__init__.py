@@ -40,6 +40,7 @@ _EXPORTS = {
         "ENGINES", "PMD_MAX_BURST", "Assignment", "GeneratorHandle", "Pmd", "assign_rxqs")},
     **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream")},
     "Capture": ".capture", "read_capture": ".pcapfile",
+    "serve_metrics": ".metrics", "MetricsServer": ".metrics",
     "parse_rxq_affinity": ".placement",
     "udp_frame": ".packets",
     "Switch": ".switch", "SwitchConfig": ".switchconfig",

@@ -1,7 +1,8 @@
 """The ``dpdkvirtio`` command line (also ``python -m dpdkvirtio``), in the spirit of
 ovs-vsctl / ovs-appctl:
 
-    dpdkvirtio run TOPOLOGY.toml [--dry-run]      run a switch in the foreground
+    dpdkvirtio run TOPOLOGY.toml [--dry-run] [--metrics HOST:PORT]
+                                                run a switch in the foreground
     dpdkvirtio ctl show | add-port | del-port | set | add-flow | del-flow |
                    pmd-rxq-show | pmd-perf-show | pmd-sleep-show | port-stats | stop
                    [--json]
@@ -67,12 +68,15 @@ def _run(args) -> int:
     from .control import ControlServer
     from .events import poll_events
     plan = topology.plan(topology.load(args.topology))
+    if args.metrics:
+        from .metrics import parse_address
+        parse_address(args.metrics)          # a bad address fails before DPDK starts
     if args.dry_run:
         _print_json(plan.as_dict()) if args.json else print(plan.text())
         return 0
-    ctl_dir = os.path.dirname(plan.control_socket)
-    if ctl_dir == topology.DEFAULT_RUN_DIR and not os.path.isdir(ctl_dir):
-        os.makedirs(ctl_dir, mode=0o750, exist_ok=True)
+    run_dir = topology.DEFAULT_RUN_DIR
+    if run_dir in (os.path.dirname(plan.control_socket), plan.config.vhost_sock_dir):
+        os.makedirs(run_dir, mode=0o750, exist_ok=True)
     print(plan.text(), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,9 +90,17 @@ def _run(args) -> int:
         pass
     if not args.verbose:
         logging.getLogger("dpdkvirtio.dpdk").setLevel(logging.WARNING)
-    server = None
+    server = metrics = None
     try:
         server = ControlServer(sw, plan.control_socket, on_stop=stop.set)
+        if args.metrics:
+            from .metrics import serve_metrics
+            metrics = serve_metrics(args.metrics, switch=sw)
+            print(f"metrics: {metrics.url}", flush=True)
+        if sw._eal.config.telemetry:
+            print(f"telemetry: dpdk-telemetry.py -f {sw._eal.file_prefix} "
+                  "(commands /dpdkvirtio/ports, /dpdkvirtio/port,NAME, /dpdkvirtio/pmds, ...)",
+                  flush=True)
         print(f"switch {sw.name} running ({sw._eal.version}, memory {sw._eal.memory_mode}); "
               f"control socket {plan.control_socket}; Ctrl-C or SIGTERM stops it", flush=True)
         names = {}
@@ -107,6 +119,8 @@ def _run(args) -> int:
                     print(f"{time.strftime('%H:%M:%S')} port {name}: refused a second front-end "
                           "(the port is in use)", flush=True)
     finally:
+        if metrics is not None:
+            metrics.close()
         if server is not None:
             server.close()
         final = sw.all_port_stats()
@@ -435,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("topology")
     r.add_argument("--dry-run", action="store_true", help="check it and print the plan; create nothing")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics (port 0: any free "
+                        "port; needs prometheus_client)")
     r.set_defaults(func=_run)
 
     c = sub.add_parser("ctl", help="query or change a running switch",

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ._core import eal as _eal
 from ._core import logbridge as _logbridge
+from ._core import telemetry as _telemetry
 from .config import (
     LOG_LEVELS,
     EalConfig,
@@ -350,6 +351,9 @@ def init(config: EalConfig | None = None, **settings) -> Eal:
             eal.runtime_dir = _eal.runtime_dir()
         except DpdkError:
             eal.runtime_dir = None
+        if config.telemetry:
+            # /dpdkvirtio/... beside DPDK's own commands on the telemetry socket
+            _telemetry.register_commands()
         _current = eal
         atexit.register(_atexit, weakref.ref(eal))
         log.info("%s initialised: memory %s (%s), prefix %s, workers %s",

@@ -29,6 +29,7 @@ from .config import mempool_size
 from .errors import ConfigError, DpdkError, PortError
 from .flows import FlowStats
 from .mempools import Mempool
+from .metrics import Sources
 from .packets import udp_frame
 from .placement import parse_rxq_affinity, place_rxqs
 from .pmd import GeneratorHandle, Pmd
@@ -237,6 +238,7 @@ class Switch:
                             entry[1] -= 1
                 raise
             sp = SwitchPort(name, type, options, port, self._next_ofport, owned)
+            port.core.telemetry_name = name          # /dpdkvirtio/port,NAME
             self._next_ofport += 1
             self.ports[name] = sp
             try:
@@ -376,7 +378,9 @@ class Switch:
             return None
         key = (port, queue)
         if key not in self._flow_tables:
-            self._flow_tables[key] = FlowStats(self.config.flow_stats)
+            fs = FlowStats(self.config.flow_stats)
+            fs.table.telemetry_name = f"{port}:{queue}"     # /dpdkvirtio/flows,PORT:QUEUE
+            self._flow_tables[key] = fs
         return self._flow_tables[key]
 
     def add_generator(self, name: str, port: str, *, flow_id: int | None = None,
@@ -449,6 +453,13 @@ class Switch:
         if sp is None:
             raise ConfigError(f"no port {name!r} on {self.name}")
         return sp.port.capture(path, name=name, **kw)
+
+    def metrics_sources(self) -> Sources:
+        """What a metrics scrape reads now (dpdkvirtio.metrics.Sources): the ports by
+        name, the PMDs and the flow tables by (port, rx queue)."""
+        with self._lock:
+            return Sources({n: sp.port for n, sp in self.ports.items()}, list(self.pmds),
+                           dict(self._flow_tables))
 
     def all_port_stats(self) -> dict[str, dict]:
         return {n: sp.port.stats() for n, sp in list(self.ports.items())}

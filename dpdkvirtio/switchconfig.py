@@ -20,7 +20,8 @@ OTHER_CONFIG = {
     "dpdk-lcore-mask": "hex CPU mask for the main lcore (control, stats)",
     "pmd-cpu-mask": "hex CPU mask: one PMD thread per CPU",
     "dpdk-socket-mem": "MB of DPDK memory per NUMA node, e.g. '1024' or '1024,0'",
-    "vhost-sock-dir": "directory of dpdkvhostuser sockets (must exist, not world-writable)",
+    "vhost-sock-dir": "directory of dpdkvhostuser sockets (must exist, not world-writable; "
+                      "`dpdkvirtio run` creates /run/dpdkvirtio)",
     "per-port-memory": "true: a mempool per port; false (default): shared mempools",
     "vhost-iommu-support": "true: offer vIOMMU support on vhost-user ports",
     "vhost-postcopy-support": "true: allow postcopy live migration on vhost-user ports",
@@ -32,12 +33,16 @@ OTHER_CONFIG = {
     "memory-mode": "auto, hugepages or no-huge (dpdkvirtio extension)",
     "flow-stats": "count measured streams per rx queue: false (default), true (64 flow ids) "
                   "or the number of flow ids (dpdkvirtio extension)",
+    "dpdk-file-prefix": "EAL --file-prefix (default dv<pid>): DPDK's telemetry socket is "
+                        "/var/run/dpdk/<prefix>/dpdk_telemetry.v2, found by "
+                        "`dpdk-telemetry.py -f <prefix>` (dpdkvirtio extension)",
     "dpdk-extra": "further EAL arguments, space separated",
     "log-level": "DPDK log level (emerg .. debug)",
 }
 PORT_OPTIONS = ("n_rxq", "n_rxq_desc", "n_txq_desc", "pmd-rxq-affinity", "tx-retries-max",
                 "vhost-server-path", "dpdk-devargs", "socket-mode", "socket-group")
 SHARED_POOL_PORTS = 8            # ports per shared mempool
+DEFAULT_RUN_DIR = "/run/dpdkvirtio"   # sockets and control sockets; `run` creates it
 DEFAULT_FLOW_IDS = 64            # flow-stats=true: flow ids 0..63 per rx queue
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -94,6 +99,7 @@ class SwitchConfig:
     memory_mode: str = "auto"
     extra_args: tuple = ()
     log_level: str = "warning"
+    file_prefix: str | None = None
 
     @classmethod
     def from_other_config(cls, oc: dict | None) -> SwitchConfig:
@@ -126,8 +132,12 @@ class SwitchConfig:
                 raise ConfigError("dpdk-socket-mem must be at least 64 MB in total")
             c.socket_mem_mb = sum(parts)
         if "vhost-sock-dir" in oc:
-            c.vhost_sock_dir = sockets.check_socket_dir(os.path.abspath(oc["vhost-sock-dir"]),
-                                                        allow_world_writable_sticky=False)
+            sock_dir = os.path.abspath(oc["vhost-sock-dir"])
+            if sock_dir == DEFAULT_RUN_DIR and not os.path.exists(sock_dir):
+                c.vhost_sock_dir = sock_dir      # `dpdkvirtio run` creates it (mode 0750)
+            else:
+                c.vhost_sock_dir = sockets.check_socket_dir(sock_dir,
+                                                            allow_world_writable_sticky=False)
         c.per_port_memory = _bool("per-port-memory", oc.get("per-port-memory", False))
         c.iommu = _bool("vhost-iommu-support", oc.get("vhost-iommu-support", False))
         c.postcopy = _bool("vhost-postcopy-support", oc.get("vhost-postcopy-support", False))
@@ -152,6 +162,8 @@ class SwitchConfig:
         if c.memory_mode not in ("auto", "hugepages", "no-huge"):
             raise ConfigError("memory-mode must be auto, hugepages or no-huge")
         c.extra_args = tuple(str(oc.get("dpdk-extra", "")).split())
+        if "dpdk-file-prefix" in oc:
+            c.file_prefix = str(oc["dpdk-file-prefix"])
         c.log_level = oc.get("log-level", "warning")
         if c.log_level not in LOG_LEVELS:
             raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -170,7 +182,8 @@ class SwitchConfig:
         workers = {i + 1: cpu for i, cpu in enumerate(pmd)}
         return EalConfig(workers=workers, main_lcore=0, main_cpus=tuple(main),
                          memory_mode=self.memory_mode, memory_mb=self.socket_mem_mb or 1024,
-                         log_level=self.log_level, extra_args=self.extra_args)
+                         log_level=self.log_level, extra_args=self.extra_args,
+                         file_prefix=self.file_prefix)
 
 
 def check_tx_retries(v) -> int:

@@ -45,6 +45,7 @@ from .config import available_cpus, mempool_size
 from .errors import ConfigError
 from .placement import parse_rxq_affinity, place_rxqs
 from .switchconfig import (
+    DEFAULT_RUN_DIR,
     PORT_OPTIONS,
     PORT_TYPES,
     SHARED_POOL_PORTS,
@@ -54,7 +55,6 @@ from .switchconfig import (
     check_tx_retries,
 )
 
-DEFAULT_RUN_DIR = "/run/dpdkvirtio"
 MBUF_BYTES = 2304                 # one 2 KB-data mbuf with its header and mempool overhead
 
 
@@ -153,6 +153,8 @@ class Plan:
 
 def _server_socket_state(path: str) -> str:
     """Check a server socket path without changing anything."""
+    if os.path.dirname(path) == DEFAULT_RUN_DIR and not os.path.exists(DEFAULT_RUN_DIR):
+        return f"free ({DEFAULT_RUN_DIR} is created at run)"
     try:
         sockets.check_server_path(path, remove_stale=False)
         return "free"

@@ -1,6 +1,9 @@
+import os
+import shutil
+
 import pytest
 
-from tests.helpers import settle
+from tests.helpers import settle, short_dir
 
 
 def quiesce(port, key="rx_packets"):
@@ -15,3 +18,13 @@ def pmd(eal):
     p = dv.Pmd(cpu=cpus()[1])
     yield p
     p.close()
+
+
+@pytest.fixture
+def d():
+    path = short_dir("dvc")
+    os.chmod(path, 0o750)
+    yield path
+    leftovers = [f for f in os.listdir(path) if f != "topo.toml"]
+    shutil.rmtree(path, ignore_errors=True)
+    assert not leftovers, f"left behind: {leftovers}"

@@ -13,6 +13,7 @@ from dpdkvirtio._dpdk.rte_ethdev cimport (rte_eth_rx_burst, rte_eth_tx_burst,
 from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_enqueue_burst, rte_vhost_dequeue_burst,
     rte_vhost_enable_guest_notification, rte_vhost_get_vhost_vring, rte_vhost_rx_queue_count,
     rte_vhost_vring)
+from dpdkvirtio._dpdk.posix_extra cimport sched_getcpu
 from dpdkvirtio._dpdk.posix_extra cimport (epoll_event, epoll_ctl, epoll_wait, EPOLL_CTL_ADD,
     EPOLLIN, EPOLLET, prctl, PR_SET_TIMERSLACK, eventfd, EFD_NONBLOCK, EFD_CLOEXEC)
 from posix.unistd cimport read, write
@@ -1204,6 +1205,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     # the kernel may delay a timed sleep by the thread's timer slack (50 us by default):
     # 1 us, so that a pmd-sleep-max sleep lasts what it asks for (as OVS does)
     prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    st.cpu = <uint64_t>sched_getcpu()      # the lcore is pinned to one CPU
     while not dv_load_acquire_int(&ctx.stop):
         plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
         if armed is not NULL and armed != plan:

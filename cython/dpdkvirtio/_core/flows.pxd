@@ -9,5 +9,6 @@ cdef class FlowTable:
     cdef readonly Counters hist
     cdef readonly int writer          # -1: the Python thread; else the PMD lcore
     cdef uint64_t _req
+    cdef str _telemetry_name
     cdef object __weakref__
     cdef dv_flow_table *c_table(self)

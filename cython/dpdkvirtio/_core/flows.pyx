@@ -11,6 +11,7 @@ from dpdkvirtio._dpdk.dv_shim cimport dv_load_acquire_u64, dv_store_release_u64
 from dpdkvirtio._core.datapath cimport (dv_flow, dv_flow_table, dv_flows_account, dv_ticks_to_ns,
     DV_LAT_BUCKETS, DV_LAT_SUB, DV_SEQ_WINDOW, DV_MARK_OFFSET, DV_MARK_MIN_FRAME)
 from dpdkvirtio._core.counters cimport Counters
+from dpdkvirtio._core.telemetry cimport dv_tel_add_flows, dv_tel_forget_flows, dv_tel_name
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.eal cimport eal_check_usable
 from dpdkvirtio.errors import ConfigError, PmdError
@@ -23,6 +24,7 @@ SEQ_WINDOW = DV_SEQ_WINDOW
 MARK_OFFSET = DV_MARK_OFFSET
 MARK_MIN_FRAME = DV_MARK_MIN_FRAME
 MAX_FLOWS = 65536
+cdef unsigned long _tables_made = 0
 
 
 cdef class FlowTable:
@@ -46,9 +48,25 @@ cdef class FlowTable:
         mult = round(2 ** 32 * 1e9 / hz)
         self._t.ns_mult = mult if mult < 2 ** 32 else 0      # ticks * mult must fit 64 bits
         self.writer = -1
+        global _tables_made
+        _tables_made += 1
+        self.telemetry_name = f"flows{_tables_made}"
+
+    @property
+    def telemetry_name(self):
+        """The name DPDK telemetry lists this table under (``/dpdkvirtio/flows,NAME``)."""
+        return self._telemetry_name
+
+    @telemetry_name.setter
+    def telemetry_name(self, str value not None):
+        cdef bytes b = dv_tel_name(value)
+        self._telemetry_name = value
+        dv_tel_add_flows(self._t, b)
 
     def __dealloc__(self):
         # A PMD plan referencing the table holds a reference to this object.
+        if self._t is not NULL:
+            dv_tel_forget_flows(self._t)
         free(self._t)
         self._t = NULL
 

@@ -26,6 +26,7 @@ from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv
     DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, dv_devices_changed_fd, DV_GEN_CATCHUP_NS)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
+from dpdkvirtio._core.telemetry cimport dv_tel_add_pmd, dv_tel_forget_pmd
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.flows cimport FlowTable
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
@@ -276,6 +277,7 @@ cdef class PmdThread:
         self.stats = Counters(1, sizeof(dv_pmd_stats), "pmd")
         self.poll_stats = Counters(max_polls, sizeof(dv_poll_stats), "poll")
         self._ctx.stats = <dv_pmd_stats *>self.stats.row(0)
+        dv_tel_add_pmd(self._ctx, lcore)
         self._ctx.burst_size = burst_size
         self._ctx.sleep_thresh = burst_size // 2 if burst_size > 1 else 1
         self._ctx.tsc_hz = rte_get_tsc_hz()
@@ -291,6 +293,8 @@ cdef class PmdThread:
         self._rx_queues = []
 
     def __dealloc__(self):
+        if self._ctx is not NULL:
+            dv_tel_forget_pmd(self._ctx)    # its counters go with this object
         # A running lcore keeps using ctx and plan: leak them rather than free under it.
         if self.running and eal_alive():
             return

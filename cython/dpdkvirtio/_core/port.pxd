@@ -16,6 +16,7 @@ cdef class Port:
     cdef readonly Mempool mempool
     cdef readonly Counters counters
     cdef readonly str name
+    cdef str _telemetry_name
     cdef int _state
     cdef object __weakref__
     cdef public object capture_tap    # capture.CaptureTap, made at the first capture

@@ -20,6 +20,7 @@ from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
+from dpdkvirtio._core.telemetry cimport dv_tel_add_port, dv_tel_forget_port, dv_tel_name
 from dpdkvirtio._core.eal cimport eal_alive, eal_check_usable
 from dpdkvirtio._dpdk.dv_shim cimport dv_aligned_zalloc
 from dpdkvirtio.errors import PortStateError, ConfigError
@@ -64,6 +65,7 @@ cdef class Port:
         self.mempool = mempool
         mempool.add_user()
         self._state = PORT_CREATED
+        dv_tel_add_port(self._p, self.name.encode()[:63])
         return 0
 
     cdef void release_port(self) noexcept:
@@ -72,6 +74,7 @@ cdef class Port:
             self.capture_tap.release()      # (raises nothing: frees DPDK objects)
             self.capture_tap = None
         if self._p is not NULL:
+            dv_tel_forget_port(self._p)     # no telemetry reader left on it after this
             free(self._p.sync)
             free(self._p.vring_enabled)
             free(self._p.owners)
@@ -166,6 +169,19 @@ cdef class Port:
             return 0
         return sum(1 for i in range(2 * self._p.n_queues)
                    if self._p.owners[i].lcore != DV_OWNER_PYTHON)
+
+    @property
+    def telemetry_name(self):
+        """The name DPDK telemetry lists this port under (``/dpdkvirtio/port,NAME``);
+        the path or device name until a caller (a switch) names it."""
+        return self._telemetry_name if self._telemetry_name is not None else self.name
+
+    @telemetry_name.setter
+    def telemetry_name(self, str value not None):
+        cdef bytes b = dv_tel_name(value)
+        self._telemetry_name = value
+        if self._p is not NULL:
+            dv_tel_add_port(self._p, b)
 
     @property
     def state(self):

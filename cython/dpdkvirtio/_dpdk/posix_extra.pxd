@@ -71,3 +71,6 @@ cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     enum: EFD_NONBLOCK
     enum: EFD_CLOEXEC
+
+cdef extern from "<sched.h>" nogil:
+    int sched_getcpu()

@@ -1,0 +1,56 @@
+"""DPDK telemetry of a library user's ports (no switch): Debian's dpdk-telemetry.py
+against this test process; a port leaves the telemetry when it is closed."""
+import json
+import os
+import subprocess
+
+import numpy as np
+
+import dpdkvirtio as dv
+from dpdkvirtio._core import telemetry
+from tests.core.conftest import drain
+
+
+def ask(prefix, *commands):
+    r = subprocess.run(["/usr/bin/dpdk-telemetry.py", "-f", prefix],
+                       input="".join(c + "\n" for c in commands), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [next(iter(json.loads(line).values())) for line in r.stdout.splitlines()
+            if line.startswith("{")]
+
+
+def test_python_burst_counters_in_dpdk_telemetry(eal, pair):
+    v, u = pair
+    burst = dv.Burst(32)
+    frame = np.frombuffer(dv.udp_frame(100), dtype=np.uint8)
+    sent = 0
+    for _ in range(50):
+        burst.alloc(u.mempool, 32, frame)
+        sent += u.tx_burst(0, burst)
+    got = drain(v)
+    assert got == sent > 0
+    v.core.telemetry_name = "guest0"
+    names, port, by_path = ask(eal.file_prefix, "/dpdkvirtio/ports", "/dpdkvirtio/port,guest0",
+                               f"/dpdkvirtio/port,{v.path}")
+    assert "guest0" in names and u.name in names, names
+    assert port["rx_packets"] == got and port["rx_bytes"] == 100 * got
+    assert port["queues"]["q0"]["rx_packets"] == got and port["connected"] == 1
+    assert by_path is None                       # renamed: found by its new name only
+    u_reply, = ask(eal.file_prefix, f"/dpdkvirtio/port,{u.name}")
+    assert u_reply["kind"] == "ethdev" and u_reply["tx_packets"] == sent
+
+
+def test_closed_ports_and_freed_tables_leave_telemetry(eal, sockdir):
+    v = dv.VhostUserPort(os.path.join(sockdir, "gone.sock"))
+    table = dv.FlowStats(4)
+    table.table.telemetry_name = "probe-table"
+    listed = telemetry.registered()
+    assert v.path in listed["ports"] and "probe-table" in listed["flows"]
+    v.close()
+    del table
+    listed = telemetry.registered()
+    assert v.path not in listed["ports"] and "probe-table" not in listed["flows"]
+    names, tables, gone = ask(eal.file_prefix, "/dpdkvirtio/ports", "/dpdkvirtio/flows",
+                              "/dpdkvirtio/flows,probe-table")
+    assert v.path not in names and "probe-table" not in tables and gone is None
