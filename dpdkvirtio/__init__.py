@@ -16,8 +16,9 @@ compiled extension; the first name that needs DPDK loads it and checks its versi
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("dpdkvirtio")     # from meson.build, the one place
 MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
 
 # public name -> the module that defines it
