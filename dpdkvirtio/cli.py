@@ -406,12 +406,22 @@ def _doctor(args) -> int:
 
 # ------------------------------------------------------------------------------ hugepages
 
+RESERVE_STEP_PAGES = 512          # 1 GB of 2 MB pages per write: progress on a large reserve
+
+
 def _hugepages(args) -> int:
     from . import hugepages
     if args.action == "reserve":
         if args.pages is None or args.pages < 0:
             raise UsageError("hugepages reserve needs a number of pages, e.g. 1024")
-        got = hugepages.reserve(args.pages, args.size)
+        from .progress import Progress
+        pool = hugepages.read_info().system_pool(args.size)
+        now = pool.total if pool is not None else 0
+        step = RESERVE_STEP_PAGES if args.size == 2048 else 1
+        with Progress(len(hugepages.reserve_steps(now, args.pages, step)),
+                      f"hugepages reserve {args.pages}") as progress:
+            got = hugepages.reserve(args.pages, args.size, step,
+                                    lambda n: progress.step(f"{n} pages"))
         print(f"{got} pages of {args.size} kB reserved" + ("" if got == args.pages else
               f" (asked for {args.pages}: memory is fragmented or short)"))
         return 0 if got == args.pages else 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,19 +120,38 @@ def read_info() -> HugepageInfo:
     return info
 
 
-def reserve(pages: int, size_kb: int = 2048) -> int:
+def reserve(pages: int, size_kb: int = 2048, step_pages: int = 0,
+            on_step: Callable[[int], None] | None = None) -> int:
     """Set the system-wide number of ``size_kb`` pages (root only). Returns the number
-    the kernel actually reserved (it may give fewer when memory is fragmented)."""
+    the kernel actually reserved (it may give fewer when memory is fragmented).
+    ``step_pages`` > 0 grows the pool that many pages at a time (the kernel may compact
+    memory for each), calling ``on_step(pages now)`` after each; it stops early when the
+    kernel gives no more."""
     if pages < 0:
         raise ValueError("pages must be >= 0")
     path = SYS_HUGEPAGES / f"hugepages-{size_kb}kB" / "nr_hugepages"
     if not path.exists():
         raise FileNotFoundError(f"this kernel has no {size_kb} kB hugepages ({path})")
-    try:
-        path.write_text(str(pages))
-    except PermissionError as e:
-        raise PermissionError(f"reserving hugepages needs root: {e}") from None
+    now = _read_int(path)
+    targets = reserve_steps(now, pages, step_pages)
+    for target in targets:
+        try:
+            path.write_text(str(target))
+        except PermissionError as e:
+            raise PermissionError(f"reserving hugepages needs root: {e}") from None
+        got = _read_int(path)
+        if on_step is not None:
+            on_step(got)
+        if got < target:
+            break
     return _read_int(path)
+
+
+def reserve_steps(now: int, pages: int, step_pages: int = 0) -> list[int]:
+    """The pool sizes ``reserve`` writes in turn to go from ``now`` to ``pages`` pages."""
+    if step_pages <= 0 or pages <= now:
+        return [pages]
+    return list(range(now + step_pages, pages, step_pages)) + [pages]
 
 
 def mount(path: str = DEFAULT_MOUNT, size_kb: int = 2048) -> None:

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+from dpdkvirtio.progress import Progress
 from perf import host, stats
 from perf.scenarios import BACK, FRONT, SCENARIOS, STANDARD, Options, Unsupported
 
@@ -50,8 +51,10 @@ def measure_side(setup, o: Options) -> dict:
         return stats.sample_rate(read, o.seconds, o.warmup_s, cycles=o.extra.pop("cycles", None))
 
 
-def run_scenario(name: str, o: Options, trials: int, log=print) -> dict:
-    """Alternate trials (ours, peers, ours, peers ...) and summarise: a JSON record."""
+def run_scenario(name: str, o: Options, trials: int, log=print, step=None) -> dict:
+    """Alternate trials (ours, peers, ours, peers ...) and summarise: a JSON record.
+    ``step(detail)`` is called after each measured side (default: ``log``)."""
+    step = step or log
     sides = _available_sides(name)
     values: dict[str, list[float]] = {k: [] for k, v in sides.items() if v is not None}
     busy: list[float] = []
@@ -64,19 +67,19 @@ def run_scenario(name: str, o: Options, trials: int, log=print) -> dict:
                 r = measure_side(setup, o)
             except Unsupported as e:
                 errors[side] = f"unsupported: {e}"
-                log(f"  {name} [{side}]: {errors[side]}")
+                step(f"  {name} [{side}]: {errors[side]}")
                 continue
             except (RuntimeError, OSError, TimeoutError) as e:
                 errors[side] = str(e).splitlines()[0][:300]
-                log(f"  {name} [{side}] failed: {errors[side]}")
+                step(f"  {name} [{side}] failed: {errors[side]}")
                 continue
             values[side].append(r["pps"] / 1e6)
             extra = ""
             if side == "ours" and r.get("busy_pct") is not None:
                 busy.append(r["busy_pct"])
                 extra = f", our poller busy {r['busy_pct']:.0f}%"
-            log(f"  {name} trial {t + 1}/{trials} {side:>9}: {r['pps'] / 1e6:7.2f} Mpps "
-                f"(periods {', '.join(f'{p / 1e6:.1f}' for p in r['periods'])}{extra})")
+            step(f"  {name} trial {t + 1}/{trials} {side:>9}: {r['pps'] / 1e6:7.2f} Mpps "
+                 f"(periods {', '.join(f'{p / 1e6:.1f}' for p in r['periods'])}{extra})")
     summ = {k: stats.summary(v) for k, v in values.items()}
     ours = summ.get("ours", {}).get("median")
     peers = {}
@@ -132,25 +135,12 @@ def cmd_run(args) -> int:
         memory_mode = "hugepages" if hugepages.read_info().free_mb() >= 2048 else "no-huge"
     _guard(args.force)
     fp = host.fingerprint()
-    records = []
     print(f"perf: {fp['dpdk_version']}, {fp['cpu_model']}, {fp['cpu_count']} CPUs, memory "
           f"{memory_mode}; back-end poller on CPU {BACK}, front-end on CPU {FRONT}", flush=True)
-    for name in names:
-        port_counts = args.ports if name == "scale-ports" else [1]
-        for n_ports in port_counts:
-            o = Options(pkt_size=args.pkt_size, queues=args.queues, seconds=args.seconds,
-                        warmup_s=args.warmup, memory_mode=memory_mode, burst=args.burst,
-                        ports=n_ports)
-            label = f"{name} ({n_ports} ports)" if name == "scale-ports" else name
-            print(f"{label}: {SCENARIOS[name]['what']}", flush=True)
-            rec = run_scenario(name, o, args.trials, log=lambda s: print(s, flush=True))
-            rec["host"] = fp
-            rec["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            records.append(rec)
-            if args.json:                     # after every record: an interrupted run keeps them
-                _scale_summary(records)
-                with open(args.json, "w") as f:
-                    json.dump(records, f, indent=1)
+    total = sum(len(args.ports if n == "scale-ports" else [1]) * args.trials
+                * sum(1 for v in _available_sides(n).values() if v is not None) for n in names)
+    with Progress(total, "perf run", stream=sys.stdout) as progress:
+        records = _run_all(args, names, memory_mode, fp, progress)
     _scale_summary(records)
     print()
     print(format_table(records))
@@ -158,7 +148,31 @@ def cmd_run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
         print(f"\nwritten: {args.json}")
+
     return 0
+
+
+def _run_all(args, names, memory_mode, fp, progress) -> list:
+    """Every scenario (and port count), each record written to --json as soon as it is
+    complete: an interrupted run keeps what it measured."""
+    records = []
+    for name in names:
+        port_counts = args.ports if name == "scale-ports" else [1]
+        for n_ports in port_counts:
+            o = Options(pkt_size=args.pkt_size, queues=args.queues, seconds=args.seconds,
+                        warmup_s=args.warmup, memory_mode=memory_mode, burst=args.burst,
+                        ports=n_ports)
+            label = f"{name} ({n_ports} ports)" if name == "scale-ports" else name
+            progress.log(f"{label}: {SCENARIOS[name]['what']}")
+            rec = run_scenario(name, o, args.trials, log=progress.log, step=progress.step)
+            rec["host"] = fp
+            rec["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            records.append(rec)
+            if args.json:
+                _scale_summary(records)
+                with open(args.json, "w") as f:
+                    json.dump(records, f, indent=1)
+    return records
 
 
 def _scale_summary(records):
@@ -253,11 +267,12 @@ def cmd_compare(args) -> int:
 # ------------------------------------------------------------------------- NDR / PDR
 
 def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 0.02,
-        max_iterations: int = 14, ceiling_pps: float = 40e6, log=print) -> dict:
+        max_iterations: int = 14, ceiling_pps: float = 40e6, step=None) -> dict:
     """RFC 2544-style search: the highest rate our virtio-user generator (front-end CPU) can
     offer to our vhost-user rxonly port (back-end CPU) with a loss ratio <= ``loss``
     (0: NDR, else PDR), by binary search over the generator's paced rate. Each trial sends
-    rate x trial_s packets; loss = (sent - received) / sent, after the rings drained."""
+    rate x trial_s packets; loss = (sent - received) / sent, after the rings drained.
+    ``step(detail)`` reports each trial (default: a Progress on stdout)."""
     import tempfile
 
     from dpdkvirtio.peers import Agent
@@ -286,20 +301,23 @@ def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 
                         "received": got, "loss": (count - got) / count}
 
             lo, hi, best = 0.0, ceiling_pps, None
-            for k in range(max_iterations):
-                rate = (lo + hi) / 2
-                r = trial(rate, k)
-                trials.append(r)
-                ok = r["loss"] <= loss
-                log(f"  offered {rate / 1e6:7.3f} Mpps (achieved {r['offered_pps'] / 1e6:7.3f}): "
-                    f"sent {r['sent']:,} received {r['received']:,} loss {r['loss']:.2e} "
-                    f"{'pass' if ok else 'fail'}")
-                if ok:
-                    lo, best = rate, r
-                else:
-                    hi = rate
-                if (hi - lo) / hi < precision:
-                    break
+            # at most max_iterations bisection steps; it ends early at the precision
+            with Progress(max_iterations, "ndr bisection", stream=sys.stdout) as progress:
+                for k in range(max_iterations):
+                    rate = (lo + hi) / 2
+                    r = trial(rate, k)
+                    trials.append(r)
+                    ok = r["loss"] <= loss
+                    (step or progress.step)(
+                        f"  offered {rate / 1e6:7.3f} Mpps (achieved "
+                        f"{r['offered_pps'] / 1e6:7.3f}): sent {r['sent']:,} received "
+                        f"{r['received']:,} loss {r['loss']:.2e} {'pass' if ok else 'fail'}")
+                    if ok:
+                        lo, best = rate, r
+                    else:
+                        hi = rate
+                    if (hi - lo) / hi < precision:
+                        break
             back.call("close", name="v")
             front.call("close", name="u")
     finally:

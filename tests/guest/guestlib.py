@@ -16,11 +16,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from dpdkvirtio._process import close_pipes
+from dpdkvirtio.progress import Progress
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
@@ -93,6 +95,13 @@ def prepare() -> dict:
     if not os.path.exists(BUSYBOX):
         raise GuestUnavailable("busybox is not installed (apt-get install busybox-static)")
     CACHE.mkdir(exist_ok=True)
+    # shown on the terminal even while pytest captures output (the first run downloads a
+    # kernel and builds an initramfs: a minute or more)
+    with Progress(4, "guest image", stream=sys.__stderr__) as progress:
+        return _prepare(progress)
+
+
+def _prepare(progress: Progress) -> dict:
     pkg = _kernel_package()
     debs = sorted(CACHE.glob(f"{pkg}_*.deb"))
     if not debs:
@@ -108,6 +117,7 @@ def prepare() -> dict:
         if r.returncode != 0:
             raise GuestUnavailable(f"dpkg-deb -x failed: {r.stderr}")
         tmp.rename(root)
+    progress.step(f"kernel package {debs[-1].name}")
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
     moddir = sorted((root / "lib" / "modules").iterdir())[-1]
     if not (moddir / "modules.dep").exists():
@@ -115,6 +125,7 @@ def prepare() -> dict:
         r = _run(["depmod", "-b", str(root), moddir.name])
         if r.returncode != 0:
             raise GuestUnavailable(f"depmod failed: {r.stderr.strip()} (apt-get install kmod)")
+    progress.step(f"modules of {moddir.name} indexed")
     order = _module_order(moddir, MODULES)
     # dvguest, the frame sender/checker inside the guest
     src = HERE / "dvguest.c"
@@ -150,6 +161,10 @@ def prepare() -> dict:
             out.write(gzip.compress(cpio.communicate()[0]))
             find.wait()
         shutil.rmtree(build, ignore_errors=True)
+        progress.step(f"initramfs built ({len(order)} modules, dvguest)")
+    else:
+        progress.step(f"initramfs {initrd.name} cached")
+    progress.step("ready")
     return {"kernel": str(vmlinuz), "initrd": str(initrd), "modules": order,
             "kernel_version": moddir.name}
 

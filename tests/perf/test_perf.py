@@ -1,6 +1,7 @@
 """perf/: every scenario in a short mode (well-formed record, positive rates; no speed
 assertion), the comparison, the busy-poller guard, clean-up on interruption."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -218,6 +219,10 @@ def test_run_json_file(tmp_path):
                         "--warmup", "0.5", "--trials", "1", "--memory-mode", MODE, "--json",
                         str(out)], capture_output=True, text=True, cwd=str(REPO), timeout=300)
     assert r.returncode == 0, r.stderr
+    # not a terminal: one plain progress line per measured side, no bar control characters
+    steps = re.findall(r"^perf run: (\d)/2 \[\d:\d\d:\d\d elapsed(, ETA \d:\d\d:\d\d)?\] ",
+                       r.stdout, re.M)
+    assert [int(k) for k, _ in steps] == [1, 2] and "\r" not in r.stdout, r.stdout
     records = json.loads(out.read_text())
     assert [x["scenario"] for x in records] == ["vhost-tx"]
     assert records[0]["ours_mpps"] > 0 and records[0]["peers"]["testpmd"] > 0
@@ -226,7 +231,7 @@ def test_run_json_file(tmp_path):
 
 def test_ndr_search():
     r = cli.ndr(Options(memory_mode=MODE), loss=0.0, trial_s=0.3, max_iterations=3,
-                ceiling_pps=400_000, log=lambda s: None)
+                ceiling_pps=400_000, step=lambda s: None)
     assert r["scenario"] == "ndr" and len(r["trials"]) == 3
     rates = [t["pps"] for t in r["trials"]]
     assert rates[0] == 200_000 and rates[1] in (100_000, 300_000)   # a binary search
