@@ -55,3 +55,44 @@ def test_measured_loop_runs(d):
     assert f["sent"] == count == f["received"] + f["lost_total"], f
     assert f["lost_total"] == stats["tx_dropped"] and f["received"] == stats["rx_packets"]
     assert f["out_of_order"] == f["duplicates"] == 0
+
+
+def _script(*args, env=None, timeout=300):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          cwd=str(REPO), timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_pump_from_python_script():
+    r = _script("examples/pump_from_python.py", "--seconds", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["received"] == out["sent"] > 100_000, out
+
+
+def test_affinity_sweep_script(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    r = _script("examples/affinity_sweep.py", "--seconds", "0.3", "--trials", "2",
+                "--bursts", "16", "--latency", "--json", rows_file)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(rows_file.read_text())
+    assert len(rows) == 2 * 5 and {r["trial"] for r in rows} == {0, 1}
+    assert all(r["mpps"] > 0 and r["p99_us"] >= r["p50_us"] > 0 for r in rows), rows
+    assert "affinity sweep: 10/10" in r.stderr and "crossed, burst 16" in r.stdout
+
+
+@pytest.mark.slow
+def test_perf_ci_script(tmp_path):
+    """The first run stores the baseline, the second compares against it."""
+    import subprocess
+    env = {**os.environ, "SCENARIOS": "vhost-tx", "TRIALS": "1", "TRIAL_SECONDS": "0.5",
+           "BASELINE": str(tmp_path / "base.json"), "TOLERANCE": "0.95",
+           "PY": os.path.join(os.path.dirname(__import__("sys").executable), "python")}
+    first = subprocess.run(["examples/perf_ci.sh"], cwd=str(REPO), capture_output=True,
+                           text=True, timeout=600, env={**env, "OUT": str(tmp_path / "1.json")})
+    assert first.returncode == 0 and "stored this run as" in first.stdout, first.stderr
+    second = subprocess.run(["examples/perf_ci.sh"], cwd=str(REPO), capture_output=True,
+                            text=True, timeout=600, env={**env, "OUT": str(tmp_path / "2.json")})
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert re.search(r"^vhost-tx\s+\d", second.stdout, re.M), second.stdout

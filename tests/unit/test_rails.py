@@ -39,7 +39,7 @@ def test_stubs_match_the_built_modules():
 
 
 @pytest.mark.parametrize("argv", [
-    ("ruff", "check", "dpdkvirtio", "perf", "tests"),
+    ("ruff", "check", "dpdkvirtio", "perf", "tests", "examples"),
     ("cython-lint", "cython"),
 ], ids=["ruff", "cython-lint"])
 def test_lint(argv):
