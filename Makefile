@@ -2,6 +2,7 @@
 #   make demo   set up this host, build, and pump packets vhost-user <-> virtio-user
 #   make test   set up this host, build, and run the whole test suite
 #   make bench  the standard benchmark set side by side with dpdk-testpmd (and OVS-DPDK)
+#   make docs   the API reference and guides (Sphinx) in build/docs
 # Both are idempotent. Extra arguments: make demo ARGS="--seconds 5 --json",
 # make test PYTEST_ARGS="-k vhost", make test ALLOW_SKIPS=1 (skipped tests do not fail the run).
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: demo test bench notebook host build clean
+.PHONY: demo test bench docs notebook host build clean
 
 demo: build
 	$(PY) -m dpdkvirtio demo $(ARGS)
@@ -22,6 +23,11 @@ test: build
 bench: build
 	mkdir -p perf/results
 	$(PY) -m perf run --trials 5 --seconds 3 --json perf/results/latest.json $(ARGS)
+
+# The API reference and guides (Sphinx; warnings are errors): build/docs/index.html
+docs: build
+	$(PY) -m sphinx -W --keep-going -b html docs build/docs
+	@echo "docs: build/docs/index.html"
 
 # Re-execute the example notebook in place (its stored outputs are what a code host shows).
 notebook: build

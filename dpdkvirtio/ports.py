@@ -338,9 +338,10 @@ class VhostUserPort(_VhostPortBase):
         Enqueue retries while the guest makes room (OVS default 8).
     socket_mode, owner, group :
         Permissions of the socket file (default 0660).
-    iommu_support, postcopy_support, linear_buffers, external_buffers,
+    iommu_support, postcopy_support, linear_buffers, external_buffers : bool
+        vhost library flags (``rte_vhost_driver_register``).
     compliant_ol_flags, disable_features, enable_features :
-        vhost library flags and feature bits (``rte_vhost_driver_*``).
+        More flags and the feature bits to take away or offer (``rte_vhost_driver_*``).
     start : bool
         Start listening now (default).
 

@@ -91,7 +91,7 @@ _UDP_PSEUDO = (26, 34)         # source and destination addresses
 
 class FieldVar:
     """A header field the generator changes for every packet (TRex's STLVmFlowVar +
-    STLVmWrFlowVar): ``op`` is "inc", "dec" or "random" over ``[min, max]`` in ``step``s.
+    STLVmWrFlowVar): ``op`` is "inc", "dec" or "random" over ``[min, max]`` in steps of ``step``.
 
     ``field`` is one of ip.src, ip.dst, ip.id, ip.ttl, udp.sport, udp.dport, eth.src,
     eth.dst (the low 4 bytes of a MAC) — or scapy's name for it (``IP.src``,
