@@ -11,7 +11,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: demo test bench docs notebook host build clean
+.PHONY: demo test bench docs notebook image host build clean
 
 demo: build
 	$(PY) -m dpdkvirtio demo $(ARGS)
@@ -28,6 +28,11 @@ bench: build
 docs: build
 	$(PY) -m sphinx -W --keep-going -b html docs build/docs
 	@echo "docs: build/docs/index.html"
+
+# The perf-CI image (docker/Dockerfile); its own Debian base when no registry answers.
+# Then: scripts/image.sh demo, or scripts/image.sh run make bench (docker/README.md).
+image: host
+	scripts/image.sh build
 
 # Re-execute the example notebook in place (its stored outputs are what a code host shows).
 notebook: build

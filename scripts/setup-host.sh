@@ -13,14 +13,20 @@ PACKAGES=(
   tshark                               # reads our pcapng captures in the tests
   libpcap-dev                          # compiles capture filters (pcap_compile)
 )
+# The container engine and debootstrap: `make image` and the image test (not inside a
+# container, where the image itself is being built)
+IMAGE_PACKAGES=(docker.io debootstrap)
 HUGEPAGES_2M=${DPDKVIRTIO_HUGEPAGES:-1024}     # 2 GiB by default
 HUGE_MOUNT=/dev/hugepages
 
 log() { echo "setup-host: $*" >&2; }
 
+in_container() { [[ -e /.dockerenv || -e /run/.containerenv ]]; }
+
 packages() {
-  local missing=()
-  for p in "${PACKAGES[@]}"; do
+  local missing=() wanted=("${PACKAGES[@]}")
+  in_container || wanted+=("${IMAGE_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     [[ $p == \#* ]] && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
