@@ -2,7 +2,7 @@
 search the zero-loss throughput.
 
     python -m perf run [SCENARIO ...] [--seconds 5] [--trials 3] [--json FILE]
-    python -m perf compare BASELINE.json NEW.json [--tolerance 0.05]
+    python -m perf compare BASELINE.json NEW.json [--tolerance 0.05] [--junit F] [--markdown F]
     python -m perf ndr [--loss 0] [--seconds 2]
     python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
     python -m perf notify [--seconds 3] [--json FILE]
@@ -20,7 +20,7 @@ import sys
 import time
 
 from dpdkvirtio.progress import Progress
-from perf import host, stats
+from perf import compare, host, stats
 from perf.scenarios import BACK, FRONT, SCENARIOS, STANDARD, Options, Unsupported
 
 
@@ -208,62 +208,6 @@ def _f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 
 
-# ------------------------------------------------------------------------- compare
-
-def _key(r):
-    return (r["scenario"], r.get("pkt_size"), r.get("queues"), r.get("ports", 1))
-
-
-def compare(base: list, new: list, tolerance: float, absolute: bool = False):
-    """Rows (key, base value, new value, change, verdict) and whether anything regressed
-    (or a baseline scenario is missing from ``new``; scenarios only in ``new`` are listed
-    as "new"). Ratios to testpmd are compared, unless ``absolute`` and the hosts match."""
-    by_key = {_key(r): r for r in base}
-    rows, regressed = [], False
-    for r in new:
-        b = by_key.get(_key(r))
-        if b is None:
-            rows.append((_key(r), None, r.get("ratio"), None, "new"))
-            continue
-        same = host.same_host(b.get("host", {}), r.get("host", {}))
-        field = "ours_mpps" if (absolute and same) else "ratio"
-        bv, nv = b.get(field), r.get(field)
-        if bv is None or nv is None:
-            rows.append((_key(r), bv, nv, None, "no data"))
-            continue
-        change = (nv - bv) / bv if bv else 0.0
-        verdict = "ok"
-        if change < -tolerance:
-            verdict = "REGRESSION"
-            regressed = True
-        elif change > tolerance:
-            verdict = "better"
-        rows.append((_key(r), bv, nv, change, f"{verdict} ({field})"))
-    # a scenario of the baseline that the new run lacks is not a pass
-    new_keys = {_key(r) for r in new}
-    for k, b in by_key.items():
-        if k not in new_keys:
-            rows.append((k, b.get("ratio"), None, None, "MISSING from the new run"))
-            regressed = True
-    return rows, regressed
-
-
-def cmd_compare(args) -> int:
-    base = json.load(open(args.baseline))
-    new = json.load(open(args.new))
-    rows, regressed = compare(base, new, args.tolerance, args.absolute)
-    width = max([len(f"{k[0]} {k[1]}B q{k[2]} p{k[3]}") for k, *_ in rows] + [10])
-    print(f"{'scenario':<{width}}  {'baseline':>9}  {'new':>9}  {'change':>8}  verdict")
-    for k, bv, nv, ch, verdict in rows:
-        name = f"{k[0]} {k[1]}B q{k[2]} p{k[3]}"
-        print(f"{name:<{width}}  {_f(bv, '{:.3f}'):>9}  {_f(nv, '{:.3f}'):>9}  "
-              f"{'-' if ch is None else f'{ch * 100:+.1f}%':>8}  {verdict}")
-    if regressed:
-        print(f"\nregression beyond {args.tolerance * 100:.0f}%, or scenarios missing")
-        return 1
-    return 0
-
-
 # ------------------------------------------------------------------------- NDR / PDR
 
 def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 0.02,
@@ -393,13 +337,8 @@ def main(argv=None) -> int:
     r.add_argument("--json", metavar="FILE")
     r.add_argument("--force", action="store_true", help="measure even with busy pollers around")
     r.set_defaults(func=cmd_run)
-    c = sub.add_parser("compare", help="compare a new run with a baseline")
-    c.add_argument("baseline")
-    c.add_argument("new")
-    c.add_argument("--tolerance", type=float, default=0.05)
-    c.add_argument("--absolute", action="store_true",
-                   help="compare absolute Mpps when the host fingerprints match")
-    c.set_defaults(func=cmd_compare)
+    compare.add_arguments(sub.add_parser("compare", help="compare a new run with a baseline "
+                                         "(table, JUnit XML, markdown summary)"))
     n = sub.add_parser("ndr", help="zero-loss (or <= --loss) throughput by binary search")
     n.add_argument("--loss", type=float, default=0.0)
     n.add_argument("--seconds", type=float, default=2.0)

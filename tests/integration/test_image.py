@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_image_builds_and_runs_the_demo_with_host_hugepages():
     try:
         r = _sh("build", timeout=2400)
         assert r.returncode == 0, r.stderr[-4000:]
-        free = int(open("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read())
+        free = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
         r = _sh("demo", "--seconds", "3", timeout=600)
         assert r.returncode == 0, r.stderr[-4000:]
         out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -42,7 +43,7 @@ def test_image_builds_and_runs_the_demo_with_host_hugepages():
         assert checks["dpdk version"]["verdict"] == "ok", checks
     finally:
         if not engine_was_up and os.path.exists(PIDFILE):     # the engine this test started
-            pid = int(open(PIDFILE).read())
+            pid = int(Path(PIDFILE).read_text())
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):

@@ -1,6 +1,7 @@
 """perf/: every scenario in a short mode (well-formed record, positive rates; no speed
 assertion), the comparison, the busy-poller guard, clean-up on interruption."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dpdkvirtio.peers import ovs_dpdk_available
-from perf import cli, host
+from perf import cli, compare, host
 from perf.scenarios import SCENARIOS, Options
 from tests.helpers import REPO, free_hugepages_mb
 
@@ -61,7 +62,7 @@ def test_compare_flags_regression_and_passes_equal_run(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     r = run(b, w, "--tolerance", "0.05")
     assert r.returncode == 1 and "REGRESSION" in r.stdout and "vhost-rx" in r.stdout
-    rows, regressed = cli.compare(base, worse, 0.20)
+    rows, regressed = compare.compare(base, worse, 0.20)
     assert not regressed                                # within a wider tolerance
 
 
@@ -70,11 +71,11 @@ def test_compare_uses_ratios_across_hosts_and_absolute_on_the_same_host():
     other = dict(fp, cpu_model="some other CPU")
     base = [_rec("vhost-rx", 1.0, 30.0, other)]
     new = [_rec("vhost-rx", 1.0, 10.0, fp)]             # slower host, same ratio: fine
-    rows, regressed = cli.compare(base, new, 0.05, absolute=True)
-    assert not regressed and "ratio" in rows[0][4]
+    rows, regressed = compare.compare(base, new, 0.05, absolute=True)
+    assert not regressed and rows[0].metric == "ratio"
     base = [_rec("vhost-rx", 1.0, 30.0, fp)]
-    rows, regressed = cli.compare(base, new, 0.05, absolute=True)
-    assert regressed and "ours_mpps" in rows[0][4]
+    rows, regressed = compare.compare(base, new, 0.05, absolute=True)
+    assert regressed and rows[0].metric == "ours_mpps" and rows[0].verdict == "REGRESSION"
 
 
 def _busy_loop(cpu):
@@ -144,19 +145,57 @@ def test_compare_missing_and_extra_scenarios(tmp_path):
     fp = host.fingerprint()
     base = [_rec("vhost-rx", 1.0, 20.0, fp), _rec("vhost-tx", 1.0, 20.0, fp)]
     new = [_rec("vhost-rx", 1.0, 20.0, fp), _rec("virtio-tx", 2.0, 30.0, fp)]
-    rows, regressed = cli.compare(base, new, 0.05)
-    verdicts = {k[0]: v for k, _, _, _, v in rows}
-    assert verdicts == {"vhost-rx": "ok (ratio)", "virtio-tx": "new",
-                        "vhost-tx": "MISSING from the new run"}
+    rows, regressed = compare.compare(base, new, 0.05)
+    verdicts = {r.scenario.split()[0]: r.verdict for r in rows}
+    assert verdicts == {"vhost-rx": "ok", "virtio-tx": "new", "vhost-tx": "MISSING"}
     assert regressed                                      # a vanished scenario fails CI
-    rows, regressed = cli.compare(base[:1], new, 0.05)    # only an extra one: fine
-    assert not regressed and {k[0] for k, *_ in rows} == {"vhost-rx", "virtio-tx"}
+    rows, regressed = compare.compare(base[:1], new, 0.05)    # only an extra one: fine
+    assert not regressed and {r.scenario.split()[0] for r in rows} == {"vhost-rx", "virtio-tx"}
     b, n = tmp_path / "b.json", tmp_path / "n.json"
     b.write_text(json.dumps(base))
     n.write_text(json.dumps(new))
     r = subprocess.run([sys.executable, "-m", "perf", "compare", str(b), str(n)],
                        capture_output=True, text=True, cwd=str(REPO))
     assert r.returncode == 1 and "MISSING" in r.stdout
+
+
+def test_compare_writes_junit_and_markdown(tmp_path):
+    """JUnit XML: one testcase per scenario and metric, a regression a failure, an
+    improvement a property; the markdown summary says the same; exit status 1."""
+    import xml.etree.ElementTree as ET
+    fp = host.fingerprint()
+    base = [_rec("vhost-rx", 1.0, 20.0, fp), _rec("vhost-tx", 1.0, 20.0, fp),
+            _rec("virtio-tx", 1.0, 20.0, fp)]
+    new = [_rec("vhost-rx", 0.80, 16.0, fp), _rec("vhost-tx", 1.30, 26.0, fp),
+           _rec("virtio-tx", 1.01, 20.2, fp)]
+    for b, n, cpp_b, cpp_n in ((base[0], new[0], 50.0, 80.0), (base[1], new[1], 60.0, 45.0)):
+        b["cycles_per_packet"], n["cycles_per_packet"] = {"ours": cpp_b}, {"ours": cpp_n}
+    bf, nf = tmp_path / "b.json", tmp_path / "n.json"
+    bf.write_text(json.dumps(base))
+    nf.write_text(json.dumps(new))
+    junit, md = tmp_path / "perf.xml", tmp_path / "perf.md"
+    r = subprocess.run([sys.executable, "-m", "perf", "compare", str(bf), str(nf),
+                        "--tolerance", "0.05", "--junit", str(junit), "--markdown", str(md)],
+                       capture_output=True, text=True, cwd=str(REPO),
+                       env={**os.environ, "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
+    assert r.returncode == 1, r.stdout + r.stderr
+    suite = ET.parse(junit).getroot()
+    cases = {(c.get("classname").split()[0], c.get("name")): c for c in suite.iter("testcase")}
+    assert set(cases) == {("vhost-rx", "ratio"), ("vhost-rx", "cycles_per_packet.ours"),
+                          ("vhost-tx", "ratio"), ("vhost-tx", "cycles_per_packet.ours"),
+                          ("virtio-tx", "ratio")}
+    failed = {k for k, c in cases.items() if c.find("failure") is not None}
+    assert failed == {("vhost-rx", "ratio"), ("vhost-rx", "cycles_per_packet.ours")}
+    assert suite.get("tests") == "5" and suite.get("failures") == "2"
+    better = {k for k, c in cases.items() if c.find("properties/property[@name='improvement']")
+              is not None}
+    assert better == {("vhost-tx", "ratio"), ("vhost-tx", "cycles_per_packet.ours")}
+    text = md.read_text()
+    assert text.startswith("### perf compare: 2 regression(s) beyond 5%")
+    assert "| vhost-rx 64B q1 p1 | ratio | 1.000 | 0.800 | -20.0% | ❌ REGRESSION |" in text
+    assert "| vhost-tx 64B q1 p1 | cycles_per_packet.ours | 60.000 | 45.000 | +25.0% | ✅ better |" \
+        in text
+    assert (tmp_path / "summary.md").read_text() == text
 
 
 def test_summary_and_sample_rate_maths():
