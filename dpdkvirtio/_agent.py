@@ -191,7 +191,9 @@ def op_pmd_perf(switch=None):
     pmds = state["switches"][switch].pmds if switch else [_pmd()]
     perfs = [p.perf() for p in pmds]
     return {"perf": perfs[0], "busy_cycles": sum(p["busy_cycles"] for p in perfs),
-            "idle_cycles": sum(p["idle_cycles"] for p in perfs)}
+            "idle_cycles": sum(p["idle_cycles"] for p in perfs),
+            "rx_packets": sum(p["rx_packets"] for p in perfs),
+            "tx_packets": sum(p["tx_packets"] for p in perfs)}
 
 
 def op_pmd(action):

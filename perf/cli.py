@@ -4,6 +4,8 @@ search the zero-loss throughput.
     python -m perf run [SCENARIO ...] [--seconds 5] [--trials 3] [--json FILE]
     python -m perf compare BASELINE.json NEW.json [--tolerance 0.05] [--junit F] [--markdown F]
     python -m perf ndr [--loss 0] [--seconds 2]
+    python -m perf rfc2544 [--sizes 64,128,...] [--pdr-loss 0.001] [--json F] [--markdown F]
+    python -m perf report RESULTS.json -o DIR
     python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
     python -m perf notify [--seconds 3] [--json FILE]
     python -m perf list
@@ -17,11 +19,10 @@ import json
 import os
 import signal
 import sys
-import time
 
 from dpdkvirtio.progress import Progress
-from perf import compare, host, stats
-from perf.scenarios import BACK, FRONT, SCENARIOS, STANDARD, Options, Unsupported
+from perf import capacity, compare, host, stats
+from perf.scenarios import BACK, FRONT, NOT_SIDES, SCENARIOS, STANDARD, Options, Unsupported
 
 
 class Refused(Exception):
@@ -39,7 +40,7 @@ def _guard(force: bool):
 
 def _available_sides(name: str) -> dict:
     from dpdkvirtio.peers import ovs_dpdk_available
-    sides = {k: v for k, v in SCENARIOS[name].items() if k not in ("what",)}
+    sides = {k: v for k, v in SCENARIOS[name].items() if k not in NOT_SIDES}
     if "ovs-dpdk" in sides and not ovs_dpdk_available():
         sides["ovs-dpdk"] = None
     return sides
@@ -57,7 +58,8 @@ def run_scenario(name: str, o: Options, trials: int, log=print, step=None) -> di
     step = step or log
     sides = _available_sides(name)
     values: dict[str, list[float]] = {k: [] for k, v in sides.items() if v is not None}
-    busy: list[float] = []
+    cpp: dict[str, list[float]] = {k: [] for k in values}       # busy cycles per packet
+    busy: dict[str, list[float]] = {k: [] for k in values}      # busy share, %
     errors: dict[str, str] = {}
     for t in range(trials):
         for side, setup in sides.items():
@@ -75,9 +77,12 @@ def run_scenario(name: str, o: Options, trials: int, log=print, step=None) -> di
                 continue
             values[side].append(r["pps"] / 1e6)
             extra = ""
-            if side == "ours" and r.get("busy_pct") is not None:
-                busy.append(r["busy_pct"])
-                extra = f", our poller busy {r['busy_pct']:.0f}%"
+            if r.get("busy_pct") is not None:
+                busy[side].append(r["busy_pct"])
+                extra += f", busy {r['busy_pct']:.0f}%"
+            if r.get("cycles_per_packet") is not None:
+                cpp[side].append(r["cycles_per_packet"])
+                extra += f", {r['cycles_per_packet']:.0f} cycles/packet"
             step(f"  {name} trial {t + 1}/{trials} {side:>9}: {r['pps'] / 1e6:7.2f} Mpps "
                  f"(periods {', '.join(f'{p / 1e6:.1f}' for p in r['periods'])}{extra})")
     summ = {k: stats.summary(v) for k, v in values.items()}
@@ -89,19 +94,42 @@ def run_scenario(name: str, o: Options, trials: int, log=print, step=None) -> di
         peers[side] = summ[side]["median"] if side in summ else None
     tp = peers.get("testpmd")
 
+    def median(d, side, digits):
+        m = stats.summary(d.get(side, []))["median"]
+        return round(m, digits) if m is not None else None
+    cycles = {side: median(cpp, side, 1) for side in values}
+    busy_pct = {side: median(busy, side, 1) for side in values}
+    bound = {side: capacity.bound(busy_pct[side]) for side in values}
+
     def paired(peer):
         # ours and the peer measured back to back in each trial: the median of those ratios
         # is steadier than a ratio of medians on a host whose speed drifts
         a, b = values.get("ours", []), values.get(peer, [])
         r = [x / y for x, y in zip(a, b) if y]
         return round(stats.summary(r)["median"], 3) if r else None
+
+    def ratio(peer):
+        """(ratio, basis): throughput when both sides were self-bound, else cycles."""
+        if not (ours and peers.get(peer)):
+            return None, None
+        value, basis = capacity.summary_ratio(ours, peers[peer], cycles.get("ours"),
+                                              cycles.get(peer), bound.get("ours"),
+                                              bound.get(peer))
+        return (paired(peer), basis) if basis == "mpps" else (value, basis)
+    by_peer = {k: ratio(k) for k in peers}
     rec = {
         "scenario": name,
         "what": SCENARIOS[name]["what"],
+        "counterpart": SCENARIOS[name].get("counterpart"),
         "ours_mpps": round(ours, 3) if ours is not None else None,
         "peers": {k: (round(v, 3) if v is not None else None) for k, v in peers.items()},
-        "ratio": paired("testpmd"),
-        "ratios": {k: paired(k) for k, v in peers.items() if ours and v},
+        "ratio": by_peer.get("testpmd", (None, None))[0],
+        "ratio_basis": by_peer.get("testpmd", (None, None))[1],
+        "ratios": {k: v for k, (v, _) in by_peer.items() if v is not None},
+        "ratio_bases": {k: b for k, (v, b) in by_peer.items() if v is not None},
+        "cycles_per_packet": cycles,
+        "busy_pct": busy_pct,
+        "bound": bound,
         "ratio_of_medians": round(ours / tp, 3) if ours and tp else None,
         "pkt_size": o.pkt_size,
         "queues": o.queues,
@@ -111,8 +139,8 @@ def run_scenario(name: str, o: Options, trials: int, log=print, step=None) -> di
         "spread": {k: {"min": round(s["min"], 3), "max": round(s["max"], 3)}
                    for k, s in summ.items() if s["min"] is not None},
         "raw_mpps": {k: [round(x, 3) for x in v] for k, v in values.items()},
-        # < 100: our poller had time to spare, the rate was set by its peer
-        "ours_busy_pct": round(stats.summary(busy)["median"], 1) if busy else None,
+        # < 100: our poller had time to spare, the rate was set by its counterpart
+        "ours_busy_pct": busy_pct.get("ours"),
     }
     if name == "scale-ports":
         rec["ports"] = o.ports
@@ -183,19 +211,29 @@ def _scale_summary(records):
 
 
 def format_table(records) -> str:
+    """Every side: Mpps, busy cycles per packet, bound (self: its poller was >= 95 % busy;
+    peer: its counterpart set the rate); then each ratio with its basis."""
     peers = sorted({p for r in records for p in r["peers"]})
-    head = ["scenario", "ours Mpps"] + [f"{p} Mpps" for p in peers] + ["ours/testpmd"]
-    head.insert(2, "ours busy%")
-    if "ovs-dpdk" in peers:
-        head.append("ours/ovs")
+    sides = ["ours"] + peers
+    short = {"ours": "ours", "testpmd": "tp", "ovs-dpdk": "ovs"}
+    head = ["scenario"]
+    for side in sides:
+        k = short.get(side, side)
+        head += [f"{k} Mpps", f"{k} cyc/pkt", f"{k} bound"]
+    head += [f"ours/{short.get(p, p)}" for p in peers]
     rows = [head]
     for r in records:
         name = r["scenario"] + (f" x{r['ports']}" if "ports" in r else "")
-        row = [name, _f(r["ours_mpps"]), _f(r.get("ours_busy_pct"), "{:.0f}")] + \
-            [_f(r["peers"].get(p)) for p in peers]
-        row.append(_f(r["ratio"], "{:.2f}"))
-        if "ovs-dpdk" in peers:
-            row.append(_f(r["ratios"].get("ovs-dpdk"), "{:.2f}"))
+        row = [name]
+        for side in sides:
+            mpps = r["ours_mpps"] if side == "ours" else r["peers"].get(side)
+            row += [_f(mpps), _f((r.get("cycles_per_packet") or {}).get(side), "{:.0f}"),
+                    {"counterpart": "peer"}.get((r.get("bound") or {}).get(side) or "-",
+                                                (r.get("bound") or {}).get(side) or "-")]
+        for p in peers:
+            value = r["ratio"] if p == "testpmd" else r["ratios"].get(p)
+            basis = (r.get("ratio_bases") or {}).get(p)
+            row.append(_f(value) + (f" ({basis})" if value is not None and basis else ""))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(*rows)]
     lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
@@ -214,59 +252,17 @@ def ndr(o: Options, loss: float = 0.0, trial_s: float = 2.0, precision: float = 
         max_iterations: int = 14, ceiling_pps: float = 40e6, step=None) -> dict:
     """RFC 2544-style search: the highest rate our virtio-user generator (front-end CPU) can
     offer to our vhost-user rxonly port (back-end CPU) with a loss ratio <= ``loss``
-    (0: NDR, else PDR), by binary search over the generator's paced rate. Each trial sends
-    rate x trial_s packets; loss = (sent - received) / sent, after the rings drained.
+    (0: NDR, else PDR), by binary search over the generator's paced rate (perf.rfc2544).
     ``step(detail)`` reports each trial (default: a Progress on stdout)."""
-    import tempfile
-
-    from dpdkvirtio.peers import Agent
-
-    d = tempfile.mkdtemp(prefix="dvndr-", dir="/tmp")
-    path = os.path.join(d, "n.sock")
-    trials = []
+    from perf import rfc2544
+    tester = rfc2544.Tester("ours", o, trial_s)
     try:
-        with Agent(o.memory_mode, cpu=BACK) as back, Agent(o.memory_mode, cpu=FRONT) as front:
-            back.call("port", name="v", kind="vhost-server", path=path)
-            front.call("port", name="u", kind="virtio-user", path=path, queue_size=o.ring_size)
-            back.call("wait", name="v", what="running")
-            back.call("rx", name="v")
-
-            def trial(pps: float, k: int) -> dict:
-                count = max(1, int(pps * trial_s))
-                rx0 = back.call("stats", name="v")["stats"]["rx_packets"]
-                t0 = time.monotonic()
-                front.call("gen", name="u", count=count, pkt_size=o.pkt_size, pps=pps, tag=f"t{k}")
-                front.call("gen_wait", tag=f"t{k}", timeout=trial_s * 10 + 10)
-                elapsed = time.monotonic() - t0
-                front.call("remove", name="u")
-                time.sleep(0.3)                       # let the ring drain
-                got = back.call("stats", name="v")["stats"]["rx_packets"] - rx0
-                return {"pps": pps, "offered_pps": count / elapsed, "sent": count,
-                        "received": got, "loss": (count - got) / count}
-
-            lo, hi, best = 0.0, ceiling_pps, None
-            # at most max_iterations bisection steps; it ends early at the precision
-            with Progress(max_iterations, "ndr bisection", stream=sys.stdout) as progress:
-                for k in range(max_iterations):
-                    rate = (lo + hi) / 2
-                    r = trial(rate, k)
-                    trials.append(r)
-                    ok = r["loss"] <= loss
-                    (step or progress.step)(
-                        f"  offered {rate / 1e6:7.3f} Mpps (achieved "
-                        f"{r['offered_pps'] / 1e6:7.3f}): sent {r['sent']:,} received "
-                        f"{r['received']:,} loss {r['loss']:.2e} {'pass' if ok else 'fail'}")
-                    if ok:
-                        lo, best = rate, r
-                    else:
-                        hi = rate
-                    if (hi - lo) / hi < precision:
-                        break
-            back.call("close", name="v")
-            front.call("close", name="u")
+        # at most max_iterations bisection steps; it ends early at the precision
+        with Progress(max_iterations, "ndr bisection", stream=sys.stdout) as progress:
+            best, trials = rfc2544.bisect(tester.trial, loss, ceiling_pps, precision,
+                                          max_iterations, step or progress.step)
     finally:
-        import shutil
-        shutil.rmtree(d, ignore_errors=True)
+        tester.close()
     rate = min(best["pps"], best["offered_pps"]) if best else 0.0
     return {"scenario": "ndr" if loss == 0 else "pdr", "loss": loss,
             "rate_mpps": round(rate / 1e6, 3), "trials": trials, "pkt_size": o.pkt_size,
@@ -285,6 +281,12 @@ def cmd_ndr(args) -> int:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)
     return 0
+
+
+def _cmd_rfc2544(args) -> int:
+    from perf.rfc2544 import cmd_rfc2544
+    _guard(args.force)
+    return cmd_rfc2544(args)
 
 
 def _cmd_measured(args) -> int:
@@ -307,7 +309,7 @@ def _cmd_capture(args) -> int:
 
 def cmd_list(args) -> int:
     for name, s in SCENARIOS.items():
-        peers = [k for k in s if k not in ("ours", "what")]
+        peers = [k for k in s if k not in ("ours", *NOT_SIDES)]
         print(f"{name:14} peers: {', '.join(peers):18} {s['what']}")
     return 0
 
@@ -339,6 +341,13 @@ def main(argv=None) -> int:
     r.set_defaults(func=cmd_run)
     compare.add_arguments(sub.add_parser("compare", help="compare a new run with a baseline "
                                          "(table, JUnit XML, markdown summary)"))
+    from perf import report, rfc2544
+    report.add_arguments(sub.add_parser("report", help="PNG plots of a run's JSON"))
+    rf = sub.add_parser("rfc2544", help="NDR, PDR, latency at the NDR and frame loss per "
+                        "frame size, ours and testpmd")
+    rfc2544.add_arguments(rf)
+    rf.add_argument("--force", action="store_true", help="measure even with busy pollers around")
+    rf.set_defaults(func=_cmd_rfc2544)
     n = sub.add_parser("ndr", help="zero-loss (or <= --loss) throughput by binary search")
     n.add_argument("--loss", type=float, default=0.0)
     n.add_argument("--seconds", type=float, default=2.0)

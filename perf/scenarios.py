@@ -66,11 +66,45 @@ def _agent(cpu, o: Options, memory_mb=None) -> Agent:
 
 
 def _cycles(ag, o: Options, switch=None):
-    """Let the runner read our poller's busy/idle cycles."""
+    """Let the runner read our measured poller's cumulative cycles (perf.capacity)."""
     def read():
         r = ag.call("pmd_perf", switch=switch)
-        return r["busy_cycles"], r["idle_cycles"]
+        return {"busy": r["busy_cycles"], "total": r["busy_cycles"] + r["idle_cycles"],
+                "packets": r["rx_packets"] or r["tx_packets"], "hz": None}
     o.extra["cycles"] = read
+
+
+def _dut_testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
+    """A testpmd under measurement: it records its forwarding cycles."""
+    kw["extra_app"] = ["--record-core-cycles"] + list(kw.get("extra_app", []))
+    tp = _testpmd(vdevs, fwd, cpu, o, **kw)
+    o.extra["cycles"] = tp.core_cycles
+    return tp
+
+
+# The feeder of every sink scenario and the drain of every source scenario, for ours and
+# for the peers alike: our own C engines, the fastest source and sink on this host, on
+# the other CPU. A slower counterpart would make both sides measure it.
+FEEDER = "dpdkvirtio generator (unpaced, one per queue)"
+DRAIN = "dpdkvirtio rxonly engine"
+
+
+def _our_port(ag, name, kind, path, o: Options):
+    kw = {"queue_size": o.ring_size} if kind == "virtio-user" else {}
+    ag.call("port", name=name, kind=kind, path=path, queues=o.queues, **kw)
+
+
+def _feed(ag, name, o: Options):
+    for q in range(o.queues):
+        ag.call("gen", name=name, queue=q, pkt_size=o.pkt_size, tag=f"f{q}", start=False)
+    ag.call("pmd", action="start")
+
+
+def _drain(ag, name, o: Options):
+    for q in range(o.queues):
+        ag.call("rx", name=name, queue=q, start=False)
+    ag.call("pmd", action="start")
+    return lambda: ag.call("stats", name=name)["stats"]["rx_packets"]
 
 
 @contextlib.contextmanager
@@ -94,34 +128,32 @@ def _started(tp: Testpmd, tx_first: int = 0):
 
 @contextlib.contextmanager
 def vhost_rx_ours(o: Options, pyloop: bool = False):
-    with _sockdir() as d, _agent(BACK, o) as ag:
+    with _sockdir() as d, _agent(BACK, o) as ag, _agent(FRONT, o) as feeder:
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
-        with _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as feeder:
-            ag.call("wait", name="v", what="running")
-            if pyloop:
-                ag.call("pyloop", name="v", role="rx", cpu=BACK, burst=o.burst)
-            else:
-                for q in range(o.queues):
-                    ag.call("rx", name="v", queue=q, start=False)
-                ag.call("pmd", action="start")
-                _cycles(ag, o)
-            _started(feeder)
-            yield lambda: ag.call("stats", name="v")["stats"]["rx_packets"]
-            feeder.stop()
+        _our_port(feeder, "u", "virtio-user", path, o)
+        ag.call("wait", name="v", what="running")
+        if pyloop:
+            ag.call("pyloop", name="v", role="rx", cpu=BACK, burst=o.burst)
+            read = lambda: ag.call("stats", name="v")["stats"]["rx_packets"]  # noqa: E731
+        else:
+            read = _drain(ag, "v", o)                    # our rxonly engine is the DUT here
+            _cycles(ag, o)
+        _feed(feeder, "u", o)
+        yield read
 
 
 @contextlib.contextmanager
 def vhost_rx_testpmd(o: Options):
     with _sockdir() as d:
         path = os.path.join(d, "s.sock")
-        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
-                _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as feeder:
+        with _dut_testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
+                _agent(FRONT, o) as feeder:
+            _our_port(feeder, "u", "virtio-user", path, o)
             back.wait_link_up(10)
             _started(back)
-            _started(feeder)
+            _feed(feeder, "u", o)
             yield lambda: back.port_stats(0)["rx"]
-            feeder.stop()
             back.stop()
 
 
@@ -129,23 +161,22 @@ def vhost_rx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
-    with _sockdir() as d, _agent(BACK, o) as ag:
+    with _sockdir() as d, _agent(BACK, o) as ag, _agent(FRONT, o) as drain:
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
-        with _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as drain:
-            ag.call("wait", name="v", what="running")
-            _started(drain)
-            if pyloop:
-                ag.call("pyloop", name="v", role="tx", cpu=BACK, burst=o.burst, pkt_size=o.pkt_size)
-            else:
-                fvars = [{"field": "ip.src", "min": "127.0.0.1", "max": "127.0.255.254"}] if vary else []
-                for q in range(o.queues):
-                    ag.call("gen", name="v", queue=q, pkt_size=o.pkt_size, vars=fvars, tag=f"g{q}",
-                            start=False)
-                ag.call("pmd", action="start")
-                _cycles(ag, o)
-            yield lambda: drain.port_stats(0)["rx"]
-            drain.stop()
+        _our_port(drain, "u", "virtio-user", path, o)
+        ag.call("wait", name="v", what="running")
+        read = _drain(drain, "u", o)
+        if pyloop:
+            ag.call("pyloop", name="v", role="tx", cpu=BACK, burst=o.burst, pkt_size=o.pkt_size)
+        else:
+            fvars = [{"field": "ip.src", "min": "127.0.0.1", "max": "127.0.255.254"}] if vary else []
+            for q in range(o.queues):
+                ag.call("gen", name="v", queue=q, pkt_size=o.pkt_size, vars=fvars, tag=f"g{q}",
+                        start=False)
+            ag.call("pmd", action="start")
+            _cycles(ag, o)
+        yield read
 
 
 @contextlib.contextmanager
@@ -153,77 +184,69 @@ def vhost_tx_testpmd(o: Options, vary: bool = False):
     with _sockdir() as d:
         path = os.path.join(d, "s.sock")
         extra = ["--txonly-multi-flow"] if vary else []
-        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o, extra_app=extra) as back, \
-                _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as drain:
+        with _dut_testpmd(_vh_vdev(0, path, o), "txonly", BACK, o, extra_app=extra) as back, \
+                _agent(FRONT, o) as drain:
+            _our_port(drain, "u", "virtio-user", path, o)
             back.wait_link_up(10)
-            _started(drain)
+            read = _drain(drain, "u", o)
             _started(back)
-            yield lambda: drain.port_stats(0)["rx"]
+            yield read
             back.stop()
-            drain.stop()
 
 
 # ------------------------------------------------------------------ virtio side
 
 @contextlib.contextmanager
 def virtio_tx_ours(o: Options):
-    with _sockdir() as d:
+    with _sockdir() as d, _agent(BACK, o) as drain, _agent(FRONT, o) as ag:
         path = os.path.join(d, "s.sock")
-        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, _agent(FRONT, o) as ag:
-            ag.call("port", name="u", kind="virtio-user", path=path, queues=o.queues,
-                    queue_size=o.ring_size)
-            back.wait_link_up(10)
-            _started(back)
-            for q in range(o.queues):
-                ag.call("gen", name="u", queue=q, pkt_size=o.pkt_size, tag=f"g{q}", start=False)
-            ag.call("pmd", action="start")
-            _cycles(ag, o)
-            yield lambda: back.port_stats(0)["rx"]
-            back.stop()
+        drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        _our_port(ag, "u", "virtio-user", path, o)
+        drain.call("wait", name="v", what="running")
+        read = _drain(drain, "v", o)
+        for q in range(o.queues):
+            ag.call("gen", name="u", queue=q, pkt_size=o.pkt_size, tag=f"g{q}", start=False)
+        ag.call("pmd", action="start")
+        _cycles(ag, o)
+        yield read
 
 
 @contextlib.contextmanager
 def virtio_tx_testpmd(o: Options):
-    with _sockdir() as d:
+    with _sockdir() as d, _agent(BACK, o) as drain:
         path = os.path.join(d, "s.sock")
-        with _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
-                _testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as front:
-            back.wait_link_up(10)
-            _started(back)
+        drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        with _dut_testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as front:
+            drain.call("wait", name="v", what="running")
+            read = _drain(drain, "v", o)
             _started(front)
-            yield lambda: back.port_stats(0)["rx"]
+            yield read
             front.stop()
-            back.stop()
 
 
 @contextlib.contextmanager
 def virtio_rx_ours(o: Options):
-    with _sockdir() as d:
+    with _sockdir() as d, _agent(BACK, o) as feeder, _agent(FRONT, o) as ag:
         path = os.path.join(d, "s.sock")
-        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o) as back, _agent(FRONT, o) as ag:
-            ag.call("port", name="u", kind="virtio-user", path=path, queues=o.queues,
-                    queue_size=o.ring_size)
-            for q in range(o.queues):
-                ag.call("rx", name="u", queue=q, start=False)
-            ag.call("pmd", action="start")
-            _cycles(ag, o)
-            back.wait_link_up(10)
-            _started(back)
-            yield lambda: ag.call("stats", name="u")["stats"]["rx_packets"]
-            back.stop()
+        feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        _our_port(ag, "u", "virtio-user", path, o)
+        feeder.call("wait", name="v", what="running")
+        read = _drain(ag, "u", o)                        # our rxonly engine is the DUT here
+        _cycles(ag, o)
+        _feed(feeder, "v", o)
+        yield read
 
 
 @contextlib.contextmanager
 def virtio_rx_testpmd(o: Options):
-    with _sockdir() as d:
+    with _sockdir() as d, _agent(BACK, o) as feeder:
         path = os.path.join(d, "s.sock")
-        with _testpmd(_vh_vdev(0, path, o), "txonly", BACK, o) as back, \
-                _testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as front:
-            back.wait_link_up(10)
+        feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
+        with _dut_testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as front:
+            feeder.call("wait", name="v", what="running")
             _started(front)
-            _started(back)
+            _feed(feeder, "v", o)
             yield lambda: front.port_stats(0)["rx"]
-            back.stop()
             front.stop()
 
 
@@ -260,7 +283,7 @@ def switch_fwd_ours(o: Options):
 def switch_fwd_testpmd(o: Options):
     with _sockdir() as d:
         pa, pb = os.path.join(d, "a.sock"), os.path.join(d, "b.sock")
-        with _testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as back, \
+        with _dut_testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as back, \
                 _testpmd([_vu_vdev(0, pa, o), _vu_vdev(1, pb, o)], "io", FRONT, o) as front:
             back.wait_link_up(10, 0)
             back.wait_link_up(10, 1)
@@ -285,6 +308,7 @@ def switch_fwd_ovs(o: Options):
                 front.wait_link_up(20, 0)
                 front.wait_link_up(20, 1)
                 time.sleep(1)
+                o.extra["cycles"] = ovs.pmd_cycles
                 _started(front, TX_FIRST_BURSTS)
                 yield lambda: front.total_stats()["rx"]
                 front.stop()
@@ -329,8 +353,8 @@ def scale_ports_testpmd(o: Options):
         raise Unsupported(f"testpmd supports at most {MAX_ETHPORTS} ports (RTE_MAX_ETHPORTS)")
     with _sockdir() as d:
         paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
-        with _testpmd([_vh_vdev(i, p, o) for i, p in enumerate(paths)], "rxonly", BACK, o,
-                      timeout=120) as back, \
+        with _dut_testpmd([_vh_vdev(i, p, o) for i, p in enumerate(paths)], "rxonly", BACK, o,
+                          timeout=120) as back, \
                 _testpmd([_vu_vdev(i, p, o) for i, p in enumerate(paths)], "txonly", FRONT, o,
                          timeout=120) as feeder:
             _started(back)
@@ -342,34 +366,41 @@ def scale_ports_testpmd(o: Options):
 
 SCENARIOS = {
     "vhost-rx": {"ours": vhost_rx_ours, "testpmd": vhost_rx_testpmd,
-                 "what": "our rxonly engine on a vhost-user port vs testpmd net_vhost rxonly; "
-                         "fed by testpmd virtio-user txonly"},
+                 "what": "our rxonly engine on a vhost-user port vs testpmd net_vhost rxonly",
+                 "counterpart": f"feeder: {FEEDER} on a virtio-user port"},
     "vhost-tx": {"ours": vhost_tx_ours, "testpmd": vhost_tx_testpmd,
-                 "what": "our generator on a vhost-user port vs testpmd net_vhost txonly; "
-                         "drained by testpmd virtio-user rxonly"},
+                 "what": "our generator on a vhost-user port vs testpmd net_vhost txonly",
+                 "counterpart": f"drain: {DRAIN} on a virtio-user port"},
     "vhost-tx-vary": {"ours": lambda o: vhost_tx_ours(o, vary=True),
                       "testpmd": lambda o: vhost_tx_testpmd(o, vary=True),
                       "what": "vhost-tx with the IPv4 source changing per packet and checksums "
-                              "fixed (testpmd --txonly-multi-flow)"},
+                              "fixed (testpmd --txonly-multi-flow)",
+                      "counterpart": f"drain: {DRAIN} on a virtio-user port"},
     "virtio-tx": {"ours": virtio_tx_ours, "testpmd": virtio_tx_testpmd,
-                  "what": "our generator on a virtio-user port vs testpmd virtio-user txonly; "
-                          "received by testpmd net_vhost rxonly"},
+                  "what": "our generator on a virtio-user port vs testpmd virtio-user txonly",
+                  "counterpart": f"drain: {DRAIN} on a vhost-user port"},
     "virtio-rx": {"ours": virtio_rx_ours, "testpmd": virtio_rx_testpmd,
-                  "what": "our rxonly engine on a virtio-user port vs testpmd virtio-user rxonly; "
-                          "fed by testpmd net_vhost txonly"},
+                  "what": "our rxonly engine on a virtio-user port vs testpmd virtio-user rxonly",
+                  "counterpart": f"feeder: {FEEDER} on a vhost-user port"},
     "switch-fwd": {"ours": switch_fwd_ours, "testpmd": switch_fwd_testpmd, "ovs-dpdk": switch_fwd_ovs,
-                   "what": "forwarding between two vhost-user ports in a closed loop with a "
-                           "testpmd io front-end: our Switch vs testpmd io vs OVS-DPDK"},
+                   "what": "forwarding between two vhost-user ports in a closed loop: our Switch "
+                           "vs testpmd io vs OVS-DPDK",
+                   "counterpart": "front-end: testpmd io over two virtio-user ports, "
+                                  f"{TX_FIRST_BURSTS} bursts circulating"},
     "pyloop-rx": {"ours": lambda o: vhost_rx_ours(o, pyloop=True), "testpmd": vhost_rx_testpmd,
                   "what": "a Python loop (rx_burst + free) on a vhost-user port vs testpmd "
-                          "net_vhost rxonly"},
+                          "net_vhost rxonly",
+                  "counterpart": f"feeder: {FEEDER} on a virtio-user port"},
     "pyloop-tx": {"ours": lambda o: vhost_tx_ours(o, pyloop=True), "testpmd": vhost_tx_testpmd,
                   "what": "a Python loop (alloc from a template + tx_burst) on a vhost-user port "
-                          "vs testpmd net_vhost txonly"},
+                          "vs testpmd net_vhost txonly",
+                  "counterpart": f"drain: {DRAIN} on a virtio-user port"},
     "scale-ports": {"ours": scale_ports_ours, "testpmd": scale_ports_testpmd,
-                    "what": "1, 8, 64 vhost-user ports served by one PMD lcore, fed by one "
-                            "testpmd txonly with as many virtio-user ports"},
+                    "what": "1, 8, 64 vhost-user ports served by one PMD lcore",
+                    "counterpart": "feeders: testpmd txonly, up to 32 virtio-user ports each"},
 }
+# keys of a scenario that are not sides
+NOT_SIDES = ("what", "counterpart")
 
 STANDARD = ["vhost-rx", "vhost-tx", "vhost-tx-vary", "virtio-tx", "virtio-rx", "switch-fwd",
             "pyloop-rx", "pyloop-tx", "scale-ports"]

@@ -5,15 +5,19 @@ from __future__ import annotations
 import statistics
 import time
 
+from perf import capacity
+
 
 def sample_rate(read, seconds: float, warmup_s: float = 1.0, period_s: float = 1.0,
                 cycles=None) -> dict:
     """Read the cumulative packet counter ``read()`` every ``period_s`` for ``seconds``
     after ``warmup_s``; the median of the per-period rates (packets/s) and the periods.
-    ``cycles()``, when given, returns (busy, idle) TSC cycles of our poller: the share of
-    time it was busy over the window tells whether it or its peer set the rate."""
+    ``cycles()``, when given, returns the measured poller's cumulative cycles (see
+    perf.capacity.window): its busy cycles per packet and busy share over the window are
+    added (``cycles_per_packet``, ``busy_pct``)."""
     time.sleep(warmup_s)
     cyc0 = cycles() if cycles else None
+    tc0 = time.monotonic()
     c0, t0 = read(), time.monotonic()
     rates = []
     end = t0 + seconds
@@ -27,9 +31,8 @@ def sample_rate(read, seconds: float, warmup_s: float = 1.0, period_s: float = 1
             break
     out = {"pps": statistics.median(rates) if rates else 0.0, "periods": rates}
     if cycles:
-        b1, i1 = cycles()
-        busy, idle = b1 - cyc0[0], i1 - cyc0[1]
-        out["busy_pct"] = 100.0 * busy / (busy + idle) if busy + idle else None
+        cyc1 = cycles()
+        out.update(capacity.window(cyc0, cyc1, time.monotonic() - tc0))
     return out
 
 

@@ -133,6 +133,22 @@ class OvsDpdk:
                     pass
         return out
 
+    def pmd_cycles(self) -> dict:
+        """Cumulative cycles of the PMD thread (``dpif-netdev/pmd-perf-show``): ``busy``
+        TSC cycles of iterations that moved packets, ``total`` TSC cycles, the received
+        ``packets``."""
+        text = self.appctl("dpif-netdev/pmd-perf-show")
+        used = re.search(r"Used TSC cycles:\s*(\d+)\s*\(\s*([\d.]+) % of total cycles\)", text)
+        busy = re.search(r"busy iterations:\s*\d+\s*\(\s*([\d.]+) % of used cycles\)", text)
+        rx = re.search(r"Rx packets:\s*(\d+)", text)
+        if not (used and busy and rx):
+            return {"busy": 0, "packets": 0, "total": 0, "hz": None}
+        used_cycles = int(used.group(1))
+        share = float(used.group(2)) / 100
+        return {"busy": int(used_cycles * float(busy.group(1)) / 100),
+                "total": int(used_cycles / share) if share else used_cycles,
+                "packets": int(rx.group(1)), "hz": None}
+
     def log_tail(self, n: int = 30) -> str:
         try:
             with open(os.path.join(self.dir, "vswitchd.log")) as f:

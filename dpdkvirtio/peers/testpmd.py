@@ -103,6 +103,19 @@ class Testpmd:
         return {"rx": int(m.group(1)), "rx_dropped": int(m.group(2)), "tx": int(m.group(3)),
                 "tx_dropped": int(m.group(4))}
 
+    def core_cycles(self) -> dict:
+        """Cumulative forwarding cycles of the forwarding lcore (needs --record-core-cycles):
+        ``busy`` TSC cycles spent in bursts that moved packets, the ``packets`` they moved
+        (received; sent for txonly) and ``hz``. Zeros before the first packet."""
+        text = self.cmd("show fwd stats all", expect=r"Accumulated forward statistics[\s\S]*?#{10,}"
+                        r"(?:[\s\S]*?MHz Clock)?")
+        m = re.search(r"CPU cycles/packet=[\d.]+ \(total cycles=(\d+) / total \S+ packets=(\d+)\)"
+                      r" at (\d+) MHz Clock", text)
+        if not m:
+            return {"busy": 0, "packets": 0, "total": None, "hz": None}
+        return {"busy": int(m.group(1)), "packets": int(m.group(2)), "total": None,
+                "hz": int(m.group(3)) * 1_000_000}
+
     def port_stats(self, port: int = 0) -> dict:
         text = self.cmd(f"show port stats {port}", expect=r"Throughput[\s\S]*?#{10}")
         rx = re.search(r"RX-packets:\s*(\d+)", text)

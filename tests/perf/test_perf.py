@@ -31,8 +31,19 @@ def test_scenario_short_mode(name):
     assert rec["scenario"] == name and rec["pkt_size"] == 64 and rec["trials"] == 1
     assert rec["ours_mpps"] > 0, rec
     assert rec["peers"]["testpmd"] > 0, rec
-    assert rec["ratio"] == pytest.approx(rec["ours_mpps"] / rec["peers"]["testpmd"], rel=0.01)
-    assert rec["ratio_of_medians"] == pytest.approx(rec["ratio"], rel=0.01)   # one trial
+    assert rec["ratio_basis"] in ("mpps", "cycles") and rec["counterpart"]
+    sides = ["ours", "testpmd"] + (["ovs-dpdk"] if rec["peers"].get("ovs-dpdk") else [])
+    for side in sides:
+        if side == "ours" and name.startswith("pyloop"):
+            continue                                  # a Python loop has no cycle counters
+        assert rec["cycles_per_packet"][side] > 0, (side, rec)
+        assert 0 < rec["busy_pct"][side] <= 100 and rec["bound"][side] in ("self", "counterpart")
+    if rec["ratio_basis"] == "mpps":
+        assert rec["ratio"] == pytest.approx(rec["ours_mpps"] / rec["peers"]["testpmd"], rel=0.01)
+        assert rec["ratio_of_medians"] == pytest.approx(rec["ratio"], rel=0.01)   # one trial
+    else:
+        assert rec["ratio"] == pytest.approx(rec["cycles_per_packet"]["testpmd"]
+                                             / rec["cycles_per_packet"]["ours"], rel=0.01)
     if "ovs-dpdk" in SCENARIOS[name]:
         assert (rec["peers"]["ovs-dpdk"] or 0) > 0 if ovs_dpdk_available() \
             else rec["peers"]["ovs-dpdk"] is None
@@ -204,13 +215,16 @@ def test_summary_and_sample_rate_maths():
     assert stats.summary([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0}
     # a synthetic counter moving at exactly 1e6 packets/s of wall time, busy 3/4 of cycles
     t0 = time.monotonic()
+    def cycles():
+        ns = (time.monotonic() - t0) * 1e9
+        return {"busy": int(3 * ns), "total": int(4 * ns), "packets": int(ns / 100), "hz": None}
     r = stats.sample_rate(lambda: int((time.monotonic() - t0) * 1e6), seconds=0.6, warmup_s=0.1,
-                          period_s=0.2, cycles=lambda: (3 * int((time.monotonic() - t0) * 1e9),
-                                                        int((time.monotonic() - t0) * 1e9)))
+                          period_s=0.2, cycles=cycles)
     assert len(r["periods"]) == 3
     assert all(abs(p - 1e6) / 1e6 < 0.01 for p in r["periods"]), r["periods"]
     assert r["pps"] == pytest.approx(1e6, rel=0.01)
     assert r["busy_pct"] == pytest.approx(75.0, abs=0.5)
+    assert r["cycles_per_packet"] == pytest.approx(300.0, rel=0.01)
 
 
 def test_run_scenario_records_unsupported_and_pairs_trials(monkeypatch):
