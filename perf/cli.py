@@ -6,6 +6,7 @@ search the zero-loss throughput.
     python -m perf ndr [--loss 0] [--seconds 2]
     python -m perf rfc2544 [--sizes 64,128,...] [--pdr-loss 0.001] [--json F] [--markdown F]
     python -m perf report RESULTS.json -o DIR
+    python -m perf latency [switch-latency] [vhost-latency] [--seconds 2] [--json F]
     python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
     python -m perf notify [--seconds 3] [--json FILE]
     python -m perf list
@@ -283,6 +284,12 @@ def cmd_ndr(args) -> int:
     return 0
 
 
+def _cmd_latency(args) -> int:
+    from perf.latency import cmd_latency
+    _guard(args.force)
+    return cmd_latency(args)
+
+
 def _cmd_rfc2544(args) -> int:
     from perf.rfc2544 import cmd_rfc2544
     _guard(args.force)
@@ -341,7 +348,12 @@ def main(argv=None) -> int:
     r.set_defaults(func=cmd_run)
     compare.add_arguments(sub.add_parser("compare", help="compare a new run with a baseline "
                                          "(table, JUnit XML, markdown summary)"))
-    from perf import report, rfc2544
+    from perf import latency, report, rfc2544
+    lt = sub.add_parser("latency", help="switch-latency and vhost-latency: p50/p99/p99.9/max "
+                        "at 10/50/90 %% of each device's maximum and at 1 Mpps")
+    latency.add_arguments(lt)
+    lt.add_argument("--force", action="store_true", help="measure even with busy pollers around")
+    lt.set_defaults(func=_cmd_latency)
     report.add_arguments(sub.add_parser("report", help="PNG plots of a run's JSON"))
     rf = sub.add_parser("rfc2544", help="NDR, PDR, latency at the NDR and frame loss per "
                         "frame size, ours and testpmd")

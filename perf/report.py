@@ -83,7 +83,11 @@ def latency_plot(records: list[dict], path: str) -> bool:
         lat = r.get("latency_ns")
         if not lat:
             continue
-        per_load = lat if all(isinstance(v, dict) for v in lat.values()) else {"": lat}
+        if "p50" in lat:                                  # one distribution (rfc2544)
+            per_load = {"": lat}
+        else:                                             # latency_ns[side][load]
+            per_load = {f"{side} {load}": q for side, loads in lat.items()
+                        for load, q in loads.items()}
         for side_load, q in per_load.items():
             name = " ".join(str(x) for x in (r.get("scenario") or f"{r.get('pkt_size')} B",
                                               r.get("side", ""), side_load) if x)

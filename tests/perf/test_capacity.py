@@ -92,11 +92,15 @@ def test_report_draws_the_plots(tmp_path):
             "ratio_bases": {"testpmd": "cycles", "ovs-dpdk": "cycles"},
             "cycles_per_packet": {"ours": 100.0, "testpmd": 120.0, "ovs-dpdk": 210.0}}]
     lat = [{"pkt_size": 64, "side": "ours", "ndr_mpps": 9.0,
-            "latency_ns": {"p50": 900, "p99": 20_000, "p999": 50_000, "max": 90_000}}]
-    f1, f2 = tmp_path / "run.json", tmp_path / "lat.json"
+            "latency_ns": {"p50": 900, "p99": 20_000, "p999": 50_000, "max": 90_000}},
+           {"scenario": "switch-latency", "latency_ns": {"ours": {
+               "10%": {"p50": 800, "p99": 9_000, "p999": 20_000, "max": 40_000, "lost": 0}}}}]
+    f1, f2, f3 = tmp_path / "run.json", tmp_path / "lat.json", tmp_path / "sw.json"
     f1.write_text(json.dumps(run))
-    f2.write_text(json.dumps(lat))
-    for f, want in ((f1, {"ratios.png", "cycles.png"}), (f2, {"latency.png"})):
+    f2.write_text(json.dumps(lat[:1]))                 # rfc2544: one distribution
+    f3.write_text(json.dumps(lat[1:]))                 # latency_ns[side][load]
+    for f, want in ((f1, {"ratios.png", "cycles.png"}), (f2, {"latency.png"}),
+                    (f3, {"latency.png"})):
         out = tmp_path / f.stem
         r = subprocess.run([sys.executable, "-m", "perf", "report", str(f), "-o", str(out)],
                            capture_output=True, text=True, cwd=str(REPO), timeout=120)

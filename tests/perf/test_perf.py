@@ -294,3 +294,44 @@ def test_ndr_search():
     passed = [t for t in r["trials"] if t["loss"] == 0]
     assert passed and r["rate_mpps"] == pytest.approx(
         min(passed[-1]["pps"], passed[-1]["offered_pps"]) / 1e6, abs=1e-3)
+
+
+def test_rfc2544_short_run_records(tmp_path):
+    """One short real run (structure only: speed is never asserted in a test)."""
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    r = subprocess.run([sys.executable, "-m", "perf", "rfc2544", "--sizes", "64",
+                        "--trial-seconds", "0.3", "--max-iterations", "2", "--memory-mode", MODE,
+                        "--json", str(out), "--markdown", str(md)],
+                       capture_output=True, text=True, cwd=str(REPO), timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    records = {rec["side"]: rec for rec in json.loads(out.read_text())}
+    assert set(records) == {"ours", "testpmd"}
+    for rec in records.values():
+        assert rec["pkt_size"] == 64 and rec["ndr_mpps"] >= 0 and rec["pdr_mpps"] >= 0
+        assert len(rec["trials"]["ndr"]) == len(rec["trials"]["pdr"]) == 2
+        assert [x["load_pct"] for x in rec["frame_loss"]] == [10, 50, 90, 100]
+        assert all(0 <= x["loss"] <= 1 for x in rec["frame_loss"])
+    assert records["testpmd"]["latency_ns"] is None and records["testpmd"]["latency_absent"]
+    if records["ours"]["ndr_mpps"] > 0:
+        assert set(records["ours"]["latency_ns"]) == {"p50", "p99", "p999", "max"}
+    assert "| 64 | ours |" in md.read_text() and "rfc2544: 1/" in r.stdout
+
+
+def test_latency_short_run_records(tmp_path):
+    out = tmp_path / "l.json"
+    r = subprocess.run([sys.executable, "-m", "perf", "latency", "--seconds", "0.3",
+                        "--memory-mode", MODE, "--json", str(out)],
+                       capture_output=True, text=True, cwd=str(REPO), timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    recs = {rec["scenario"]: rec for rec in json.loads(out.read_text())}
+    assert set(recs) == {"switch-latency", "vhost-latency"}
+    sw = recs["switch-latency"]
+    assert set(sw["latency_ns"]) == {"ours", "testpmd"} | ({"ovs-dpdk"} if ovs_dpdk_available()
+                                                             else set())
+    assert set(recs["vhost-latency"]["latency_ns"]) == {"ours"}
+    assert "testpmd" in recs["vhost-latency"]["absent"]
+    for rec in recs.values():
+        for side, loads in rec["latency_ns"].items():
+            assert set(loads) == {"10%", "50%", "90%", "1mpps"} and rec["max_mpps"][side] > 0
+            for q in loads.values():
+                assert {"p50", "p99", "p999", "max", "lost"} <= set(q) and q["lost"] >= 0

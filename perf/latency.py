@@ -1,0 +1,206 @@
+"""Latency scenarios: one-way latency of measured streams through a forwarder or one
+vhost-user hop, at loads relative to each device's own measured maximum.
+
+    python -m perf latency [switch-latency] [vhost-latency] [--seconds 2] [--json FILE]
+
+switch-latency: one front-end process of ours (front-end CPU) owns two virtio-user ports;
+its generator sends a measured stream into port a of the device under test, which
+forwards it to port b, where the same process's receiver counts it (FlowStats: loss and
+latency per flow). The devices on the back-end CPU: our Switch, dpdk-testpmd io over two
+net_vhost ports, OVS-DPDK (two dpdkvhostuserclient ports, a flow each way). Each is
+driven at 10, 50 and 90 % of its own maximum (measured first with an unpaced generator,
+as this front-end sees it) and at 1 Mpps.
+
+vhost-latency: one hop, our generator on a virtio-user port (front-end CPU) to our
+receiver on the vhost-user port (back-end CPU). testpmd has no end-to-end latency of its
+own and no place in a one-hop path as a forwarder: the record says so.
+
+Records: ``latency_ns[side][load]`` = {p50, p99, p999, max, lost} (load "10%", "50%",
+"90%", "1mpps"), ``max_mpps[side]``, and ``absent`` {side: why} for sides that cannot
+take part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+from dpdkvirtio.peers import Agent, OvsDpdk, ovs_dpdk_available
+from dpdkvirtio.progress import Progress
+from perf.scenarios import BACK, FRONT, Options, _sockdir, _testpmd, _vh_vdev
+
+LOADS = (("10%", 0.10), ("50%", 0.50), ("90%", 0.90), ("1mpps", None))
+SCENARIOS = ("switch-latency", "vhost-latency")
+
+
+class FrontEnd:
+    """Our generator (port ua) and measuring receiver (port ub, or the vhost port of a
+    one-hop path) in one process; every run uses a flow id of its own."""
+
+    def __init__(self, ag: Agent, tx: str, rx_agent: Agent, rx: str):
+        self.ag, self.tx, self.rx_agent, self.rx = ag, tx, rx_agent, rx
+        self.flow = 0
+
+    def max_pps(self, pkt_size: int, seconds: float = 1.0) -> float:
+        """What the path carries with an unpaced generator (received packets/s)."""
+        self.ag.call("gen", name=self.tx, pkt_size=pkt_size, tag="max")
+        time.sleep(0.3)
+        r0, t0 = self._received(), time.monotonic()
+        time.sleep(seconds)
+        r1, t1 = self._received(), time.monotonic()
+        self.ag.call("remove", name=self.tx)
+        time.sleep(0.3)
+        return (r1 - r0) / (t1 - t0)
+
+    def measure(self, pps: float, pkt_size: int, seconds: float) -> dict:
+        self.flow = self.flow % 63 + 1
+        count = max(1, int(pps * seconds))
+        self.ag.call("gen", name=self.tx, pkt_size=pkt_size, pps=pps, count=count,
+                     tag=f"l{self.flow}", flow_id=self.flow)
+        self.ag.call("gen_wait", tag=f"l{self.flow}", timeout=seconds * 10 + 10)
+        self.ag.call("remove", name=self.tx)
+        time.sleep(0.3)
+        f = self.rx_agent.call("flows", name=self.rx, sent={self.flow: count})[str(self.flow)]
+        return {"p50": f["p50_ns"], "p99": f["p99_ns"], "p999": f["p99.9_ns"],
+                "max": f["lat_max_ns"], "lost": f["lost_total"], "sent": count,
+                "offered_mpps": round(pps / 1e6, 3)}
+
+    def _received(self) -> int:
+        return self.rx_agent.call("stats", name=self.rx)["stats"]["rx_packets"]
+
+
+@contextlib.contextmanager
+def _switch_front(d: str, o: Options, server: bool = False):
+    """The front-end of switch-latency: virtio-user ua -> a, ub -> b (clients of the
+    device's sockets, or servers for OVS's client ports)."""
+    # its control thread stays on the front-end CPU too: the back-end CPU is the device's
+    with Agent(o.memory_mode, cpu=FRONT, control_cpus=[FRONT]) as ag:
+        for name, sock in (("ua", "a"), ("ub", "b")):
+            ag.call("port", name=name, kind="virtio-user", path=os.path.join(d, sock),
+                    queue_size=o.ring_size, **({"server": 1} if server else {}))
+        ag.call("rx", name="ub", flows=True)
+        yield FrontEnd(ag, "ua", ag, "ub")
+
+
+@contextlib.contextmanager
+def _switch_dut(side: str, d: str, o: Options):
+    """The device forwarding a -> b on the back-end CPU, and its front-end."""
+    pa, pb = os.path.join(d, "a"), os.path.join(d, "b")
+    if side == "ours":
+        with Agent(o.memory_mode, cpu=BACK, control_cpus=[FRONT]) as dut:
+            dut.call("switch", name="sw", ports=[["a", "dpdkvhostuser", pa],
+                                                 ["b", "dpdkvhostuser", pb]],
+                     flows=[["a", "b"], ["b", "a"]], cpu=BACK)
+            with _switch_front(d, o) as front:
+                dut.call("switch_wait", name="sw")
+                yield front
+    elif side == "testpmd":
+        with _testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as dut:
+            with _switch_front(d, o) as front:
+                dut.wait_link_up(10, 0)
+                dut.wait_link_up(10, 1)
+                dut.start()
+                yield front
+    else:
+        with OvsDpdk(d, lcore_cpu=FRONT, pmd_cpu=BACK, memory_mode=o.memory_mode) as ovs:
+            ovs.add_vhost_client_port("a", pa)
+            ovs.add_vhost_client_port("b", pb)
+            ovs.add_flow("in_port=a,actions=output:b")
+            ovs.add_flow("in_port=b,actions=output:a")
+            with _switch_front(d, o, server=True) as front:
+                time.sleep(2)                     # OVS connects to the servers
+                yield front
+
+
+@contextlib.contextmanager
+def _hop(d: str, o: Options):
+    with Agent(o.memory_mode, cpu=BACK, control_cpus=[FRONT]) as back, \
+            Agent(o.memory_mode, cpu=FRONT, control_cpus=[FRONT]) as ag:
+        path = os.path.join(d, "v.sock")
+        back.call("port", name="v", kind="vhost-server", path=path)
+        ag.call("port", name="u", kind="virtio-user", path=path, queue_size=o.ring_size)
+        back.call("wait", name="v", what="running")
+        back.call("rx", name="v", flows=True)
+        yield FrontEnd(ag, "u", back, "v")
+
+
+def sides_of(scenario: str) -> tuple[list[str], dict[str, str]]:
+    """(sides that take part, {side: why not} for those that cannot)."""
+    if scenario == "vhost-latency":
+        return ["ours"], {"testpmd": "testpmd has no end-to-end latency of its own, and a "
+                                     "one-hop path has no place for a forwarder"}
+    absent = {}
+    sides = ["ours", "testpmd"]
+    if ovs_dpdk_available():
+        sides.append("ovs-dpdk")
+    else:
+        absent["ovs-dpdk"] = "OVS-DPDK is not installed"
+    return sides, absent
+
+
+def run_scenario(scenario: str, o: Options, progress: Progress | None = None) -> dict:
+    sides, absent = sides_of(scenario)
+    latency: dict[str, dict] = {}
+    max_mpps: dict[str, float] = {}
+    for side in sides:
+        with _sockdir() as d:
+            path = _hop(d, o) if scenario == "vhost-latency" else _switch_dut(side, d, o)
+            with path as front:
+                top = front.max_pps(o.pkt_size)
+                max_mpps[side] = round(top / 1e6, 3)
+                latency[side] = {}
+                for load, share in LOADS:
+                    pps = 1e6 if share is None else top * share
+                    r = front.measure(pps, o.pkt_size, o.seconds)
+                    latency[side][load] = r
+                    if progress is not None:
+                        progress.step(f"  {scenario} {side} {load} ({pps / 1e6:.2f} Mpps): "
+                                      f"p50 {(r['p50'] or 0) / 1e3:.1f} us, p99 "
+                                      f"{(r['p99'] or 0) / 1e3:.1f} us, lost {r['lost']}")
+    return {"scenario": scenario, "pkt_size": o.pkt_size, "seconds": o.seconds,
+            "memory_mode": o.memory_mode, "max_mpps": max_mpps, "latency_ns": latency,
+            "absent": absent}
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| scenario | side | max Mpps | load | p50 us | p99 us | p99.9 us | max us | lost |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+
+    def us(v):
+        return "-" if v is None else f"{v / 1e3:.1f}"
+    for r in records:
+        for side, loads in r["latency_ns"].items():
+            for load, q in loads.items():
+                lines.append(f"| {r['scenario']} | {side} | {r['max_mpps'][side]:.2f} | {load} | "
+                             f"{us(q['p50'])} | {us(q['p99'])} | {us(q['p999'])} | "
+                             f"{us(q['max'])} | {q['lost']} |")
+        for side, why in r["absent"].items():
+            lines.append(f"| {r['scenario']} | {side} | - | - | - | - | - | - | absent: {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_latency(args) -> int:
+    names = args.scenarios or list(SCENARIOS)
+    for n in names:
+        if n not in SCENARIOS:
+            raise SystemExit(f"perf latency: unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    o = Options(pkt_size=args.pkt_size, seconds=args.seconds, memory_mode=args.memory_mode)
+    steps = sum(len(sides_of(n)[0]) * len(LOADS) for n in names)
+    with Progress(steps, "perf latency", stream=sys.stdout) as progress:
+        records = [run_scenario(n, o, progress) for n in names]
+    print("\n" + table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("scenarios", nargs="*", help=f"default: {' '.join(SCENARIOS)}")
+    p.add_argument("--seconds", type=float, default=2.0, help="per load")
+    p.add_argument("--pkt-size", type=int, default=64)
+    p.add_argument("--memory-mode", choices=("hugepages", "no-huge"), default="hugepages")
+    p.add_argument("--json", metavar="FILE")
