@@ -1,5 +1,6 @@
 """Replay of a capture file with its own timing: a pcapng that editcap wrote (not us), sent
 by a PMD's generator, its arrival times taken by our capture on the receiving port."""
+import os
 import shutil
 import subprocess
 import time
@@ -10,6 +11,7 @@ import pytest
 import dpdkvirtio as dv
 from dpdkvirtio import pcapfile
 from dpdkvirtio.errors import ConfigError
+from tests import helpers
 
 GAPS_MS = (1, 2, 3, 5, 1, 8, 2, 1)          # the file's inter-packet gaps, cycled
 N = 160
@@ -51,19 +53,51 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
     g = a.add_generator(u, 0, stream)
     b.start()
     with v.capture(None, direction="rx", snaplen=64) as cap:
+        steal0 = _steal_ms()
         a.start()
         assert g.wait_done(60)
+        stolen = _steal_ms() - steal0
         deadline = time.monotonic() + 10
         while v.stats()["rx_packets"] < N * loops:
             assert time.monotonic() < deadline, v.stats()
             time.sleep(0.01)
     a.stop(); b.stop()
+    a.remove(u); b.remove(v)                # free for another run
     pk = cap.packets()
     cap.close()
     assert len(pk) == N * loops
     sent = pcapfile.read(path)
     assert [f[:64] for f in sent.frames] * loops == pk.frames
-    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns)
+    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns), stolen
+
+
+def _steal_ms() -> float:
+    """Time the hypervisor ran something else on the PMDs' CPUs (/proc/stat steal)."""
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            cpu = line.split()[0]
+            if cpu[3:].isdigit() and int(cpu[3:]) in helpers.cpus():
+                total += int(line.split()[8])
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+# A replay is judged on a run the host let run: this 2-vCPU VM's hypervisor sometimes
+# steals the PMDs' CPUs for 100+ ms in a half-second replay (then 10-20 % of the gaps are
+# 1-5 ms late: not the schedule's doing). Such a run is measured again, up to three
+# times; three stolen runs fail the test, saying so.
+STEAL_LIMIT_MS = 30.0
+
+
+def _replay_unstolen(pair, pmds, path, speed, loops=1):
+    seen = []
+    for _ in range(3):
+        got, want, stolen = _replay_gaps(pair, pmds, path, speed, loops)
+        if stolen <= STEAL_LIMIT_MS:
+            return got, want
+        seen.append(round(stolen))
+        print(f"\nthe host stole {stolen:.0f} ms of the PMDs' CPUs during the replay: again")
+    pytest.fail(f"the host stole {seen} ms of the PMDs' CPUs in three replays: no run to judge")
 
 
 def _judge(got, want, what, *, p50_us, p90_us, span_us):
@@ -81,13 +115,13 @@ def _judge(got, want, what, *, p50_us, p90_us, span_us):
 
 
 def test_replay_keeps_the_files_timing(pair, pmds, timed_pcapng):
-    got, want = _replay_gaps(pair, pmds, timed_pcapng, speed=1.0)
+    got, want = _replay_unstolen(pair, pmds, timed_pcapng, speed=1.0)
     # stated tolerance: median gap error <= 50 us, 90 % within half the smallest gap
     _judge(got, want, "original timing (gaps 1-8 ms)", p50_us=50, p90_us=500, span_us=2000)
 
 
 def test_replay_ten_times_faster_and_looped(pair, pmds, timed_pcapng):
-    got, want = _replay_gaps(pair, pmds, timed_pcapng, speed=10.0, loops=2)
+    got, want = _replay_unstolen(pair, pmds, timed_pcapng, speed=10.0, loops=2)
     scaled = np.concatenate([want / 10, [np.mean(want / 10)], want / 10])
     # median <= 20 us, 90 % within twice the smallest gap (on this host p90 was 35-110 us
     # over runs: a few packets per run are held up by host stalls of 1-5 ms)
