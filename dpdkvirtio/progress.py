@@ -46,6 +46,7 @@ class Progress:
                 return
             self._bar = tqdm(total=total, desc=what, file=self.stream, leave=True,
                              dynamic_ncols=True, unit="step",
+                             mininterval=0, miniters=1,      # steps are seconds apart: draw each
                              bar_format="{desc}: {n_fmt}/{total_fmt} {bar} "
                                         "[{elapsed}<{remaining}] {postfix}")
 

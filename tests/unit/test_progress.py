@@ -46,7 +46,16 @@ def test_a_bar_on_a_terminal():
                 p.step()
             tty.flush()
         os.set_blocking(master, False)
-        text = os.read(master, 65536).decode(errors="replace")
+        chunks = []
+        while True:                          # everything the pty holds
+            try:
+                chunk = os.read(master, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        text = b"".join(chunks).decode(errors="replace")
     finally:
         os.close(master)
         os.close(slave)
