@@ -284,34 +284,14 @@ def cmd_ndr(args) -> int:
     return 0
 
 
-def _cmd_latency(args) -> int:
-    from perf.latency import cmd_latency
-    _guard(args.force)
-    return cmd_latency(args)
-
-
-def _cmd_rfc2544(args) -> int:
-    from perf.rfc2544 import cmd_rfc2544
-    _guard(args.force)
-    return cmd_rfc2544(args)
-
-
-def _cmd_measured(args) -> int:
-    from perf.measured import cmd_measured
-    _guard(args.force)
-    return cmd_measured(args)
-
-
-def _cmd_notify(args) -> int:
-    from perf.notify import cmd_notify
-    _guard(args.force)
-    return cmd_notify(args)
-
-
-def _cmd_capture(args) -> int:
-    from perf.capture import cmd_capture
-    _guard(args.force)
-    return cmd_capture(args)
+def _guarded(module: str, command: str):
+    """The command ``perf.<module>.<command>``, imported when it runs, after the
+    busy-poller guard (--force skips it)."""
+    def run(args) -> int:
+        import importlib
+        _guard(args.force)
+        return getattr(importlib.import_module(f"perf.{module}"), command)(args)
+    return run
 
 
 def cmd_list(args) -> int:
@@ -353,13 +333,13 @@ def main(argv=None) -> int:
                         "at 10/50/90 %% of each device's maximum and at 1 Mpps")
     latency.add_arguments(lt)
     lt.add_argument("--force", action="store_true", help="measure even with busy pollers around")
-    lt.set_defaults(func=_cmd_latency)
+    lt.set_defaults(func=_guarded("latency", "cmd_latency"))
     report.add_arguments(sub.add_parser("report", help="PNG plots of a run's JSON"))
     rf = sub.add_parser("rfc2544", help="NDR, PDR, latency at the NDR and frame loss per "
                         "frame size, ours and testpmd")
     rfc2544.add_arguments(rf)
     rf.add_argument("--force", action="store_true", help="measure even with busy pollers around")
-    rf.set_defaults(func=_cmd_rfc2544)
+    rf.set_defaults(func=_guarded("rfc2544", "cmd_rfc2544"))
     n = sub.add_parser("ndr", help="zero-loss (or <= --loss) throughput by binary search")
     n.add_argument("--loss", type=float, default=0.0)
     n.add_argument("--seconds", type=float, default=2.0)
@@ -372,18 +352,18 @@ def main(argv=None) -> int:
     m.add_argument("--seconds", type=float, default=3.0)
     m.add_argument("--rounds", type=int, default=3)
     _host_options(m)
-    m.set_defaults(func=_cmd_measured)
+    m.set_defaults(func=_guarded("measured", "cmd_measured"))
     nt = sub.add_parser("notify", help="CPU, rate and latency of a receiving PMD polling, "
                         "sleeping (50/300 us) and in interrupt mode, idle to saturated")
     nt.add_argument("--seconds", type=float, default=3.0)
     _host_options(nt)
-    nt.set_defaults(func=_cmd_notify)
+    nt.set_defaults(func=_guarded("notify", "cmd_notify"))
     cp = sub.add_parser("capture", help="receiving PMD cycles/packet without capture, with a "
                         "capture tap off, and capturing every packet (snaplen 128, full)")
     cp.add_argument("--seconds", type=float, default=3.0)
     cp.add_argument("--rounds", type=int, default=3)
     _host_options(cp)
-    cp.set_defaults(func=_cmd_capture)
+    cp.set_defaults(func=_guarded("capture", "cmd_capture"))
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
     args = p.parse_args(argv)
 
