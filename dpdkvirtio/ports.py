@@ -494,6 +494,12 @@ class VirtioUserPort(_EthPortBase):
         Virtqueue size (power of 2, default 256).
     mrg_rxbuf, in_order, packed_vq : bool or None
         virtio features (None: driver default).
+    vectorized : bool
+        The driver's SSE receive path: about 40 % fewer cycles per received packet here,
+        for a port that mostly receives (a sink, a capture point). It turns mergeable rx
+        buffers and in-order off (unless given), so each received frame must fit one mbuf
+        (2048 bytes with the default pool), and sending costs about twice the cycles of
+        the in-order path: not for a port that forwards or generates.
     mac : str or None
         ``xx:xx:xx:xx:xx:xx``.
     rx_interrupts : bool
@@ -508,9 +514,9 @@ class VirtioUserPort(_EthPortBase):
 
     def __init__(self, path, *, queues: int = 1, queue_size: int = 256, server: bool = False,
                  mrg_rxbuf: bool | None = None, in_order: bool | None = None,
-                 packed_vq: bool | None = None, mac: str | None = None,
-                 mempool: Mempool | None = None, tx_retries_max: int = 0,
-                 connect_timeout_s: float = 10.0, start: bool = True,
+                 packed_vq: bool | None = None, vectorized: bool = False,
+                 mac: str | None = None, mempool: Mempool | None = None,
+                 tx_retries_max: int = 0, connect_timeout_s: float = 10.0, start: bool = True,
                  rx_interrupts: bool = False):
         path = sockets.check_server_path(path) if server else sockets.check_client_path(path)
         if not server and not os.path.exists(path):
@@ -526,6 +532,14 @@ class VirtioUserPort(_EthPortBase):
         args = [f"path={path}", f"queues={queues}", f"queue_size={queue_size}"]
         if server:
             args.append("server=1")
+        if not isinstance(vectorized, bool):
+            raise ConfigError(f"vectorized must be True or False, got {vectorized!r}")
+        if vectorized:
+            if packed_vq or mrg_rxbuf or in_order:
+                raise ConfigError("vectorized receive needs a split ring without mrg_rxbuf and "
+                                  "in_order; leave those unset (or False)")
+            mrg_rxbuf = in_order = False
+            args.append("vectorized=1")
         for key, val in (("mrg_rxbuf", mrg_rxbuf), ("in_order", in_order), ("packed_vq", packed_vq)):
             a = _bool_arg(key, val)
             if a:
