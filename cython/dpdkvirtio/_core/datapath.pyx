@@ -46,6 +46,9 @@ cdef inline bint _mbuf_consistent(rte_mbuf *m) noexcept nogil:
     # every segment's data inside its buffer, and the segments add up to pkt_len
     cdef uint64_t total = 0
     cdef rte_mbuf *seg = m
+    if m.nb_segs == 1:
+        # the common case from the first cache line only (m.next is in the second)
+        return <uint32_t>m.data_off + m.data_len <= m.buf_len and m.data_len == m.pkt_len
     while seg is not NULL:
         if <uint32_t>seg.data_off + seg.data_len > seg.buf_len:
             return False
