@@ -320,7 +320,7 @@ def test_rfc2544_short_run_records(tmp_path):
 def test_latency_short_run_records(tmp_path):
     out = tmp_path / "l.json"
     r = subprocess.run([sys.executable, "-m", "perf", "latency", "--seconds", "0.3",
-                        "--memory-mode", MODE, "--json", str(out)],
+                        "--trials", "1", "--memory-mode", MODE, "--json", str(out)],
                        capture_output=True, text=True, cwd=str(REPO), timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     recs = {rec["scenario"]: rec for rec in json.loads(out.read_text())}
@@ -335,3 +335,6 @@ def test_latency_short_run_records(tmp_path):
             assert set(loads) == {"10%", "50%", "90%", "1mpps"} and rec["max_mpps"][side] > 0
             for q in loads.values():
                 assert {"p50", "p99", "p999", "max", "lost"} <= set(q) and q["lost"] >= 0
+                assert len(q["trials"]) == 1 and q["steal_ms"][0] >= 0
+    assert set(sw["targets"]) <= {"10%", "50%", "90%", "1mpps"} and sw["targets"]
+    assert all("p99 <= testpmd" in goals for goals in sw["targets"].values())
