@@ -244,12 +244,11 @@ def table(records: list[dict]) -> str:
         for side, why in r["absent"].items():
             lines.append(f"| {r['scenario']} | {side} | - | - | - | - | - | - | - | - | "
                          f"absent: {why} |")
-        for load, goals in (r.get("targets") or {}).items():
-            for goal, g in goals.items():
-                lines.append(f"\n{r['scenario']} {load}: ours {goal}: "
-                             f"{'met' if g['met'] else 'NOT met'} ({us(g['ours_ns'])} us vs "
-                             f"{us(g['limit_ns'])} us)")
-    return "\n".join(lines) + "\n"
+    goals = [f"{r['scenario']} {load}: ours {goal}: {'met' if g['met'] else 'NOT met'} "
+             f"({us(g['ours_ns'])} us vs {us(g['limit_ns'])} us)"
+             for r in records for load, gs in (r.get("targets") or {}).items()
+             for goal, g in gs.items()]
+    return "\n".join(lines + ([""] + goals if goals else [])) + "\n"
 
 
 def cmd_latency(args) -> int:
