@@ -27,7 +27,17 @@ class Agent:
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
-        self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
+        try:
+            self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
+        except BaseException as e:
+            # an agent that did not come up is never handed out, so nobody else would end it
+            _stop(self.proc)
+            why = self.stderr().strip()
+            self._close_pipes()
+            if isinstance(e, TimeoutError):
+                raise TimeoutError(f"agent did not start within {timeout:g} s (stopped it)"
+                                   + (f"; its stderr:\n{why}" if why else "")) from None
+            raise
 
     def call(self, op: str, timeout: float | None = None, **kw):
         """Run ``op_<op>`` in the agent; its result (a dict). Raises AgentError (what the

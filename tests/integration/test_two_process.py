@@ -124,3 +124,26 @@ def test_measured_flows_across_processes(mode, sockdir):
         assert sum(f["lost_total"] for f in summary.values()) == drops
         front.call("close", name="u")
         back.call("close", name="v")
+
+
+def _agents_of_this_process() -> set[int]:
+    mine = set()
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"dpdkvirtio._agent" in cmd:
+            mine.add(int(d))
+    return mine
+
+
+def test_an_agent_that_does_not_start_in_time_is_stopped():
+    # the caller never gets the Agent object: __init__ itself must end the process
+    before = _agents_of_this_process()
+    with pytest.raises(TimeoutError, match=r"agent did not start within 0.01 s \(stopped it\)"):
+        Agent("no-huge", cpu=cpus()[0], timeout=0.01)
+    assert _agents_of_this_process() == before
