@@ -115,3 +115,55 @@ def ovs_dpdk_available() -> bool:
     import shutil
     return all(os.path.exists(p) for p in (OVS_VSWITCHD_DPDK, OVS_SCHEMA)) and \
         all(shutil.which(t) for t in ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl"))
+
+
+def steal_ms(cpus) -> float:
+    """Time the hypervisor ran something else on ``cpus`` so far (/proc/stat steal, in its
+    10 ms ticks), ms. The difference over a run is a lower bound of its stolen time."""
+    names = {f"cpu{c}" for c in cpus}
+    total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] in names and len(parts) > 8:
+                total += int(parts[8])
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def stalls(cpus, seconds: float = 2.0) -> dict[int, dict]:
+    """Spin one thread pinned to each of ``cpus`` at once for ``seconds`` and report what
+    took the CPU away: {cpu: {"over_10us", "over_100us", "over_1ms", "over_10ms": counts of
+    gaps, "stalled_ms", "max_us", "steal_ms"}}. Every CPU is busy meanwhile: run it before
+    starting pollers, never beside them. Raises ValueError for a CPU this process may not
+    use."""
+    import threading
+
+    from ._core import hoststall
+    cpus = list(cpus)
+    allowed = os.sched_getaffinity(0)
+    if not cpus or any(c not in allowed for c in cpus):
+        raise ValueError(f"stalls: CPUs {cpus} must be among this process's {sorted(allowed)}")
+    results: dict[int, dict] = {}
+    errors: list[OSError | ValueError] = []
+
+    def spin(cpu):
+        try:
+            os.sched_setaffinity(0, {cpu})        # this thread only
+            results[cpu] = hoststall.probe(seconds)
+        except (OSError, ValueError) as e:        # re-raised below, in the caller
+            errors.append(e)
+
+    steal0 = {c: steal_ms([c]) for c in cpus}
+    threads = [threading.Thread(target=spin, args=(c,), name=f"stall-probe-{c}") for c in cpus]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    names = {10_000: "over_10us", 100_000: "over_100us", 1_000_000: "over_1ms",
+             10_000_000: "over_10ms"}
+    return {c: {**{names[e]: n for e, n in r["over_ns"].items()},
+                "stalled_ms": round(r["stalled_ns"] / 1e6, 3), "max_us": round(r["max_ns"] / 1e3, 1),
+                "steal_ms": steal_ms([c]) - steal0[c]}
+            for c, r in sorted(results.items())}

@@ -24,8 +24,9 @@ median over trials, the p99 range, and each trial's steal.
 Records: ``latency_ns[side][load]`` = {p50, p99, p999, lost: medians over the trials;
 max: the largest; p99_range; steal_ms per trial; trials: the raw runs} (load "10%",
 "50%", "90%", "1mpps"), ``max_mpps[side]`` (median), ``absent`` {side: why} for sides
-that cannot take part, and for switch-latency ``targets`` (ours against testpmd and
-OVS-DPDK per load, from the medians).
+that cannot take part, ``host_stalls`` {cpu: gaps a spinning thread saw before the run
+(hostinfo.stalls)}, and for switch-latency ``targets`` (ours against testpmd and OVS-DPDK
+per load, from the medians).
 """
 
 from __future__ import annotations
@@ -188,12 +189,28 @@ def targets(latency: dict) -> dict:
     return out
 
 
+STALL_PROBE_S = 2.0
+
+
+def host_stalls(progress: Progress | None = None) -> dict:
+    """Before any poller starts: spin on both CPUs at once (hostinfo.stalls) and keep what
+    took them away. No latency through a poller on these CPUs can stay below it."""
+    from dpdkvirtio import hostinfo
+    found = hostinfo.stalls(sorted({FRONT, BACK}), STALL_PROBE_S)
+    line = "; ".join(f"CPU {c}: {r['over_1ms']} gaps over 1 ms, longest {r['max_us'] / 1e3:.1f} ms, "
+                     f"{r['stalled_ms']:.1f} ms in all" for c, r in found.items())
+    if progress is not None:
+        progress.log(f"host stalls in {STALL_PROBE_S:.0f} s of spinning: {line}")
+    return {str(c): r for c, r in found.items()}
+
+
 def run_scenario(scenario: str, o: Options, trials: int = 1,
                  progress: Progress | None = None) -> dict:
     """Trials alternate the sides (ours, testpmd, OVS-DPDK, ours, ...); each trial sets its
     side up afresh, measures its maximum, then every load."""
     from perf.measured import steal_ms
     sides, absent = sides_of(scenario)
+    stalls = host_stalls(progress)
     raw: dict[str, dict[str, list]] = {side: {load: [] for load, _ in LOADS} for side in sides}
     maxima: dict[str, list[float]] = {side: [] for side in sides}
     for trial in range(trials):
@@ -220,7 +237,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
     rec = {"scenario": scenario, "pkt_size": o.pkt_size, "seconds": o.seconds, "trials": trials,
            "memory_mode": o.memory_mode,
            "max_mpps": {side: round(_median(v), 3) for side, v in maxima.items()},
-           "latency_ns": latency, "absent": absent}
+           "latency_ns": latency, "absent": absent, "host_stalls": stalls}
     if scenario == "switch-latency":
         rec["targets"] = targets(latency)
     return rec

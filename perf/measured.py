@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 
+from dpdkvirtio import hostinfo
 from dpdkvirtio.peers import Agent, unique_prefix
 from perf.scenarios import BACK, FRONT
 
@@ -29,13 +30,7 @@ LOADS = (0.10, 0.50, 0.90)
 def steal_ms(cpus=(FRONT, BACK)) -> float:
     """Time the hypervisor ran something else on our CPUs so far (/proc/stat steal), ms:
     the difference over a run says how long our pollers were not running at all."""
-    total = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            parts = line.split()
-            if parts[0] in {f"cpu{c}" for c in cpus} and len(parts) > 8:
-                total += int(parts[8])
-    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+    return hostinfo.steal_ms(cpus)
 
 
 def _pmd_cost(pmd, key: str) -> tuple[float, float]:

@@ -1,6 +1,5 @@
 """Replay of a capture file with its own timing: a pcapng that editcap wrote (not us), sent
 by a PMD's generator, its arrival times taken by our capture on the receiving port."""
-import os
 import shutil
 import subprocess
 import time
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio import pcapfile
+from dpdkvirtio import hostinfo, pcapfile
 from dpdkvirtio.errors import ConfigError
 from tests import helpers
 
@@ -73,13 +72,7 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
 
 def _steal_ms() -> float:
     """Time the hypervisor ran something else on the PMDs' CPUs (/proc/stat steal)."""
-    total = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            cpu = line.split()[0]
-            if cpu[3:].isdigit() and int(cpu[3:]) in helpers.cpus():
-                total += int(line.split()[8])
-    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+    return hostinfo.steal_ms(helpers.cpus())
 
 
 # A replay is judged on a run the host let run: this 2-vCPU VM's hypervisor sometimes

@@ -1,0 +1,3 @@
+EDGES_NS: tuple[int, ...]
+
+def probe(seconds: float) -> dict: ...
