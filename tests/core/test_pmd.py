@@ -448,3 +448,29 @@ def test_sleep_when_idle(pair, pmds):
     assert helpers.lcore_cpu_share(b.lcore, 1.0) > 0.8
     assert b.sleep_show()["iterations_slept"] == before
     a.stop(); b.stop()
+
+
+def _accounted_share(pmd, seconds=1.0):
+    """(busy + idle cycles + time slept) over the wall time of a window."""
+    p0, t0 = pmd.perf(), time.monotonic()
+    time.sleep(seconds)
+    p1, t1 = pmd.perf(), time.monotonic()
+    cycles = (p1["busy_cycles"] + p1["idle_cycles"]) - (p0["busy_cycles"] + p0["idle_cycles"])
+    return (cycles / p1["tsc_hz"] + (p1["slept_ns"] - p0["slept_ns"]) / 1e9) / (t1 - t0)
+
+
+def test_cycles_account_for_the_whole_wall_time(pair, pmds):
+    """Every cycle of the PMD thread is busy, idle or slept (pmd-perf-show's busy % is a
+    share of all of it): the rounds' bookkeeping too, in poll and in sleep mode."""
+    v, u = pair
+    _, b = pmds
+    b.add_rxq(v, 0, "rxonly")
+    b.start()
+    time.sleep(0.2)
+    polling = _accounted_share(b)
+    b.sleep_max_us = 200
+    time.sleep(0.2)
+    sleeping = _accounted_share(b)
+    assert 0.97 <= polling <= 1.01, polling
+    assert 0.95 <= sleeping <= 1.01, sleeping
+    b.stop()

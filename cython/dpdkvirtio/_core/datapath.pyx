@@ -1203,23 +1203,28 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     cdef rte_cpuset_t cs
     cdef bint busy_round
     cdef uint32_t sleep_us = 1, sleep_max, idle_rounds = 0
-    cdef bint woke = False
+    cdef bint woke = False, slow
     cdef dv_plan *armed = NULL      # interrupt mode: notifications on for this plan
     # the kernel may delay a timed sleep by the thread's timer slack (50 us by default):
     # 1 us, so that a pmd-sleep-max sleep lasts what it asks for (as OVS does)
     prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)
     st.cpu = <uint64_t>sched_getcpu()      # the lcore is pinned to one CPU
+    t_prev = rte_rdtsc()
     while not dv_load_acquire_int(&ctx.stop):
+        slow = False
         plan = <dv_plan *>dv_load_acquire_ptr(<void **>&ctx.plan)
         if armed is not NULL and armed != plan:
             # a new plan: disarm the old one before acknowledging (control frees it then)
             _notify(armed, ctx.epoll_fd, False)
             armed = NULL
+            t_prev = rte_rdtsc()
         burst = ctx.burst_size
         if burst == 0 or burst > DV_PMD_MAX_BURST:
             burst = 32
-        t_start = rte_rdtsc()
-        t_prev = t_start
+        # The clock runs on from the last poll's reading: one rdtsc per poll (about 30
+        # cycles on these CPUs), and the bookkeeping between rounds counts to the next
+        # round. After anything slow (a sleep, a wait, a syscall) it is read afresh.
+        t_start = t_prev
         moved = 0
         busy_round = False
         if plan is not NULL:
@@ -1237,6 +1242,8 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
                 if n >= ctx.sleep_thresh or (pl.gen is not NULL and not pl.gen.done
                                              and not pl.gen.paused):
                     busy_round = True
+        if plan is NULL or plan.n_polls == 0:
+            t_prev = rte_rdtsc()
         st.iterations += 1
         if moved:
             st.busy_cycles += t_prev - t_start
@@ -1251,6 +1258,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
             if not moved:
                 st.intr_spurious += 1
         if ctx.mode == DV_MODE_INTERRUPT and plan is not NULL:
+            slow = True
             # Empty rounds arm the notifications; one more full round polls what came
             # before they were on (the lost wake-up); if it is empty too, wait. Any packet
             # keeps it polling: a wait costs syscalls and, in a VM, the vCPU's wake-up.
@@ -1272,12 +1280,14 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         elif armed is not NULL:
             _notify(armed, ctx.epoll_fd, False)
             armed = NULL
+            slow = True
         sleep_max = ctx.sleep_max_us
         if sleep_max and ctx.mode == DV_MODE_POLL:
             if busy_round:
                 sleep_us = 1
             else:
                 sleep_us = _idle_sleep(ctx, st, sleep_us if sleep_us <= sleep_max else sleep_max)
+                slow = True
         req = dv_load_acquire_int(&ctx.cpu_request)
         if req >= 0 and req != ctx.cpu_ack:
             CPU_ZERO(&cs)
@@ -1285,6 +1295,9 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
             if rte_thread_set_affinity(&cs) == 0:
                 st.cpu = <uint64_t>req
             dv_store_release_int(&ctx.cpu_ack, req)
+            slow = True
+        if slow:
+            t_prev = rte_rdtsc()
     if armed is not NULL:
         _notify(armed, ctx.epoll_fd, False)
     dv_store_release_u64(&ctx.ack_epoch, <uint64_t>-1)
