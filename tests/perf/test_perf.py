@@ -338,3 +338,7 @@ def test_latency_short_run_records(tmp_path):
                 assert len(q["trials"]) == 1 and q["steal_ms"][0] >= 0
     assert set(sw["targets"]) <= {"10%", "50%", "90%", "1mpps"} and sw["targets"]
     assert all("p99 <= testpmd" in goals for goals in sw["targets"].values())
+    for rec in recs.values():                            # probed on both CPUs before the run
+        assert len(rec["host_stalls"]) == 2
+        assert all(st["max_us"] >= 0 and st["over_10us"] >= st["over_1ms"]
+                   for st in rec["host_stalls"].values())
