@@ -17,7 +17,7 @@ receiver on the vhost-user port (back-end CPU). testpmd has no end-to-end latenc
 own and no place in a one-hop path as a forwarder: the record says so.
 
 Trials alternate the sides, each set up afresh. On these hosts a single 2 s run's p99
-swings by 10-100x between identical runs (the hypervisor takes a vCPU for milliseconds,
+swings by 10-300x between identical runs (the hypervisor takes a vCPU for milliseconds,
 often without /proc/stat showing steal), so one run says little; the record keeps the
 median over trials, the p99 range, and each trial's steal.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -151,11 +152,8 @@ def sides_of(scenario: str) -> tuple[list[str], dict[str, str]]:
 
 
 def _median(values: list) -> float | None:
-    vals = sorted(v for v in values if v is not None)
-    if not vals:
-        return None
-    mid = len(vals) // 2
-    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
 
 
 def summarise(trials: list[dict]) -> dict:
