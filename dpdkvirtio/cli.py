@@ -256,6 +256,8 @@ def _print_ctl(cmd, res):
                   f"{p['rx_packets']}  tx packets {p['tx_packets']}")
             print(f"  cycles/packet {p['cycles_per_packet']:.1f}  packets/poll "
                   f"{p['packets_per_poll']:.2f}  empty iterations {p['empty_iterations']}")
+            print(f"  stalls (CPU taken away for 100 us or more) {p['stalls']}: "
+                  f"{p['stalled_ns'] / 1e6:.1f} ms in all, longest {p['stall_max_ns'] / 1e3:.0f} us")
             hist = p["burst_histogram"]
             nz = [(i, n) for i, n in enumerate(hist) if n]
             print("  burst sizes: " + ", ".join(f"{i}:{n}" for i, n in nz[:12]) +

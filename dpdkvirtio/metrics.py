@@ -18,8 +18,8 @@ name (``_bytes``, ``_seconds``, ``_cycles``), counters end in ``_total``; labels
                                                               tx_nombuf, rx_malformed
     dpdkvirtio_port_tx_retries_total{port}
     dpdkvirtio_queue_{rx,tx}_{packets,bytes}_total{port,queue}
-    dpdkvirtio_pmd_{busy,idle}_cycles_total{lcore,cpu}        with dpdkvirtio_pmd_tsc_hz
-    dpdkvirtio_pmd_{iterations,rx_packets,tx_packets,sleeps,intr_wakeups,...}_total
+    dpdkvirtio_pmd_{busy,idle,stall}_cycles_total{lcore,cpu}  with dpdkvirtio_pmd_tsc_hz
+    dpdkvirtio_pmd_{iterations,rx_packets,tx_packets,sleeps,intr_wakeups,stalls,...}_total
     dpdkvirtio_pmd_slept_seconds_total{lcore,cpu}
     dpdkvirtio_flow_{received,lost,out_of_order,duplicates}_packets_total{port,queue,flow}
     dpdkvirtio_flow_latency_seconds{port,queue,flow}          a histogram (le at powers of
@@ -56,7 +56,8 @@ _PMD_COUNTERS = (("iterations", "iterations", "Rounds over the PMD's assignments
                  ("intr_arms", "intr_arms", "Interrupt mode: waits for a kick entered"),
                  ("intr_wakeups", "intr_wakeups", "Interrupt mode: waits ended by a kick"),
                  ("intr_spurious", "intr_spurious", "Interrupt mode: wake-ups that moved nothing"),
-                 ("intr_timeouts", "intr_timeouts", "Interrupt mode: waits ended by the timeout"))
+                 ("intr_timeouts", "intr_timeouts", "Interrupt mode: waits ended by the timeout"),
+                 ("stalls", "stalls", "Polls of 100 us or more: the CPU was taken away"))
 _FLOW_COUNTERS = (("received", "received", "Unique measured packets received"),
                   ("lost", "lost", "Sequence numbers skipped and not seen later"),
                   ("out_of_order", "out_of_order", "Packets that filled a sequence gap"),
@@ -136,7 +137,9 @@ class Collector:
         rows = [(str(p.lcore), str(p.cpu), p.counters[0].copy()) for p in pmds]
         labels = ["lcore", "cpu"]
         for key, doc in (("busy_cycles", "TSC cycles of rounds that moved packets"),
-                         ("idle_cycles", "TSC cycles of rounds that moved none")):
+                         ("idle_cycles", "TSC cycles of rounds that moved none"),
+                         ("stall_cycles", "TSC cycles of polls of 100 us or more (the CPU "
+                                          "was taken away)")):
             fam = self._counter(f"pmd_{key}", doc, labels)
             for lcore, cpu, c in rows:
                 fam.add_metric([lcore, cpu], int(c[key]))

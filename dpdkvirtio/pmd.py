@@ -544,13 +544,16 @@ class Pmd:
     # -- observation -------------------------------------------------------------------
     def perf(self) -> dict:
         """A pmd-perf-show style summary: iterations, busy %, cycles per packet, packets per
-        poll, the burst-size histogram."""
+        poll, the burst-size histogram, and the stalls: polls that lasted 100 us or more
+        because the CPU was taken away (``stalls``, ``stalled_ns``, ``stall_max_ns``);
+        every packet in flight then waited as long."""
         c = self.counters[0]
         busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
         pkts = int(c["rx_packets"]) + int(c["tx_packets"])
         hist = c["hist"].astype(np.int64)
         polls = int(hist.sum())
         moved = int((hist * np.arange(len(hist))).sum())
+        hz = _pmd.tsc_hz()
         return {
             "lcore": self.lcore, "cpu": self._cpu, "running": self.running,
             "iterations": int(c["iterations"]), "busy_cycles": busy, "idle_cycles": idle,
@@ -563,7 +566,9 @@ class Pmd:
             "slept_ns": int(c["slept_ns"]), "mode": self.mode,
             "intr_arms": int(c["intr_arms"]), "intr_wakeups": int(c["intr_wakeups"]),
             "burst_histogram": hist.tolist(),
-            "tsc_hz": _pmd.tsc_hz(),
+            "tsc_hz": hz,
+            "stalls": int(c["stalls"]), "stalled_ns": int(c["stall_cycles"]) * 10**9 // hz,
+            "stall_max_ns": int(c["stall_max_cycles"]) * 10**9 // hz,
         }
 
     def sleep_show(self) -> dict:

@@ -19,14 +19,15 @@ own and no place in a one-hop path as a forwarder: the record says so.
 Trials alternate the sides, each set up afresh. On these hosts a single 2 s run's p99
 swings by 10-300x between identical runs (the hypervisor takes a vCPU for milliseconds,
 often without /proc/stat showing steal), so one run says little; the record keeps the
-median over trials, the p99 range, and each trial's steal.
+median over trials, the p99 range, and for each trial how long our pollers at both ends
+lost their CPU (polls of 100 us or more) and the steal /proc/stat admitted.
 
 Records: ``latency_ns[side][load]`` = {p50, p99, p999, lost: medians over the trials;
-max: the largest; p99_range; steal_ms per trial; trials: the raw runs} (load "10%",
-"50%", "90%", "1mpps"), ``max_mpps[side]`` (median), ``absent`` {side: why} for sides
-that cannot take part, ``host_stalls`` {cpu: gaps a spinning thread saw before the run
-(hostinfo.stalls)}, and for switch-latency ``targets`` (ours against testpmd and OVS-DPDK
-per load, from the medians).
+max: the largest; p99_range; stalled_ms and steal_ms per trial; trials: the raw runs}
+(load "10%", "50%", "90%", "1mpps"), ``max_mpps[side]`` (median), ``absent`` {side:
+why} for sides that cannot take part, ``host_stalls`` {cpu: gaps a spinning thread saw
+before the run (hostinfo.stalls)}, and for switch-latency ``targets`` (ours against
+testpmd and OVS-DPDK per load, from the medians).
 """
 
 from __future__ import annotations
@@ -66,8 +67,12 @@ class FrontEnd:
         return (r1 - r0) / (t1 - t0)
 
     def measure(self, pps: float, pkt_size: int, seconds: float) -> dict:
+        """One measured stream at ``pps``: its latency percentiles and loss, and how long
+        our own pollers at both ends lost their CPU meanwhile (``stalled_ms``: polls of
+        100 us or more, Pmd.perf)."""
         self.flow = self.flow % 63 + 1
         count = max(1, int(pps * seconds))
+        before = self._stalled_ms()
         self.ag.call("gen", name=self.tx, pkt_size=pkt_size, pps=pps, count=count,
                      tag=f"l{self.flow}", flow_id=self.flow)
         self.ag.call("gen_wait", tag=f"l{self.flow}", timeout=seconds * 10 + 10)
@@ -76,7 +81,12 @@ class FrontEnd:
         f = self.rx_agent.call("flows", name=self.rx, sent={self.flow: count})[str(self.flow)]
         return {"p50": f["p50_ns"], "p99": f["p99_ns"], "p999": f["p99.9_ns"],
                 "max": f["lat_max_ns"], "lost": f["lost_total"], "sent": count,
-                "offered_mpps": round(pps / 1e6, 3)}
+                "offered_mpps": round(pps / 1e6, 3),
+                "stalled_ms": round(self._stalled_ms() - before, 3)}
+
+    def _stalled_ms(self) -> float:
+        agents = {id(a): a for a in (self.ag, self.rx_agent)}.values()
+        return sum(a.call("pmd_perf")["perf"]["stalled_ns"] for a in agents) / 1e6
 
     def _received(self) -> int:
         return self.rx_agent.call("stats", name=self.rx)["stats"]["rx_packets"]
@@ -158,14 +168,15 @@ def _median(values: list) -> float | None:
 
 def summarise(trials: list[dict]) -> dict:
     """One load of one side over its trials: the median p50/p99/p999/lost (a single
-    disturbed trial does not move it), the largest max, the p99 range, and the steal
-    (ms the hypervisor ran something else on our CPUs) of each trial."""
+    disturbed trial does not move it), the largest max, the p99 range, and per trial how
+    long our pollers lost their CPU and the steal /proc/stat admitted (ms)."""
     out = {k: _median([t[k] for t in trials]) for k in ("p50", "p99", "p999", "lost")}
     maxima = [t["max"] for t in trials if t["max"] is not None]
     p99s = [t["p99"] for t in trials if t["p99"] is not None]
     out.update(max=max(maxima) if maxima else None,
                p99_range=[min(p99s), max(p99s)] if p99s else None,
                steal_ms=[t.get("steal_ms") for t in trials],
+               stalled_ms=[t.get("stalled_ms") for t in trials],
                offered_mpps=trials[-1]["offered_mpps"], trials=trials)
     return out
 
@@ -229,6 +240,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
                                 f"  {scenario} trial {trial + 1}/{trials} {side} {load} "
                                 f"({pps / 1e6:.2f} Mpps): p50 {(r['p50'] or 0) / 1e3:.1f} us, "
                                 f"p99 {(r['p99'] or 0) / 1e3:.1f} us, lost {r['lost']}, "
+                                f"our pollers stalled {r['stalled_ms']:.1f} ms, "
                                 f"steal {r['steal_ms']:.0f} ms")
     latency = {side: {load: summarise(runs) for load, runs in loads.items()}
                for side, loads in raw.items()}
@@ -243,7 +255,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
 
 def table(records: list[dict]) -> str:
     lines = ["| scenario | side | max Mpps | load | p50 us | p99 us | p99 range us | p99.9 us "
-             "| max us | lost | steal ms |",
+             "| max us | lost | stalled (steal) ms |",
              "|---|---|---:|---|---:|---:|---|---:|---:|---:|---|"]
 
     def us(v):
@@ -252,7 +264,9 @@ def table(records: list[dict]) -> str:
         for side, loads in r["latency_ns"].items():
             for load, q in loads.items():
                 span = "-" if not q.get("p99_range") else "-".join(us(v) for v in q["p99_range"])
-                steal = ", ".join(f"{v:.0f}" for v in q.get("steal_ms") or [] if v is not None)
+                steal = ", ".join(f"{a:.0f} ({b:.0f})" for a, b in
+                                  zip(q.get("stalled_ms") or [], q.get("steal_ms") or [])
+                                  if a is not None and b is not None)
                 lines.append(f"| {r['scenario']} | {side} | {r['max_mpps'][side]:.2f} | {load} | "
                              f"{us(q['p50'])} | {us(q['p99'])} | {span} | {us(q['p999'])} | "
                              f"{us(q['max'])} | {q['lost']:.0f} | {steal or '-'} |")

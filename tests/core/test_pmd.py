@@ -474,3 +474,32 @@ def test_cycles_account_for_the_whole_wall_time(pair, pmds):
     assert 0.97 <= polling <= 1.01, polling
     assert 0.95 <= sleeping <= 1.01, sleeping
     b.stop()
+
+
+def test_a_cpu_taken_away_shows_as_stalls(pair, pmds):
+    """A busy process on the PMD's CPU takes it away for scheduler slices of milliseconds:
+    the PMD counts each such poll (100 us or more), their time and the longest."""
+    import subprocess
+    v, _ = pair
+    _, b = pmds
+    b.add_rxq(v, 0, "rxonly")
+    b.start()
+    time.sleep(0.3)
+    p0 = b.perf()
+    hog = subprocess.Popen(["taskset", "-c", str(b.cpu), "sh", "-c", "while :; do :; done"])
+    try:
+        time.sleep(1.0)
+    finally:
+        hog.kill()
+        hog.wait()
+    p1 = b.perf()
+    stalls = p1["stalls"] - p0["stalls"]
+    stalled_ms = (p1["stalled_ns"] - p0["stalled_ns"]) / 1e6
+    assert stalls >= 20 and 250 <= stalled_ms <= 900, (stalls, stalled_ms)
+    assert p1["stall_max_ns"] >= 1_000_000
+    time.sleep(0.2)
+    p2 = b.perf()
+    time.sleep(1.0)
+    p3 = b.perf()                                   # alone again: far fewer
+    assert p3["stalled_ns"] - p2["stalled_ns"] < (p1["stalled_ns"] - p0["stalled_ns"]) / 4
+    b.stop()

@@ -99,6 +99,7 @@ def test_telemetry_and_prometheus_read_exact_counters(d):
         assert pmd_t["rx_packets"] == pmd["rx_packets"] == n
         assert pmd_t["tx_packets"] == pmd["tx_packets"] == b["tx_packets"]
         assert pmd_t["cpu"] == pmd["cpu"] and pmd_t["mode"] == "poll"
+        assert pmd_t["stalls"] >= pmd["stalls"] and pmd_t["stall_cycles"] >= pmd["stalls"] * 10**5
         # each poll counts the packets it received: they add up to what came in
         assert sum(i * c for i, c in enumerate(pmd_t["burst_hist"])) == n
         # the switch measures flows where they arrive: rx queue 0 of port a
@@ -125,6 +126,7 @@ def test_telemetry_and_prometheus_read_exact_counters(d):
         lab = {"lcore": pmd["lcore"], "cpu": pmd["cpu"]}
         assert sample(prom, "dpdkvirtio_pmd_rx_packets_total", **lab) == n
         assert sample(prom, "dpdkvirtio_pmd_busy_cycles_total", **lab) >= pmd["busy_cycles"] > 0
+        assert sample(prom, "dpdkvirtio_pmd_stalls_total", **lab) >= pmd["stalls"]
         flow = {"port": "a", "queue": 0, "flow": 3}
         assert sample(prom, "dpdkvirtio_flow_received_packets_total", **flow) == f3["received"]
         assert sample(prom, "dpdkvirtio_flow_lost_packets_total", **flow) == f3["lost"]

@@ -110,20 +110,21 @@ def test_report_draws_the_plots(tmp_path):
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
 
-def _run(p99, lost=0, max_ns=None, steal=0.0):
+def _run(p99, lost=0, max_ns=None, steal=0.0, stalled=0.0):
     return {"p50": p99 // 10, "p99": p99, "p999": p99 * 2, "max": max_ns or p99 * 3,
-            "lost": lost, "steal_ms": steal, "offered_mpps": 1.0}
+            "lost": lost, "steal_ms": steal, "stalled_ms": stalled, "offered_mpps": 1.0}
 
 
 def test_latency_trials_summarised_by_median():
     """perf latency: one disturbed trial (p99 100x) does not move the median; max is the
     largest, the range and every trial's steal are kept."""
     from perf.latency import summarise
-    s = summarise([_run(20_000), _run(2_000_000, lost=900, max_ns=9_000_000, steal=20.0),
-                   _run(30_000)])
+    s = summarise([_run(20_000), _run(2_000_000, lost=900, max_ns=9_000_000, steal=20.0,
+                        stalled=31.5), _run(30_000)])
     assert s["p99"] == 30_000 and s["p50"] == 3_000 and s["lost"] == 0
     assert s["max"] == 9_000_000 and s["p99_range"] == [20_000, 2_000_000]
     assert s["steal_ms"] == [0.0, 20.0, 0.0] and len(s["trials"]) == 3
+    assert s["stalled_ms"] == [0.0, 31.5, 0.0]
     assert summarise([_run(20_000), _run(40_000)])["p99"] == 30_000       # even: the mean of two
     assert summarise([dict(_run(1), p99=None, max=None)])["p99_range"] is None
 

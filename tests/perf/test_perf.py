@@ -336,6 +336,7 @@ def test_latency_short_run_records(tmp_path):
             for q in loads.values():
                 assert {"p50", "p99", "p999", "max", "lost"} <= set(q) and q["lost"] >= 0
                 assert len(q["trials"]) == 1 and q["steal_ms"][0] >= 0
+                assert q["stalled_ms"][0] >= 0
     assert set(sw["targets"]) <= {"10%", "50%", "90%", "1mpps"} and sw["targets"]
     assert all("p99 <= testpmd" in goals for goals in sw["targets"].values())
     for rec in recs.values():                            # probed on both CPUs before the run

@@ -158,6 +158,10 @@ cdef struct dv_pmd_stats:
     uint64_t intr_wakeups         # waits ended by a kick (or by the control side)
     uint64_t intr_spurious        # wake-ups after which the next round moved nothing
     uint64_t intr_timeouts        # waits ended by the timeout
+    uint64_t stalls               # polls that took stall_tsc or longer: the CPU was taken
+    uint64_t stall_cycles         # their TSC cycles in all
+    uint64_t stall_max_cycles     # the longest
+    uint64_t _pad[5]              # rows are whole cache lines
 
 # One per (PMD, assignment); single writer: the PMD.
 cdef struct dv_poll_stats:
@@ -289,6 +293,7 @@ cdef struct dv_pmd_ctx:
     uint32_t sleep_max_us         # 0: pure polling; else sleep when idle (written by control)
     uint32_t sleep_thresh         # a poll moving fewer packets than this is idle
     uint64_t tsc_hz
+    uint64_t stall_tsc            # a poll this long was interrupted (DV_STALL_US)
     int mode                      # DV_MODE_* (written by control)
     uint32_t intr_after_rounds    # interrupt mode: empty rounds before waiting
     int epoll_fd                  # interrupt mode: kick eventfds (edge) + wake_fd
@@ -299,6 +304,7 @@ cdef enum:
     DV_MODE_POLL = 0
     DV_MODE_INTERRUPT = 1
     DV_INTR_TIMEOUT_MS = 100      # default of dv_pmd_ctx.intr_timeout_ms
+    DV_STALL_US = 100             # no poll lasts this long unless its CPU was taken away
     DV_INTR_TIMEOUT_MS_MAX = 60000
     DV_GEN_CATCHUP_NS = 1000000   # 1 ms: how late a paced generator's poll may be made up for
 

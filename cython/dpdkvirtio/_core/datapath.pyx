@@ -1232,6 +1232,13 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
                 pl = &plan.polls[i]
                 n = DV_ENGINES[pl.engine].poll(pl, pkts, burst, t_prev, st)
                 t_now = rte_rdtsc()
+                if t_now - t_prev >= ctx.stall_tsc:
+                    # the kernel or the hypervisor ran something else meanwhile: every
+                    # packet in flight waited this long
+                    st.stalls += 1
+                    st.stall_cycles += t_now - t_prev
+                    if t_now - t_prev > st.stall_max_cycles:
+                        st.stall_max_cycles = t_now - t_prev
                 pl.pst.cycles += t_now - t_prev
                 pl.pst.packets += n
                 pl.pst.polls += 1
@@ -1324,6 +1331,9 @@ def pmd_stats_layout():
         ("intr_wakeups", <size_t>&s.intr_wakeups - base),
         ("intr_spurious", <size_t>&s.intr_spurious - base),
         ("intr_timeouts", <size_t>&s.intr_timeouts - base),
+        ("stalls", <size_t>&s.stalls - base),
+        ("stall_cycles", <size_t>&s.stall_cycles - base),
+        ("stall_max_cycles", <size_t>&s.stall_max_cycles - base),
     ]
     return sizeof(dv_pmd_stats), fields, <size_t>&s.hist[0] - base, DV_HIST_BINS
 

@@ -23,7 +23,8 @@ from dpdkvirtio._dpdk.posix_extra cimport (epoll_create1, epoll_ctl, epoll_event
 from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
     dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
     DV_USES_GEN, DV_MARK_MIN_FRAME, DV_MODE_POLL, DV_MODE_INTERRUPT, DV_KIND_VHOST,
-    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, dv_devices_changed_fd, DV_GEN_CATCHUP_NS)
+    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, DV_STALL_US, dv_devices_changed_fd,
+    DV_GEN_CATCHUP_NS)
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.telemetry cimport dv_tel_add_pmd, dv_tel_forget_pmd
@@ -281,6 +282,7 @@ cdef class PmdThread:
         self._ctx.burst_size = burst_size
         self._ctx.sleep_thresh = burst_size // 2 if burst_size > 1 else 1
         self._ctx.tsc_hz = rte_get_tsc_hz()
+        self._ctx.stall_tsc = self._ctx.tsc_hz * DV_STALL_US // 1000000
         self._ctx.intr_after_rounds = DEFAULT_INTR_AFTER_ROUNDS
         self._ctx.intr_timeout_ms = DV_INTR_TIMEOUT_MS
         self._ctx.epoll_fd = -1

@@ -246,6 +246,9 @@ cdef int _pmd_reply(const tel_entry *e, rte_tel_data *d) noexcept nogil:
     rte_tel_data_add_dict_u64(d, "intr_wakeups", s.intr_wakeups)
     rte_tel_data_add_dict_u64(d, "intr_spurious", s.intr_spurious)
     rte_tel_data_add_dict_u64(d, "intr_timeouts", s.intr_timeouts)
+    rte_tel_data_add_dict_u64(d, "stalls", s.stalls)
+    rte_tel_data_add_dict_u64(d, "stall_cycles", s.stall_cycles)
+    rte_tel_data_add_dict_u64(d, "stall_max_cycles", s.stall_max_cycles)
     hist = rte_tel_data_alloc()
     if hist is not NULL:
         rte_tel_data_start_array(hist, RTE_TEL_U64_VAL)
