@@ -52,10 +52,10 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
     g = a.add_generator(u, 0, stream)
     b.start()
     with v.capture(None, direction="rx", snaplen=64) as cap:
-        steal0 = _steal_ms()
+        steal0, stalled0 = _steal_ms(), _stalled_ms(pmds)
         a.start()
         assert g.wait_done(60)
-        stolen = _steal_ms() - steal0
+        stolen, stalled = _steal_ms() - steal0, _stalled_ms(pmds) - stalled0
         deadline = time.monotonic() + 10
         while v.stats()["rx_packets"] < N * loops:
             assert time.monotonic() < deadline, v.stats()
@@ -67,7 +67,7 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
     assert len(pk) == N * loops
     sent = pcapfile.read(path)
     assert [f[:64] for f in sent.frames] * loops == pk.frames
-    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns), stolen
+    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns), stolen, stalled
 
 
 def _steal_ms() -> float:
@@ -75,22 +75,41 @@ def _steal_ms() -> float:
     return hostinfo.steal_ms(helpers.cpus())
 
 
+def _stalled_ms(pmds) -> float:
+    """How long the two PMDs lost their CPUs so far (their polls of 100 us or more)."""
+    return sum(p.perf()["stalled_ns"] for p in pmds) / 1e6
+
+
 # A replay is judged on a run the host let run: this 2-vCPU VM's hypervisor sometimes
 # steals the PMDs' CPUs for 100+ ms in a half-second replay (then 10-20 % of the gaps are
-# 1-5 ms late: not the schedule's doing). Such a run is measured again, up to three
-# times; three stolen runs fail the test, saying so.
+# 1-5 ms late: not the schedule's doing), and takes them for 1-5 ms at a time more often
+# than /proc/stat shows as steal. The PMDs' own stall counters see every such gap (and the
+# time this process's other threads took). A run in which the PMDs lost more than 2 % of
+# the replay's time (or the host stole 30 ms) is
+# measured again, up to three times; three stolen runs fail the test, saying so; of
+# three merely disturbed runs the calmest is judged, by the same assertions.
 STEAL_LIMIT_MS = 30.0
+STALLED_SHARE_MAX = 0.02
 
 
 def _replay_unstolen(pair, pmds, path, speed, loops=1):
-    seen = []
+    runs, stolen_ms = [], []
     for _ in range(3):
-        got, want, stolen = _replay_gaps(pair, pmds, path, speed, loops)
-        if stolen <= STEAL_LIMIT_MS:
+        got, want, stolen, stalled = _replay_gaps(pair, pmds, path, speed, loops)
+        if stolen > STEAL_LIMIT_MS:
+            stolen_ms.append(round(stolen))
+            print(f"\nthe host stole {stolen:.0f} ms of the PMDs' CPUs during the replay: again")
+            continue
+        if stalled <= STALLED_SHARE_MAX * want.sum() * loops / speed / 1e6:   # ns -> ms
             return got, want
-        seen.append(round(stolen))
-        print(f"\nthe host stole {stolen:.0f} ms of the PMDs' CPUs during the replay: again")
-    pytest.fail(f"the host stole {seen} ms of the PMDs' CPUs in three replays: no run to judge")
+        print(f"\nthe PMDs lost their CPUs for {stalled:.1f} ms during the replay: again")
+        runs.append((stalled, got, want))
+    if not runs:
+        pytest.fail(f"the host stole {stolen_ms} ms of the PMDs' CPUs in three replays: "
+                    "no run to judge")
+    stalled, got, want = min(runs, key=lambda r: r[0])
+    print(f"judging the calmest of {len(runs)} disturbed runs ({stalled:.1f} ms stalled)")
+    return got, want
 
 
 def _judge(got, want, what, *, p50_us, p90_us, span_us):
