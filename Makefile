@@ -3,6 +3,9 @@
 #   make test   set up this host, build, and run the whole test suite
 #   make bench  the standard benchmark set side by side with dpdk-testpmd (and OVS-DPDK)
 #   make docs   the API reference and guides (Sphinx) in build/docs
+#   make image-test  install the container engine and debootstrap, build the perf-CI image,
+#               run the demo in it, stop the engine it started (tests/image; CI runs it
+#               after make test)
 # Both are idempotent. Extra arguments: make demo ARGS="--seconds 5 --json",
 # make test PYTEST_ARGS="-k vhost", make test ALLOW_SKIPS=1 (skipped tests do not fail the run).
 SHELL := /bin/bash
@@ -11,14 +14,23 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: demo test bench docs notebook image host build clean
+.PHONY: demo test image-test bench docs notebook image host image-host build clean
 
 demo: build
 	$(PY) -m dpdkvirtio demo $(ARGS)
 
 # A skipped test fails the run (a missing peer is a set-up failure); ALLOW_SKIPS=1 accepts skips.
+# The suite's wall time is printed last, whatever the result.
 test: build
-	ALLOW_SKIPS=$(ALLOW_SKIPS) $(PY) -m pytest tests $(PYTEST_ARGS)
+	@start=$$(date +%s); rc=0; \
+	ALLOW_SKIPS=$(ALLOW_SKIPS) $(PY) -m pytest tests --ignore=tests/image $(PYTEST_ARGS) || rc=$$?; \
+	echo "make test: pytest exit $$rc, wall time $$(( $$(date +%s) - start )) s"; exit $$rc
+
+# The image is 2 GB and minutes to build: its own target, not part of make test.
+image-test: build image-host
+	@start=$$(date +%s); rc=0; \
+	ALLOW_SKIPS=$(ALLOW_SKIPS) $(PY) -m pytest tests/image $(PYTEST_ARGS) || rc=$$?; \
+	echo "make image-test: pytest exit $$rc, wall time $$(( $$(date +%s) - start )) s"; exit $$rc
 
 bench: build
 	mkdir -p perf/results
@@ -31,7 +43,7 @@ docs: build
 
 # The perf-CI image (docker/Dockerfile); its own Debian base when no registry answers.
 # Then: scripts/image.sh demo, or scripts/image.sh run make bench (docker/README.md).
-image: host
+image: host image-host
 	scripts/image.sh build
 
 # Re-execute the example notebook in place (its stored outputs are what a code host shows).
@@ -42,6 +54,9 @@ notebook: build
 
 host:
 	scripts/setup-host.sh all
+
+image-host:
+	scripts/setup-host.sh image
 
 build: host $(VENV)/.installed
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 host for dpdkvirtio: system packages and 2 MB hugepages.
 # Idempotent: installs only what is missing, reserves hugepages only when none are free.
-# Usage: scripts/setup-host.sh [packages|hugepages|all]   (default: all)
+# Usage: scripts/setup-host.sh [packages|hugepages|all|image]   (default: all)
+#   all     what `make demo` and `make test` need: the packages, then hugepages
+#   image   what `make image` and `make image-test` need besides: the container engine
+#           and debootstrap (never part of `all`)
+# The image build (docker/Dockerfile) sets DPDKVIRTIO_IMAGE_BUILD=1: /proc/sys is read-only
+# while an image is built, so hugepages are left to the host that runs the container.
 set -euo pipefail
 
 PACKAGES=(
@@ -13,20 +18,17 @@ PACKAGES=(
   tshark                               # reads our pcapng captures in the tests
   libpcap-dev                          # compiles capture filters (pcap_compile)
 )
-# The container engine and debootstrap: `make image` and the image test (not inside a
-# container, where the image itself is being built)
+# The container engine and debootstrap: `make image` and `make image-test` only
 IMAGE_PACKAGES=(docker.io debootstrap)
 HUGEPAGES_2M=${DPDKVIRTIO_HUGEPAGES:-1024}     # 2 GiB by default
 HUGE_MOUNT=/dev/hugepages
 
 log() { echo "setup-host: $*" >&2; }
 
-in_container() { [[ -e /.dockerenv || -e /run/.containerenv ]]; }
-
+# install the Debian packages named in "$@" that are missing
 packages() {
-  local missing=() wanted=("${PACKAGES[@]}")
-  in_container || wanted+=("${IMAGE_PACKAGES[@]}")
-  for p in "${wanted[@]}"; do
+  local missing=()
+  for p in "$@"; do
     [[ $p == \#* ]] && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -45,6 +47,10 @@ packages() {
 }
 
 hugepages() {
+  if [[ ${DPDKVIRTIO_IMAGE_BUILD:-} == 1 ]]; then
+    log "building the image: hugepages come from the host that runs it (scripts/image.sh run)"
+    return 0
+  fi
   local nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
   local free=/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages
   if [[ ! -e $nr ]]; then
@@ -71,8 +77,9 @@ hugepages() {
 }
 
 case "${1:-all}" in
-  packages) packages ;;
+  packages) packages "${PACKAGES[@]}" ;;
   hugepages) hugepages ;;
-  all) packages; hugepages ;;
-  *) echo "usage: $0 [packages|hugepages|all]" >&2; exit 2 ;;
+  all) packages "${PACKAGES[@]}"; hugepages ;;
+  image) packages "${IMAGE_PACKAGES[@]}" ;;
+  *) echo "usage: $0 [packages|hugepages|all|image]" >&2; exit 2 ;;
 esac
