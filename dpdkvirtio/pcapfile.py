@@ -39,7 +39,12 @@ class Interface:
     linktype: int
     snaplen: int
     description: str = ""
-    ns_per_tick: float = 1000.0          # timestamp unit in ns (pcap: 1000 or 1)
+    ticks_per_second: int = 1_000_000    # timestamp unit (pcapng if_tsresol; pcap: 10^6 or 10^9)
+
+    def ticks_to_ns(self, ticks: int) -> int:
+        """Nanoseconds of ``ticks`` in this interface's unit, exactly (integers: a float
+        of ns since 1970 holds only multiples of 256 ns), rounded down."""
+        return ticks * 1_000_000_000 // self.ticks_per_second
 
 
 @dataclass
@@ -68,12 +73,14 @@ class Packets:
 
     def to_scapy(self) -> list:
         """The frames decoded by scapy (``scapy.layers.l2.Ether``), each with its
-        timestamp as ``.time`` (seconds) — scapy is imported here, not at import time."""
+        timestamp as ``.time`` (seconds, a scapy EDecimal: exact to the nanosecond) —
+        scapy is imported here, not at import time."""
         from scapy.layers.l2 import Ether  # (an optional dependency)
+        from scapy.utils import EDecimal
         out = []
         for f, ns in zip(self.frames, self.timestamps_ns.tolist()):
             p = Ether(f)
-            p.time = ns / 1e9
+            p.time = EDecimal(ns) / 1_000_000_000
             out.append(p)
         return out
 
@@ -118,13 +125,13 @@ def _exact(f, n: int, name: str, what: str) -> bytes:
 
 def _read_pcap(f, name: str, magic: bytes, limit: int | None) -> Packets:
     endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    ns_per_tick = 1.0 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1000.0
+    per_second = 10**9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 10**6
     rest = f.read(20)
     if len(rest) < 20:
         raise ConfigError(f"{name}: not a pcap file (too short)")
     snaplen, linktype = struct.unpack(endian + "II", rest[12:20])
     linktype &= 0xFFFF
-    iface = Interface("", linktype, snaplen, ns_per_tick=ns_per_tick)
+    iface = Interface("", linktype, snaplen, ticks_per_second=per_second)
     frames: list[bytes] = []
     ts: list[int] = []
     orig: list[int] = []
@@ -140,7 +147,7 @@ def _read_pcap(f, name: str, magic: bytes, limit: int | None) -> Packets:
             raise ConfigError(f"{name}: corrupt: packet {len(frames)} claims {incl} bytes "
                               f"(snap length {snaplen})")
         frames.append(_exact(f, incl, name, f"packet {len(frames)}"))
-        ts.append(sec * 1_000_000_000 + int(frac * ns_per_tick))
+        ts.append(sec * 1_000_000_000 + iface.ticks_to_ns(frac))
         orig.append(olen)
     return _packets(frames, ts, orig, [0] * len(frames), [iface], {}, name)
 
@@ -216,7 +223,7 @@ class _Pcapng:
             if len(body) < 8:
                 raise ConfigError(f"{self.name}: corrupt: interface description too short")
             linktype, _, snaplen = struct.unpack_from(e + "HHI", body)
-            iface = Interface("", linktype, snaplen, ns_per_tick=1000.0)
+            iface = Interface("", linktype, snaplen)
             for code, val in _options(body[8:], e):
                 if code == IF_NAME:
                     iface.name = val.rstrip(b"\0").decode("utf-8", "replace")
@@ -224,7 +231,7 @@ class _Pcapng:
                     iface.description = val.rstrip(b"\0").decode("utf-8", "replace")
                 elif code == IF_TSRESOL and val:
                     r = val[0]
-                    iface.ns_per_tick = (2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r) * 1e9
+                    iface.ticks_per_second = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
             self.interfaces.append(iface)
         elif btype in (EPB, PB_OBSOLETE):
             if len(body) < 20:
@@ -266,7 +273,7 @@ class _Pcapng:
         if off + caplen > len(body):
             raise ConfigError(f"{self.name}: corrupt: packet {len(self.frames)} claims {caplen} "
                               f"bytes in a {len(body) - off}-byte block")
-        ns = 0 if ticks is None else int(ticks * iface.ns_per_tick)
+        ns = 0 if ticks is None else iface.ticks_to_ns(ticks)
         if ns >= 1 << 63:
             raise ConfigError(f"{self.name}: corrupt: packet {len(self.frames)} is stamped "
                               f"{ns / 1e9:.0f} s after 1970 (beyond the year 2262)")
