@@ -14,6 +14,7 @@ then {"event": "done", ...}; parent drains, sends "quit"; peer → {"event": "by
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import signal
@@ -231,8 +232,7 @@ class _Peer:
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the virtio-user peer")
-        self.last_tick = None
-        self.prev_tick = None
+        self.ticks: list[dict] = []               # every tick, in order
         self.done = None
         self.ready = None
 
@@ -253,7 +253,7 @@ class _Peer:
             out.append(ev)
             kind = ev["event"]
             if kind == "tick":
-                self.prev_tick, self.last_tick = self.last_tick, ev
+                self.ticks.append(ev)
             elif kind == "done":
                 self.done = ev
             elif kind == "ready":
@@ -318,9 +318,9 @@ def run(args) -> int:
               f"dpdkvirtio demo: {eal.version}, memory {eal.memory_mode}; vhost-user server "
               f"(CPU {own_cpu}) -> virtio-user (pid {peer.proc.pid}, CPU {peer_cpu})", file=out)
         print(f"  {args.pkt_size}-byte packets, {args.engine} loops, {args.seconds:g} s", file=out)
-        live = _Live(side, peer, out)
-        peer.say("go")
         t0 = time.monotonic()
+        live = _Live(side, peer, out, t0)
+        peer.say("go")
         if role == "rx":
             _run_receiver(side, peer, live, args)
         else:
@@ -343,38 +343,62 @@ def run(args) -> int:
 
 
 class _Live:
-    """Prints live Mpps once a second from both sides' counters."""
+    """Prints one line per second of the peer's: the peer's rate between two of its ticks
+    and ours over the very same interval. Our counter is sampled at every call and read
+    at the peer's tick times by linear interpolation (both processes stamp with
+    CLOCK_MONOTONIC, one clock per host), so the two columns describe the same second.
+    ``t0``: when the peer was told to go (its counters were 0 then)."""
 
-    def __init__(self, side, peer, out):
-        self.side, self.peer, self.out = side, peer, out
-        self.next = time.monotonic() + 1.0
-        self.t0 = time.monotonic()
-        self.prev_own = 0
-        self.prev_peer = 0
-        self.prev_t = self.t0
+    def __init__(self, side, peer, out, t0: float):
+        self.side, self.peer, self.out, self.t0 = side, peer, out, t0
+        self.times = [t0]
+        self.counts = [self._own()]
+        self.prev_tick = {"t": t0, "tx_packets": 0, "rx_packets": 0}
+        self.printed = 0                       # ticks of peer.ticks already printed
 
-    def __call__(self, now):
-        if now < self.next:
-            return
-        self.next += 1.0
-        self.peer.read_events(0)
+    def _own(self) -> int:
         c = self.side.counters()
-        own = c["rx_packets"] if self.side.role == "rx" else c["tx_packets"]
-        dt = now - self.prev_t
-        own_rate = (own - self.prev_own) / dt / 1e6
-        self.prev_own, self.prev_t = own, now
-        # the peer's rate between its own last two ticks (same monotonic clock)
+        return c["rx_packets"] if self.side.role == "rx" else c["tx_packets"]
+
+    def own_at(self, t: float) -> float:
+        """Our counter at time ``t``, interpolated between the samples around it."""
+        i = bisect.bisect_left(self.times, t)
+        if i == 0:
+            return self.counts[0]
+        if i == len(self.times):
+            return self.counts[-1]
+        ta, tb = self.times[i - 1], self.times[i]
+        ca, cb = self.counts[i - 1], self.counts[i]
+        return ca + (cb - ca) * (t - ta) / (tb - ta)
+
+    def __call__(self, now: float):
+        self.times.append(now)
+        self.counts.append(self._own())
+        self.peer.read_events(0)
+        while self.printed < len(self.peer.ticks):
+            tick = self.peer.ticks[self.printed]
+            self.printed += 1
+            prev = self.prev_tick
+            if tick["t"] <= prev["t"]:
+                continue
+            self.prev_tick = tick
+            print(self.line(prev, tick), file=self.out, flush=True)
+        # what no later tick can ask for
+        keep = bisect.bisect_left(self.times, self.prev_tick["t"]) - 1
+        if keep > 0:
+            del self.times[:keep], self.counts[:keep]
+
+    def line(self, prev: dict, tick: dict) -> str:
+        dt = tick["t"] - prev["t"]
         key = "tx_packets" if self.side.role == "rx" else "rx_packets"
-        tick, prev = self.peer.last_tick, self.peer.prev_tick
-        peer_rate = 0.0
-        if tick and prev and tick["t"] > prev["t"]:
-            peer_rate = (tick[key] - prev[key]) / (tick["t"] - prev["t"]) / 1e6
+        peer_rate = (tick[key] - prev[key]) / dt / 1e6
+        own_rate = (self.own_at(tick["t"]) - self.own_at(prev["t"])) / dt / 1e6
+        at = tick["t"] - self.t0
         if self.side.role == "rx":
-            print(f"  t={now - self.t0:5.1f}s  virtio-user tx {peer_rate:7.2f} Mpps   "
-                  f"vhost-user rx {own_rate:7.2f} Mpps", file=self.out, flush=True)
-        else:
-            print(f"  t={now - self.t0:5.1f}s  vhost-user tx {own_rate:7.2f} Mpps   "
-                  f"virtio-user rx {peer_rate:7.2f} Mpps", file=self.out, flush=True)
+            return (f"  t={at:5.1f}s  virtio-user tx {peer_rate:7.2f} Mpps   "
+                    f"vhost-user rx {own_rate:7.2f} Mpps")
+        return (f"  t={at:5.1f}s  vhost-user tx {own_rate:7.2f} Mpps   "
+                f"virtio-user rx {peer_rate:7.2f} Mpps")
 
 
 def _run_receiver(side, peer, live, args):
