@@ -10,7 +10,7 @@ import sys
 from .. import rpc
 from .._process import close_pipes as _close_pipes
 from .._process import stop as _stop
-from .process import cpus
+from .process import OutputReader, cpus
 
 
 class Agent:
@@ -25,6 +25,9 @@ class Agent:
                                      stderr=subprocess.PIPE, env=env)
         self.timeout = timeout
         assert self.proc.stdout is not None and self.proc.stdin is not None
+        # drained all along: DPDK logs a line per malformed message, and an agent whose
+        # stderr pipe filled up once hung in its log thread (and on 'exit')
+        self._err = OutputReader(self.proc.stderr, tail_chars=1 << 16)
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
         try:
@@ -56,21 +59,30 @@ class Agent:
             raise AgentError(e.kind, e.message) from None
 
     def stderr(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None or self.proc.stderr.closed:
-            return ""
-        return self.proc.stderr.read().decode(errors="replace")[-3000:]
+        """The last 3000 characters of the agent's stderr (drained on a thread all along)."""
+        return self._err.text(3000, wait_eof_s=2.0 if self.proc.poll() is not None else 0.0)
 
     def close(self):
+        """Ask the agent to close what it made and exit; stop it if it does not. Raises
+        TimeoutError (it did not answer 'exit': hung) or AgentError (its clean-up failed)
+        after it was stopped: a clean exit is part of what a test checks."""
+        failure: BaseException | None = None
         if self.proc.poll() is None:
             try:
                 self.call("exit", timeout=30)
-            except Exception:  # noqa: BLE001
-                pass
+            except (TimeoutError, AgentError) as e:
+                failure = e
+            except RuntimeError:
+                pass                                  # it had died: nothing left to stop
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 _stop(self.proc)
         self._close_pipes()
+        if isinstance(failure, TimeoutError):
+            raise TimeoutError(f"{failure} (stopped it); its stderr:\n{self.stderr()}")
+        if failure is not None:
+            raise failure
 
     def kill(self):
         """Kill -9 (a crash); remove the runtime directory it could not."""
@@ -81,6 +93,8 @@ class Agent:
         shutil.rmtree(f"/var/run/dpdk/dv{self.proc.pid}", ignore_errors=True)
 
     def _close_pipes(self):
+        if self.proc.poll() is not None:
+            self._err.t.join(2.0)                 # EOF follows the exit
         _close_pipes(self.proc)
 
     def __enter__(self):

@@ -22,10 +22,13 @@ def cpus() -> list[int]:
 
 
 class OutputReader:
-    """Collects a process's stdout on a thread."""
+    """Collects a process's output on a thread, so that a chatty child never blocks on a
+    full pipe. ``tail_chars``: keep only the last that many characters (for output that is
+    only shown, such as stderr; the wait_* methods then see only the tail)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, tail_chars: int | None = None):
         self.buf = ""
+        self.tail_chars = tail_chars
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.eof = False
@@ -34,14 +37,26 @@ class OutputReader:
 
     def _run(self, stream):
         while True:
-            chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
+            try:
+                chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
+            except (OSError, ValueError):           # the pipe was closed under us
+                chunk = b""
             with self.cond:
                 if not chunk:
                     self.eof = True
                     self.cond.notify_all()
                     return
                 self.buf += chunk.decode("utf-8", "replace")
+                if self.tail_chars is not None and len(self.buf) > 2 * self.tail_chars:
+                    self.buf = self.buf[-self.tail_chars:]
                 self.cond.notify_all()
+
+    def text(self, last_chars: int | None = None, wait_eof_s: float = 0.0) -> str:
+        """What was read (its last ``last_chars``), after waiting up to ``wait_eof_s`` for
+        the end of the stream."""
+        self.t.join(wait_eof_s)
+        with self.lock:
+            return self.buf if last_chars is None else self.buf[-last_chars:]
 
     def wait_count(self, text: str, count: int, start: int, timeout: float):
         """Index just after the ``count``-th occurrence of ``text`` at or after ``start``."""
