@@ -40,6 +40,11 @@ cdef uint32_t cloexec_sweep_c() noexcept nogil:
         fd = atoi(e.d_name)
         if fd == own or fd < 3:
             continue
+        # one fcntl first: nearly every fd is close-on-exec already, and a readlink (a path
+        # walk) per fd made each new vhost-user connection cost O(open fds) path walks
+        flags = fcntl(fd, F_GETFD)
+        if flags < 0 or flags & FD_CLOEXEC:
+            continue
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd)
         n = readlink(path, link, sizeof(link) - 1)
         if n <= 0:
@@ -49,9 +54,7 @@ cdef uint32_t cloexec_sweep_c() noexcept nogil:
         if strncmp(link, "/memfd:", 7) != 0 and strncmp(link, "socket:", 7) != 0 \
                 and strncmp(link, "anon_inode:[eventfd]", 20) != 0:
             continue
-        flags = fcntl(fd, F_GETFD)
-        if flags >= 0 and not (flags & FD_CLOEXEC):
-            fcntl(fd, F_SETFD, flags | FD_CLOEXEC)
+        if fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0:
             changed += 1
     closedir(d)
     return changed
