@@ -196,6 +196,36 @@ def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
     assert int(fs.histograms[3].sum()) == 16
 
 
+def _send_and_account(u, v, fs, seqs, flow_id):
+    frames = marker.stamp(dv.udp_frame(64), flow_id, seqs, dvflows.tsc())
+    tx, rx = dv.Burst(64), dv.Burst(64)
+    assert tx.alloc_rows(u.mempool, frames) == len(seqs)
+    _send_all(u, tx)
+    deadline, got = time.monotonic() + 5, 0
+    while got < len(seqs):
+        assert time.monotonic() < deadline
+        n = v.rx_burst(0, rx)
+        if n:
+            fs.account(rx)
+            got += n
+            rx.free()
+
+
+def test_a_late_packet_after_reset_is_stale_not_a_filled_gap(pair):
+    """After reset() the next packet starts the count; a packet sent before the reset that
+    arrives after it filled no gap of this epoch: it is stale, and ``lost`` (a uint64)
+    does not wrap below 0."""
+    v, u = pair
+    fs = dv.FlowStats(max_flows=2)
+    _send_and_account(u, v, fs, [0, 1, 2, 3, 5], 1)           # 4 is late
+    assert fs.flow(1)["lost"] == 1
+    fs.reset()
+    _send_and_account(u, v, fs, [6, 7, 4, 9, 8], 1)           # 4 arrives after the reset
+    f = fs.flow(1)
+    assert (f["received"], f["lost"], f["out_of_order"], f["stale"]) == (4, 0, 1, 1), f
+    assert f["next_seq"] == 10
+
+
 def test_histogram_percentiles_within_the_stated_error(pair):
     """Known latencies from 1 ns to 10 s (stamps back-dated from a fixed receive TSC):
     every percentile within REL_ERROR of numpy's, min/max exact."""

@@ -810,6 +810,9 @@ cdef inline uint32_t _lat_bucket(uint64_t ns) noexcept nogil:
     return i if i < DV_LAT_BUCKETS else DV_LAT_BUCKETS - 1
 
 
+cdef uint64_t DV_EPOCH_RESYNC = 0xFFFFFFFFFFFFFFFF    # dv_flow.epoch_seq after a reset
+
+
 cdef inline void _forget_seqs(dv_flow *f, uint64_t first, uint64_t end) noexcept nogil:
     """Mark sequence numbers first..end-1 unseen in the window (they were skipped)."""
     if end - first >= DV_SEQ_WINDOW:
@@ -825,9 +828,9 @@ cdef inline bint _track_seq(dv_flow *f, uint64_t seq) noexcept nogil:
     or older than the window)."""
     cdef uint64_t *word = &f.window[(seq >> 6) & 15]
     cdef uint64_t bit = (<uint64_t>1) << (seq & 63)
-    if f.resync:
-        f.resync = 0
+    if f.epoch_seq == DV_EPOCH_RESYNC:
         f.next_seq = seq
+        f.epoch_seq = seq
         memset(f.window, 0, sizeof(f.window))
     if seq >= f.next_seq:
         if seq > f.next_seq:
@@ -841,6 +844,10 @@ cdef inline bint _track_seq(dv_flow *f, uint64_t seq) noexcept nogil:
         return False
     if word[0] & bit:
         f.duplicates += 1
+        return False
+    if seq < f.epoch_seq:
+        # sent before the reset: never counted lost in this epoch, so it fills no gap
+        f.stale += 1
         return False
     word[0] |= bit
     f.out_of_order += 1
@@ -940,7 +947,7 @@ cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
         memset(t.flows, 0, t.n_flows * sizeof(dv_flow))
         memset(t.hist, 0, t.n_flows * DV_LAT_BUCKETS * sizeof(uint64_t))
         for fid in range(t.n_flows):
-            t.flows[fid].resync = 1
+            t.flows[fid].epoch_seq = DV_EPOCH_RESYNC
         t.unknown_flow = 0
         t.unmeasured = 0
         dv_store_release_u64(&t.reset_ack, req)
