@@ -172,19 +172,7 @@ def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
     v, u = pair
     fs = dv.FlowStats(max_flows=4)
     seqs = [0, 1, 2, 4, 3, 5, 5, 6, 9, 7, 8, 8, 10, 2000, 10, 1500, 1500, 2001, 2002, 2003, 2002]
-    frames = marker.stamp(dv.udp_frame(64), 3, seqs, dvflows.tsc())
-    tx, rx = dv.Burst(64), dv.Burst(64)
-    assert tx.alloc_rows(u.mempool, frames) == len(seqs)
-    _send_all(u, tx)
-    deadline = time.monotonic() + 5
-    got = 0
-    while got < len(seqs):
-        assert time.monotonic() < deadline
-        n = v.rx_burst(0, rx)
-        if n:
-            fs.account(rx)
-            got += n
-            rx.free()
+    _send_and_account(u, v, fs, seqs, 3)
     f = fs.flow(3, sent=2004)
     # 0..10: 4 before 3, 9 before 7 and 8 -> 3 out of order, 5 and 8 twice -> 2 duplicates;
     # 2000 skips 11..1999 (1989 lost), 10 is 1991 behind (> 1024: stale), 1500 fills a gap
@@ -197,6 +185,8 @@ def test_reordering_duplicates_and_stale_from_a_python_sender(pair):
 
 
 def _send_and_account(u, v, fs, seqs, flow_id):
+    """Send frames stamped with ``seqs`` from u in one burst (one sender TSC); receive
+    them all on v from Python, accounting each burst in ``fs``."""
     frames = marker.stamp(dv.udp_frame(64), flow_id, seqs, dvflows.tsc())
     tx, rx = dv.Burst(64), dv.Burst(64)
     assert tx.alloc_rows(u.mempool, frames) == len(seqs)
