@@ -249,8 +249,7 @@ cdef struct dv_flow:
     uint64_t first_rx_tsc
     uint64_t last_rx_tsc
     uint64_t clock_errors         # stamped in the receiver's future (latency counted as 0)
-    uint64_t epoch_seq            # the first sequence number counted since the last reset
-                                  # (all ones after a reset: take the next as it comes)
+    uint64_t epoch_seq            # first sequence number counted since a reset (~0: take next)
     uint64_t window[16]           # seen bits of next_seq - 1024 .. next_seq - 1
 
 cdef struct dv_flow_table:
