@@ -26,8 +26,8 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The hostile-guest run's time limit follows its case count (about 16 ms a case
-    here; four times that, and never below the suite's 600 s)."""
+    """The hostile-guest run's time limit follows its case count (about 6 ms a case
+    here; ten times that, and never below the suite's 600 s)."""
     cases = config.getoption("--hostile-cases")
     for item in items:
         if item.name == "test_hostile_guests_10000_cases":

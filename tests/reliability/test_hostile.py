@@ -28,7 +28,7 @@ def _untouched_pair(ag, sockdir):
 
 
 @pytest.mark.slow
-def test_hostile_guests_10000_cases(baseline, untouched, sockdir, request):
+def test_hostile_guests_10000_cases(baseline, sockdir, request):
     """10,000 seeded adversarial virtqueue cases (``--hostile-cases N`` for more), every
     family of ringcases.FAMILIES, split and packed rings: the target survives each, no
     dequeued packet holds a byte that is not guest memory, nothing is written into guest

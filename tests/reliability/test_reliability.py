@@ -230,7 +230,7 @@ def _fuzz(path, first, count, target_pid):
 
 
 @pytest.mark.slow
-def test_malformed_vhost_user_traffic_10000_cases(baseline, untouched, sockdir):
+def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir):
     ag = _target_agent(sockdir)
     try:
         pid = ag.call("ping")["pid"]
