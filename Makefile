@@ -3,6 +3,7 @@
 #   make test   set up this host, build, and run the whole test suite
 #   make bench  the standard benchmark set side by side with dpdk-testpmd (and OVS-DPDK)
 #   make docs   the API reference and guides (Sphinx) in build/docs
+#   make fuzz HOURS=N  the hostile-guest fuzz for N hours from a fresh seed
 #   make image-test  install the container engine and debootstrap, build the perf-CI image,
 #               run the demo in it, stop the engine it started (tests/image; CI runs it
 #               after make test)
@@ -14,7 +15,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: demo test image-test bench docs notebook image host image-host build clean
+.PHONY: demo test image-test fuzz bench docs notebook image host image-host build clean
 
 demo: build
 	$(PY) -m dpdkvirtio demo $(ARGS)
@@ -31,6 +32,13 @@ image-test: build image-host
 	@start=$$(date +%s); rc=0; \
 	ALLOW_SKIPS=$(ALLOW_SKIPS) $(PY) -m pytest tests/image $(PYTEST_ARGS) || rc=$$?; \
 	echo "make image-test: pytest exit $$rc, wall time $$(( $$(date +%s) - start )) s"; exit $$rc
+
+# The long hostile-guest campaign: fresh seed, cases for HOURS hours (printed seed and
+# case replay as in make test). make fuzz HOURS=8; a seed again: PYTEST_ARGS=--hostile-seed=S
+HOURS ?= 1
+fuzz: build
+	$(PY) -m pytest tests/reliability/test_hostile.py -k hostile_guests -s \
+	    --hostile-seconds=$$(( $(HOURS) * 3600 )) $(PYTEST_ARGS)
 
 bench: build
 	mkdir -p perf/results

@@ -235,11 +235,34 @@ def op_device_wait(name, devices=None, wait_s=1.0):
     return {"done": bool(done), "status": port.status()}
 
 
-def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16):
+def op_canary(name, byte=0xCC):
+    """Fill the data room of every free mbuf of port ``name``'s mempool with ``byte``:
+    bytes a receive path hands over without having written them show as canary."""
+    pool = state["ports"][name].mempool
+    fill = bytes([byte]) * pool.data_size
+    held: list = []                          # hold them all: each free mbuf once
+    try:
+        while pool.available:
+            burst = dv.Burst(min(512, pool.available))
+            held.append(burst)
+            if not burst.alloc(pool, burst.capacity, fill):
+                break
+        return {"filled": sum(len(b) for b in held)}
+    finally:
+        for burst in held:
+            burst.free()
+
+
+def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16,
+             dump=None, canary=None):
     """Receive from Python until rx queue ``queue`` stays empty for ``idle_s`` (at most
     ``max_s``). Reports packets, bytes, the first lengths and, for up to ``max_report``
     packets, where bytes outside [lo, hi] sit and the packet itself: [packet index,
-    length, [[offset, byte]...] (the first 8), its first 64 KiB in hex]."""
+    length, [[offset, byte]...] (the first 8), its first 64 KiB in hex]. ``dump``: a
+    file (created or truncated) that receives every distinct packet whole, each as a
+    4-byte little-endian length and its bytes (a packet equal to one already written is
+    counted, not written again). ``canary``: each packet's first segment is overwritten
+    with this byte before its mbuf goes back to the pool."""
     import numpy as np
     port = state["ports"][name]
     burst = dv.Burst(32)
@@ -248,12 +271,22 @@ def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16
     foreign: list[list] = []
     last = time.monotonic()
     end = last + max_s
+    out = open(dump, "wb") if dump else None
+    written: set[bytes] = set()
     try:
         while True:
             got = port.rx_burst(queue, burst)
             now = time.monotonic()
             for i in range(got):
-                data = np.frombuffer(burst.packet(i), np.uint8)
+                raw = burst.packet(i)
+                if out is not None and raw not in written:
+                    written.add(raw)
+                    out.write(len(raw).to_bytes(4, "little") + raw)
+                if canary is not None:
+                    seg = burst.view(i)
+                    seg[:] = bytes([canary]) * len(seg)
+                    seg.release()
+                data = np.frombuffer(raw, np.uint8)
                 bad = np.flatnonzero((data < lo) | (data > hi))
                 if bad.size and len(foreign) < max_report:
                     foreign.append([packets, int(data.size),
@@ -270,6 +303,8 @@ def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16
                 break
     finally:
         burst.free()
+        if out is not None:
+            out.close()
     return {"packets": packets, "bytes": nbytes, "lengths": lengths, "foreign": foreign,
             "status": _status(port), "drops": port.drops()}
 
@@ -278,13 +313,20 @@ def _status(port):
     return port.status() if hasattr(port, "status") else {}
 
 
-def op_send(name, queue=0, count=1, size=64, fill=0x5A):
-    """Send ``count`` frames of ``size`` bytes, every byte ``fill``, from Python; returns
-    how many the peer took and the port's drop counters (the rest are counted there)."""
+def op_send(name, queue=0, count=1, size=64, fill=0x5A, payloads=None):
+    """Send ``count`` frames of ``size`` bytes, every byte ``fill`` (or the frames
+    ``payloads``, base64), from Python; returns how many the peer took and the port's
+    drop counters (the rest are counted there)."""
+    import base64
     port = state["ports"][name]
-    burst = dv.Burst(max(1, count))
+    frames = ([base64.b64decode(p) for p in payloads] if payloads is not None
+              else [bytes([fill]) * size] * count)
+    burst = dv.Burst(max(1, len(frames)))
     try:
-        burst.alloc(port.mempool, count, bytes([fill]) * size)
+        for frame in frames:
+            if burst.alloc(port.mempool, 1, frame) != 1:
+                raise dv.MempoolError(None, f"{name}'s mempool ran out of mbufs",
+                                      hint="send fewer frames at once")
         sent = port.tx_burst(queue, burst)
     finally:
         burst.free()

@@ -18,7 +18,27 @@ from tests import helpers
 pytest_plugins = ["tests.skippolicy"]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--hostile-seed", type=int, default=None,
+                     help="replay a hostile-guest fuzz run (each run draws a seed and prints "
+                          "it at the top and into the JUnit properties)")
+    parser.addoption("--fuzz-seed", type=int, default=None,
+                     help="replay a malformed-session fuzz run (seed printed as above)")
+
+
+def pytest_report_header(config):
+    seeds = config.fuzz_seeds
+    return [f"fuzz seeds: --hostile-seed {seeds['hostile']} --fuzz-seed {seeds['malformed']}"]
+
+
 def pytest_configure(config):
+    # each run draws fresh fuzz seeds (unless given): the suite never replays the same
+    # cases forever, and the header above says how to replay this run's
+    import secrets
+    config.fuzz_seeds = {
+        "hostile": config.getoption("--hostile-seed") or secrets.randbits(31) | 1,
+        "malformed": config.getoption("--fuzz-seed") or secrets.randbits(31) | 1,
+    }
     for name, text in [
         ("slow", "long tests (real guest, soak, large scale); CI runs them"),
         ("guest", "boots a Linux guest under QEMU (TCG)"),

@@ -3,14 +3,19 @@ handshake with guest memory it owns (memfds, regions with gaps between them), se
 split or packed rings, and then writes adversarial ring contents and kicks.
 
 The guest memory (``GuestMemory``): one ring region holding every ring, indirect table
-and virtio-net header the driver writes, and three data regions filled with a *pattern*:
-the byte at guest-physical address g is ``0x80 + g % 61`` (0x80..0xBC). Data buffers only
-ever point into data regions (or outside all memory), never into the ring region, so a
-back-end that copies only guest memory can only produce pattern bytes: anything else in
-a dequeued packet is memory that was not the guest's (``tests/reliability/ringfuzz.py``
-checks that). Region B is backed from the middle of its memfd (``mmap_offset`` 1 MiB; the
-first MiB of the file is zeros) and region C is adjacent to B in guest-physical space but
-a separate mapping in the back-end.
+and virtio-net header the driver writes, and three data regions. Each case gives every
+8-byte word of guest memory a value of its own: ``mix(gpa) ^ key``, where ``mix`` is a
+bijective 64-bit mixer of the word's guest-physical address and ``key`` the case's
+64-bit key (``GuestMemory.reset``). So a byte read from the wrong address, from an
+earlier case, from a zero page or from host memory differs from the byte the guest holds
+there, and ``oracle`` compares what the back-end delivered with what the guest described,
+byte for byte. ``GuestMemory`` also keeps ``expected``: the memory as the driver wrote
+it, so that every byte the back-end wrote is ``view != expected``. Region B is backed
+from the middle of its memfd (``mmap_offset`` 1 MiB; the first MiB of the file is zeros)
+and region C is adjacent to B in guest-physical space but a separate mapping in the
+back-end; every memfd has ``SLACK`` bytes after its region, so a back-end told a wrong
+offset (the positive controls of ``ringfuzz``) reads other bytes of the file, not past
+its end.
 
 Every case derives from (seed, index) (``case_seed``), so one case replays alone:
 
@@ -40,7 +45,6 @@ AVAIL_F_NO_INTERRUPT = 1
 
 NET_HDR_SIZE = 12                 # virtio_net_hdr_mrg_rxbuf (VERSION_1)
 RING_SIZE = 256
-PATTERN_LO, PATTERN_HI = 0x80, 0x80 + 60
 
 # requests (QEMU docs/interop/vhost-user.rst)
 GET_FEATURES, SET_FEATURES, SET_OWNER, SET_MEM_TABLE = 1, 2, 3, 5
@@ -52,9 +56,38 @@ USER_BASE = 0x7F00_0000_0000      # the driver's "virtual" addresses: USER_BASE 
 MiB = 1 << 20
 
 
-def pattern(gpa: int, n: int) -> np.ndarray:
-    """The pattern bytes of guest-physical addresses gpa..gpa+n-1."""
-    return (PATTERN_LO + (np.arange(gpa, gpa + n, dtype=np.uint64) % 61)).astype(np.uint8)
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_M1_INV, _M2_INV = pow(_M1, -1, 2**64), pow(_M2, -1, 2**64)
+SLACK = 64 << 10                  # file bytes after each region (wrong-offset controls)
+
+
+def mix(words: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser of uint64 ``words``: a bijection of 64-bit values."""
+    z = words.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
+
+
+def unmix(value: int) -> int:
+    """The inverse of ``mix`` for one value (the address a word's value came from)."""
+    def unshift(z: int, k: int) -> int:
+        out = z
+        for _ in range(64 // k + 1):
+            out = z ^ (out >> k)
+        return out & (2**64 - 1)
+    z = unshift(value, 31)
+    z = unshift((z * _M2_INV) & (2**64 - 1), 27)
+    return unshift((z * _M1_INV) & (2**64 - 1), 30)
+
+
+def keyed(gpa: int, n: int, key: int) -> np.ndarray:
+    """The bytes of guest-physical addresses gpa..gpa+n-1 under ``key`` (gpa 8-aligned
+    or not)."""
+    first = gpa & ~7
+    words = mix(np.arange(first, gpa + n + 7, 8, dtype=np.uint64)) ^ np.uint64(key)
+    return words.view(np.uint8)[gpa - first:gpa - first + n]
 
 
 def recv_exact(sock: socket.socket, n: int, start: bytes = b"") -> bytes:
@@ -70,44 +103,60 @@ def recv_exact(sock: socket.socket, n: int, start: bytes = b"") -> bytes:
 
 
 class Region:
-    __slots__ = ("name", "gpa", "size", "fd", "offset", "map", "view", "pristine")
+    __slots__ = ("name", "gpa", "size", "fd", "offset", "map", "view", "view64", "base64",
+                 "expected", "zeroed")
 
-    def __init__(self, name: str, gpa: int, size: int, offset: int = 0, fill_pattern=True):
+    def __init__(self, name: str, gpa: int, size: int, offset: int = 0, zeroed: int = 0):
+        assert gpa % 8 == 0 and size % 8 == 0
         self.name, self.gpa, self.size, self.offset = name, gpa, size, offset
+        self.zeroed = zeroed                          # the first bytes, zero in every case
         self.fd = os.memfd_create(f"hostile-{name}", os.MFD_CLOEXEC)
-        os.ftruncate(self.fd, offset + size)
-        self.map = mmap.mmap(self.fd, offset + size)
-        self.view = np.frombuffer(self.map, np.uint8)[offset:]
-        self.pristine = pattern(gpa, size) if fill_pattern else np.zeros(size, np.uint8)
-        self.view[:] = self.pristine
+        os.ftruncate(self.fd, offset + size + SLACK)
+        self.map = mmap.mmap(self.fd, offset + size + SLACK)
+        self.view = np.frombuffer(self.map, np.uint8)[offset:offset + size]
+        self.view64 = self.view.view(np.uint64)
+        self.base64 = mix(np.arange(gpa, gpa + size, 8, dtype=np.uint64))
+        self.expected = np.zeros(size, np.uint8)     # the content as the driver wrote it
 
     @property
     def end(self) -> int:
         return self.gpa + self.size
 
+    def reset(self, key: int):
+        np.bitwise_xor(self.base64, np.uint64(key), out=self.expected.view(np.uint64))
+        self.expected[:self.zeroed] = 0
+        self.view[:] = self.expected
+
     def close(self):
-        del self.view
+        del self.view, self.view64
         self.map.close()
         os.close(self.fd)
 
 
 class GuestMemory:
-    """The guest's memory: ``ring`` (the vrings in its first RING_AREA bytes, zeroed;
-    then indirect tables and headers written over the pattern) and data regions ``a``,
-    ``b``, ``c`` (pattern). The gap between a and b is unmapped; b and c touch."""
+    """The guest's memory: ``ring`` (the vrings in its first RING_AREA bytes, zero at the
+    start of every case; then indirect tables and headers the driver writes) and data
+    regions ``a``, ``b``, ``c``. The gap between a and b is unmapped; b and c touch.
+    ``described``: every (gpa, length) a descriptor written this case named (rings and
+    indirect tables; the oracle's candidates for what a packet may be made of)."""
 
     def __init__(self):
-        self.ring = Region("ring", 0x0, 1 * MiB)
-        self.ring.pristine[:RING_AREA] = 0          # the rings start zeroed
-        self.ring.view[:] = self.ring.pristine
+        self.ring = Region("ring", 0x0, 1 * MiB, zeroed=RING_AREA)
         self.data = [Region("a", 0x0100_0000, 2 * MiB),
                      Region("b", 0x0400_0000, 1 * MiB, offset=1 * MiB),
                      Region("c", 0x0410_0000, 64 << 10)]
         self.regions = [self.ring] + self.data
+        self.key = 0
+        self.described: list[tuple[int, int]] = []
+        self.reset(0)
 
-    def reset(self):
+    def reset(self, key: int):
+        """Every word to ``mix(gpa) ^ key`` (the rings' area to zero); forgets what was
+        described."""
+        self.key = key
         for r in self.regions:
-            r.view[:] = r.pristine
+            r.reset(key)
+        self.described = []
 
     def _find(self, gpa: int, n: int) -> tuple[Region, int]:
         for r in self.regions:
@@ -116,51 +165,72 @@ class GuestMemory:
         raise ValueError(f"{gpa:#x}+{n} is not inside one region")
 
     def write(self, gpa: int, data: bytes):
+        """The driver writes (the guest's memory and its expected image both)."""
         r, off = self._find(gpa, len(data))
-        r.view[off:off + len(data)] = np.frombuffer(data, np.uint8)
+        arr = np.frombuffer(data, np.uint8)
+        r.view[off:off + len(data)] = arr
+        r.expected[off:off + len(data)] = arr
 
     def read(self, gpa: int, n: int) -> bytes:
         r, off = self._find(gpa, n)
         return r.view[off:off + n].tobytes()
 
-    def changed_outside(self, allowed: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
-        """Data-region bytes that differ from the pattern outside the ``allowed`` (gpa,
-        length) ranges: [(region, offset, byte)] (the first 8)."""
+    def expected_span(self, gpa: int, n: int) -> bytes | None:
+        """What the guest holds at gpa..gpa+n-1 as the driver wrote it, across touching
+        regions (b into c); None when any of it is not guest memory."""
+        if n < 0 or gpa < 0 or gpa + n > 2**64:
+            return None
+        out = b""
+        while n > 0:
+            for r in self.regions:
+                if r.gpa <= gpa < r.end:
+                    take = min(n, r.end - gpa)
+                    out += r.expected[gpa - r.gpa:gpa - r.gpa + take].tobytes()
+                    gpa, n = gpa + take, n - take
+                    break
+            else:
+                return None
+        return out
+
+    def device_writes(self, exempt: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+        """Every byte the back-end wrote (memory differing from what the driver wrote),
+        outside the ``exempt`` (gpa, length) ranges: [(gpa, value)]."""
         out = []
-        for r in self.data:
-            diff = r.view != r.pristine
-            for gpa, n in allowed:
+        for r in self.regions:
+            words = np.flatnonzero(r.view64 != r.expected.view(np.uint64))
+            if not words.size:
+                continue
+            diff = np.zeros(r.size, bool)
+            for w in words.tolist():
+                diff[8 * w:8 * w + 8] = r.view[8 * w:8 * w + 8] != r.expected[8 * w:8 * w + 8]
+            for gpa, n in exempt:
                 lo, hi = max(gpa, r.gpa), min(gpa + n, r.end)
                 if lo < hi:
                     diff[lo - r.gpa:hi - r.gpa] = False
-            for off in np.flatnonzero(diff)[:8 - len(out)]:
-                out.append((r.name, int(off), int(r.view[off])))
+            out += [(r.gpa + int(o), int(r.view[o])) for o in np.flatnonzero(diff)]
         return out
 
-    def changed_inside(self, ranges: list[tuple[int, int]]) -> bool:
-        """Whether any data-region byte inside the (gpa, length) ranges differs from the
-        pattern."""
-        for r in self.data:
-            for gpa, n in ranges:
-                lo, hi = max(gpa, r.gpa), min(gpa + n, r.end)
-                if lo < hi and (r.view[lo - r.gpa:hi - r.gpa] != r.pristine[lo - r.gpa:hi - r.gpa]).any():
-                    return True
-        return False
+    def shadow(self, region: Region, content: np.ndarray | None) -> int:
+        """A memfd holding ``content`` (zeros: None) where ``region`` keeps its bytes
+        (same offset): what a back-end mapping it reads instead of the guest's memory.
+        The caller closes the fd."""
+        fd = os.memfd_create(f"hostile-shadow-{region.name}", os.MFD_CLOEXEC)
+        os.ftruncate(fd, region.offset + region.size + SLACK)
+        if content is not None:
+            os.pwrite(fd, content.tobytes(), region.offset)
+        return fd
 
-    def ring_bytes(self) -> bytes:
-        """The ring region as it is now (rings, tables and headers the driver wrote)."""
-        return self.ring.view.tobytes()
-
-    def changed_values(self) -> np.ndarray:
-        """The values of every data-region byte that differs from the pattern."""
-        return np.concatenate([r.view[r.view != r.pristine] for r in self.data])
-
-    def table(self) -> bytes:
-        """The SET_MEM_TABLE payload."""
+    def table(self, override: dict | None = None) -> tuple[bytes, list[int]]:
+        """The SET_MEM_TABLE payload and its fds. ``override``: {region name: (fd,
+        mmap offset)} told to the back-end instead of the region's own (the positive
+        controls: the back-end then reads other bytes than the guest holds)."""
         body = struct.pack("<II", len(self.regions), 0)
+        fds = []
         for r in self.regions:
-            body += struct.pack("<QQQQ", r.gpa, r.size, USER_BASE + r.gpa, r.offset)
-        return body
+            fd, offset = (override or {}).get(r.name, (r.fd, r.offset))
+            body += struct.pack("<QQQQ", r.gpa, r.size, USER_BASE + r.gpa, offset)
+            fds.append(fd)
+        return body, fds
 
     def close(self):
         for r in self.regions:
@@ -184,6 +254,7 @@ class SplitRing:
         return self.desc, self.used, self.avail
 
     def set_desc(self, i: int, addr: int, length: int, flags: int, nxt: int = 0, table=None):
+        self.mem.described.append((addr & (2**64 - 1), length & 0xFFFFFFFF))
         self.mem.write((self.desc if table is None else table) + 16 * i,
                        struct.pack("<QIHH", addr & (2**64 - 1), length & 0xFFFFFFFF,
                                    flags & 0xFFFF, nxt & 0xFFFF))
@@ -225,6 +296,7 @@ class PackedRing:
         self.mem, self.size = mem, size
         self.desc, self.driver_area, self.device_area = base, base + 0x1000, base + 0x2000
         self.avail_idx, self.wrap = 0, 1
+        self.chains: dict[int, list[tuple[int, int, int]]] = {}     # buffer id -> buffers
         mem.write(self.driver_area, struct.pack("<HH", 0, 1))    # RING_EVENT_FLAGS_DISABLE
 
     def addresses(self) -> tuple[int, int, int]:
@@ -234,6 +306,7 @@ class PackedRing:
         return flags | (PACKED_AVAIL if wrap else PACKED_USED)
 
     def set_desc(self, i: int, addr: int, length: int, flags: int, buffer_id: int = 0, table=None):
+        self.mem.described.append((addr & (2**64 - 1), length & 0xFFFFFFFF))
         self.mem.write((self.desc if table is None else table) + 16 * (i % self.size if table is None else i),
                        struct.pack("<QIHH", addr & (2**64 - 1), length & 0xFFFFFFFF,
                                    buffer_id & 0xFFFF, flags & 0xFFFF))
@@ -254,6 +327,7 @@ class PackedRing:
                 idx, wrap = idx - self.size, wrap ^ 1
         for i, addr, length, f in reversed(slots):          # the head last
             self.set_desc(i, addr, length, f, bid)
+        self.chains[bid & 0xFFFF] = list(bufs)
         self.avail_idx, self.wrap = idx, wrap
         return bid
 
@@ -284,6 +358,10 @@ class Driver:
         self.offered = self.features = 0
         self.want, self.packed_wanted = want, packed
         self.rings: list = []
+        # where the back-end was told the rings are, and the largest size it was told:
+        # the areas it may write as a device (oracle.device_areas)
+        self.told_addresses: list[tuple[int, int, int]] = []
+        self.told_max_num = RING_SIZE
 
     # -- messages
     def send(self, request: int, payload: bytes = b"", fds=()) -> bool:
@@ -299,10 +377,11 @@ class Driver:
         size = HEADER.unpack(head)[2]
         return recv_exact(self.sock, size)
 
-    def handshake(self, ring_addresses=None):
+    def handshake(self, ring_addresses=None, memory_override=None):
         """GET/SET_FEATURES, SET_OWNER, SET_MEM_TABLE, then NUM/BASE/ADDR/KICK/CALL for
         vrings 0 and 1. ``ring_addresses``: {vring: (desc, used, avail) gpa} overriding
-        where the back-end is told the rings are (the rings this driver writes stay)."""
+        where the back-end is told the rings are (the rings this driver writes stay).
+        ``memory_override``: see ``GuestMemory.table``."""
         self.send(GET_FEATURES)
         self.offered = struct.unpack("<Q", self._reply())[0]
         packed = self.packed_wanted and bool(self.offered >> F_RING_PACKED & 1)
@@ -310,11 +389,13 @@ class Driver:
         self.features = want & self.offered
         self.send(SET_OWNER)
         self.send(SET_FEATURES, struct.pack("<Q", self.features))
-        self.send(SET_MEM_TABLE, self.mem.table(), [r.fd for r in self.mem.regions])
+        body, fds = self.mem.table(memory_override)
+        self.send(SET_MEM_TABLE, body, fds)
         cls = PackedRing if packed else SplitRing
         self.rings = [cls(self.mem, 0x8000 * v) for v in (0, 1)]
         for v, ring in enumerate(self.rings):
             desc, used, avail = (ring_addresses or {}).get(v, ring.addresses())
+            self.told_addresses.append((desc, used, avail))
             self.send(SET_VRING_NUM, struct.pack("<II", v, ring.size))
             self.send(SET_VRING_BASE, struct.pack("<II", v, 0x8000 if packed else 0))
             self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", v, 0, USER_BASE + desc,

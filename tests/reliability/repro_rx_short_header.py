@@ -73,7 +73,7 @@ def short_header_chain(mergeable: bool = False, packet_size: int = 1500,
         used = rx.used_entries()
         # header: 1 + 2 + 9 bytes; then the packet belongs in the third buffer
         third = bufs[2]
-        landed = int(mem.read(third[0] + 9, packet_size) != mem.data[0].pristine[
+        landed = int(mem.read(third[0] + 9, packet_size) != mem.data[0].expected[
             third[0] + 9 - mem.data[0].gpa:third[0] + 9 - mem.data[0].gpa + packet_size].tobytes())
         return {"status": proc.poll(), "used": used,
                 "packet_in_guest_buffers": bool(landed)}

@@ -8,16 +8,16 @@ from __future__ import annotations
 import random
 import struct
 import threading
+import time
 
 from tests.reliability import hostile as H
 
 NEEDS_CSUM = 1
-FILL = 0x5A
 NET_HDR = H.NET_HDR_SIZE
 SHORT_HEADER_REACH = 4096      # > 11 + the largest packet ringfuzz.Runner._send sends
 
 
-def case_seed(seed: int, index: int) -> str:
+def case_seed(seed: int, index: int | str) -> str:
     return f"ringfuzz/{seed}/{index}"
 
 
@@ -33,6 +33,7 @@ class Ctx:
         self.headers: list[bytes] = []
         self.table_entries: list[tuple[int, int, int, int]] = []
         self.threads: list[threading.Thread] = []
+        self.posted: list[list[tuple[int, int, int]]] = []     # chains made available
         self.placement_note = ""          # where ring_placement put the rings (set by the runner)
         self.stop = threading.Event()
 
@@ -72,15 +73,20 @@ class Ctx:
         return gpa, n, where
 
     def header(self, **fields) -> int:
-        """A virtio-net header (virtio_net_hdr_mrg_rxbuf) in the ring region; its gpa."""
+        """A virtio-net header (virtio_net_hdr_mrg_rxbuf) in the ring region; its gpa.
+        Without ``fields`` its bytes stay the case's keyed memory (a back-end that did not
+        negotiate offloads ignores them, and a header of zeros would let a zero page pass
+        for header bytes); with them the other fields are 0."""
+        gpa = self._hdr_next
+        self._hdr_next += 16
+        if not fields:
+            return gpa
         f = dict(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0,
                  num_buffers=0)
         f.update(fields)
         data = struct.pack("<BBHHHHH", f["flags"] & 0xFF, f["gso_type"] & 0xFF, f["hdr_len"] & 0xFFFF,
                            f["gso_size"] & 0xFFFF, f["csum_start"] & 0xFFFF,
                            f["csum_offset"] & 0xFFFF, f["num_buffers"] & 0xFFFF)
-        gpa = self._hdr_next
-        self._hdr_next += 16
         self.mem.write(gpa, data)
         self.headers.append(data)
         return gpa
@@ -91,6 +97,8 @@ class Ctx:
         gpa = self._table_next
         self._table_next += (16 * len(entries) + 0xFFF) & ~0xFFF
         self.table_entries += entries
+        self.mem.described += [(addr & (2**64 - 1), length & 0xFFFFFFFF)
+                               for addr, length, _f, _n in entries]
         body = b""
         for addr, length, flags, nxt in entries:
             tail = (struct.pack("<HH", nxt & 0xFFFF, flags & 0xFFFF) if self.tx.packed
@@ -109,6 +117,7 @@ class Ctx:
     def post(self, chains: list[list[tuple[int, int, int]]], ring=None):
         """Make the chains available on ``ring`` (the tx ring by default) and kick."""
         ring = ring or self.tx
+        self.posted += chains
         heads = [ring.chain(c) for c in chains]
         if not ring.packed:
             ring.offer(heads)
@@ -376,6 +385,7 @@ def fam_toctou(c: Ctx):
                     ring.set_desc(nxt, other, 64, H.NEXT, rng.getrandbits(16))
                 for s in (head, nxt):                 # and back: the back-end may read either
                     c.mem.write(ring.desc + 16 * s, originals[s])
+            time.sleep(0)                             # the GIL, for the case's RPCs
     c.background(churn)
     return f"{len(heads)} chains churned"
 
@@ -391,6 +401,7 @@ def fam_kick_storm(c: Ctx):
             c.drv.kick_vring(1, 200)
             if not c.tx.packed:
                 c.tx.offer([rng.choice(heads + [0xFFFF])], idx_step=rng.choice([1, -1 & 0xFFFF, 300]))
+            time.sleep(0)
     c.background(storm)
     return "storm"
 
@@ -406,12 +417,15 @@ def fam_reconfigure(c: Ctx):
         op = rng.choice(["num", "base", "addr", "mem", "get_base"])
         v = rng.randrange(2)
         if op == "num":
-            drv.send(H.SET_VRING_NUM, struct.pack("<II", v, rng.choice([0, 1, 3, 255, 32768, 65535])))
+            num = rng.choice([0, 1, 3, 255, 32768, 65535])
+            drv.send(H.SET_VRING_NUM, struct.pack("<II", v, num))
+            drv.told_max_num = max(drv.told_max_num, num)
         elif op == "base":
             drv.send(H.SET_VRING_BASE, struct.pack("<II", v, rng.getrandbits(32)))
         elif op == "addr":
             table, _ = placement(rng, c.mem)
             desc, used, avail = list(table.values())[0]
+            drv.told_addresses.append((desc, used, avail))
             drv.send(H.SET_VRING_ADDR, struct.pack("<IIQQQQ", v, 0, (H.USER_BASE + desc) % 2**64,
                                                    (H.USER_BASE + used) % 2**64,
                                                    (H.USER_BASE + avail) % 2**64, 0))

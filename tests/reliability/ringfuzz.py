@@ -3,19 +3,19 @@
 (``hostile.Driver``) that writes one family's bad ring contents (``ringcases``), kicks,
 and has the target receive (``drain``: the guest's tx ring, dequeued by
 rte_vhost_dequeue_burst) or send (``send``: the guest's rx ring, rte_vhost_enqueue_burst).
-Then the verdicts:
+Then the verdicts, by ``oracle``:
 
 - the target answered (it survived);
-- **no disclosure**: every byte of every packet the target dequeued is a pattern byte of
-  guest memory (0x80..0xBC, see ``hostile``), the two bytes of a software checksum the
-  back-end writes where the header asked for one (``NEEDS_CSUM``, only on the port
-  offering host offloads), or guest memory found in the ring region (``foreign_runs``);
-  on the rx side every guest byte the back-end changed lies inside a buffer the guest
-  offered (bar DPDK 22.11's short-header write, within its bound) and holds the packets'
-  fill byte 0x5A, a zero, or one of two ``num_buffers`` bytes per used element;
+- **exact contents**: every packet the target dequeued is, byte for byte, whole buffers
+  this case described, as the guest holds them; the back-end wrote nothing into guest
+  memory but its device areas (and, on the rx side, exactly the headers and packets its
+  used elements account for, bar DPDK 22.11's short-header write within its bound);
 - what happened to the port: ``refused`` (the device never started), ``disconnected``
   (the back-end hung up), ``carried`` (packets moved) or ``dropped`` (the device ran and
   moved nothing: the bad descriptors were refused).
+
+``Runner.control`` runs the positive controls: a back-end told a wrong mapping (offset
+off by 4 KiB, the previous case's memory, a zero page) must be caught.
 
 Every case derives from (seed, index); a failure names the command that replays it
 against a target of its own:
@@ -25,17 +25,16 @@ against a target of its own:
 
 from __future__ import annotations
 
+import base64
 import random
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from tests.reliability import hostile as H
+from tests.reliability import oracle
 from tests.reliability.ringcases import (
     FAMILIES,
-    FILL,
     MAY_REFUSE,
     NEEDS_CSUM,
     NET_HDR,
@@ -46,6 +45,9 @@ from tests.reliability.ringcases import (
     placement,
 )
 
+CANARY = 0xCC                      # the attacked ports' free mbufs hold this byte
+CONTROLS = ("wrong_offset", "stale", "zero_page")
+
 
 @dataclass
 class Result:
@@ -55,38 +57,12 @@ class Result:
     note: str = ""
     outcome: str = ""          # refused / disconnected / carried / dropped
     packets: int = 0
+    bytes_checked: int = 0     # packet bytes compared with guest memory (tx) or written (rx)
+    raced: bool = False        # toctou: what arrived differs from the chains as posted
     read_only_written: bool = False
     known_issue: str = ""
+    disclosures: int = 0       # packets (tx) or bytes (rx) the oracle could not explain
     problems: list[str] = field(default_factory=list)
-
-
-def foreign_runs(packet: bytes, csum_at: set[int], ring: bytes, context: int = 8):
-    """The runs of non-pattern bytes in ``packet`` that are not guest memory: a run is
-    explained by the checksum bytes the back-end writes (``csum_at``) or by being found,
-    with up to ``context`` neighbouring packet bytes on one side or on both (or alone
-    when at least 4 bytes long), in the ring region's contents (tables and headers a
-    back-end may legitimately copy as data when it ignores a flag). Returns [(offset,
-    hex)] of the unexplained runs."""
-    data = np.frombuffer(packet, np.uint8)
-    foreign = (data < H.PATTERN_LO) | (data > H.PATTERN_HI)
-    for o in csum_at:
-        if o < data.size:
-            foreign[o] = False
-    out = []
-    idx = np.flatnonzero(foreign)
-    if idx.size == 0:
-        return out
-    breaks = np.flatnonzero(np.diff(idx) > 1)
-    starts = np.concatenate(([idx[0]], idx[breaks + 1]))
-    ends = np.concatenate((idx[breaks], [idx[-1]])) + 1
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        lo, hi = max(0, s - context), min(len(packet), e + context)
-        windows = [packet[lo:hi], packet[lo:e], packet[s:hi]]
-        if e - s >= 4:
-            windows.append(packet[s:e])
-        if not any(len(w) >= 4 and w in ring for w in windows):
-            out.append((s, packet[s:e][:32].hex()))
-    return out
 
 
 class Runner:
@@ -94,10 +70,15 @@ class Runner:
     ``offloads`` (host offloads offered), both polled by the target's Python thread."""
 
     def __init__(self, agent, paths: dict[str, str], seed: int):
+        import os
         self.agent, self.paths, self.seed = agent, paths, seed
-        self.mem = H.GuestMemory()
+        # the packets the target dequeued, whole (a case may carry megabytes)
+        self.dump = os.path.join(os.path.dirname(paths["plain"]), "dequeued.bin")
         self.devices = {name: agent.call("port_status", name=name)["status"]["devices"]
                         for name in paths}
+        for name in paths:
+            agent.call("canary", name=name, byte=CANARY)
+        self.mem = H.GuestMemory()
         self.sent_total = 0
 
     def family_of(self, index: int) -> str:
@@ -106,24 +87,55 @@ class Runner:
     def run(self, index: int) -> Result:
         rng = random.Random(case_seed(self.seed, index))
         family = self.family_of(index)
-        port = "offloads" if family in OFFLOAD_FAMILIES else "plain"
         res = Result(index, family, packed=rng.random() < 0.4)
-        self.mem.reset()
+        self.mem.reset(rng.getrandbits(64))
+        return self._case(rng, family, res, FAMILIES[family])
+
+    def control(self, kind: str, index: int = 0) -> Result:
+        """A positive control: a well-formed packet in region b, with the back-end told
+        a wrong mapping of b (``kind``: its file 4 KiB further on, a copy holding the
+        previous case's memory, or zeros). The oracle must flag it (``disclosures``)."""
+        rng = random.Random(case_seed(self.seed, f"control/{kind}/{index}"))
+        res = Result(index, f"control_{kind}", packed=rng.random() < 0.5)
+        previous = self.mem.key
+        self.mem.reset(rng.getrandbits(64))
+        b = self.mem.data[1]
+        shadow = None
+        if kind == "wrong_offset":
+            override = (b.fd, b.offset + 4096)
+        else:
+            shadow = self.mem.shadow(b, H.keyed(b.gpa, b.size, previous) if kind == "stale" else None)
+            override = (shadow, b.offset)
+
+        def family(c: Ctx):
+            c.post([[(c.header(), NET_HDR, 0), (b.gpa + rng.randrange(b.size - 1500), 1500, 0)]])
+            return kind
+        try:
+            return self._case(rng, "control", res, family, memory_override={"b": override})
+        finally:
+            if shadow is not None:
+                import os
+                os.close(shadow)
+
+    def _case(self, rng, family, res, write, memory_override=None) -> Result:
+        port = "offloads" if family in OFFLOAD_FAMILIES else "plain"
         want = (1 << H.F_INDIRECT_DESC) | (1 << H.F_MRG_RXBUF) | (
             H.HOST_OFFLOADS if port == "offloads" else 0)
         drv = H.Driver(self.paths[port], self.mem, want, res.packed)
         ctx = None
         try:
             addresses, where = (placement(rng, self.mem) if family == "ring_placement" else (None, ""))
-            drv.handshake(addresses)
+            drv.handshake(addresses, memory_override)
             drv.send(H.GET_FEATURES)                     # answered once all before it is handled
             try:
                 drv._reply()
             except (ConnectionError, OSError):
                 pass
             res.packed = drv.packed
+            # a device starts within a millisecond here; a family that may be refused
+            # waits 20 ms for it (2,000 of 10,000 cases would wait 50)
             up = self.agent.call("device_wait", name=port, devices=self.devices[port] + 1,
-                                 wait_s=0.05)
+                                 wait_s=0.02 if family in MAY_REFUSE else 0.05)
             self.devices[port] = up["status"]["devices"]
             if not up["done"]:
                 res.outcome = "refused"
@@ -132,7 +144,7 @@ class Runner:
                 return res
             ctx = Ctx(rng, self.mem, drv)
             ctx.placement_note = where
-            res.note = FAMILIES[family](ctx)
+            res.note = write(ctx)
             if family in RX_FAMILIES:
                 self._send(ctx, port, res)
             else:
@@ -152,55 +164,85 @@ class Runner:
     def _drain(self, ctx: Ctx, port: str, res: Result):
         # the target dequeues only when the drain polls, so without a thread of the case
         # still writing (TOCTOU, storms) the first empty poll means the ring is done
-        out = self.agent.call("drain", name=port, lo=H.PATTERN_LO, hi=H.PATTERN_HI,
-                              idle_s=0.002 if ctx.threads else 0.0, max_s=0.5)
+        out = self.agent.call("drain", name=port, idle_s=0.002 if ctx.threads else 0.0,
+                              max_s=0.5, dump=self.dump, canary=CANARY)
         ctx.finish()
+        packets = read_dump(self.dump)          # each distinct packet once
         res.packets = out["packets"]
-        csum_at = set()
+        wild: set[int] = set()
         if port == "offloads":
             for h in ctx.headers:
                 flags, _g, _hl, _gs, start, offset, _nb = struct.unpack("<BBHHHHH", h)
                 if flags & NEEDS_CSUM:                   # DPDK's offset is a uint16_t
-                    csum_at |= {(start + offset) & 0xFFFF, (start + offset + 1) & 0xFFFF}
-        ring = self.mem.ring_bytes()
-        for pkt, length, _bad, data_hex in out["foreign"]:
-            unexplained = foreign_runs(bytes.fromhex(data_hex), csum_at, ring)
-            if unexplained:
-                res.problems.append(f"disclosure: packet {pkt} ({length} bytes) holds bytes "
-                                    f"that are not guest memory: (offset, bytes) {unexplained}")
+                    wild |= {(start + offset) & 0xFFFF, (start + offset + 1) & 0xFFFF}
+        cands = oracle.Candidates(self.mem) if packets else None
+        for k, pkt in enumerate(packets):
+            ok, prefix = oracle.explain_packet(pkt, cands, wild)
+            res.bytes_checked += len(pkt)
+            if not ok:
+                res.disclosures += 1
+                res.problems.append(
+                    f"disclosure: packet {k} ({len(pkt)} bytes) is not whole buffers this case "
+                    f"described; explained up to byte {prefix}, then {pkt[prefix:prefix + 16].hex()} "
+                    f"({oracle.describe_bytes(pkt[prefix:prefix + 16], self.mem.key, CANARY)})")
+        if res.family == "toctou":
+            posted = [b"".join(self.mem.expected_span(g, n) for g, n, _f in ch[1:])
+                      for ch in ctx.posted]
+            res.raced = sorted(packets) != sorted(posted)
+        wrote = self.mem.device_writes(oracle.device_areas(ctx.drv))
+        if wrote:
+            res.problems.append(f"the back-end wrote into guest memory outside its device areas "
+                                f"while dequeuing: {len(wrote)} bytes, (gpa, byte) {wrote[:8]}")
 
     def _send(self, ctx: Ctx, port: str, res: Result):
         count = ctx.rng.randrange(1, 33)
         size = ctx.rng.choice([60, 64, 100, 1500])
+        frames = [ctx.rng.randbytes(size) for _ in range(count)]
         drops0 = sum(self.agent.call("stats", name=port)["drops"].values())
-        out = self.agent.call("send", name=port, count=count, size=size, fill=FILL)
+        out = self.agent.call("send", name=port,
+                              payloads=[base64.b64encode(f).decode() for f in frames])
         ctx.finish()
         res.packets = out["sent"]
         dropped = sum(out["drops"].values()) - drops0
         if out["sent"] + dropped != count:
             res.problems.append(f"{count} sent: {out['sent']} taken + {dropped} counted drops")
         used = ctx.rx.used_entries()
-        outside = self.mem.changed_outside(ctx.offered)
-        if outside:
+        writes, res.read_only_written, problems = oracle.expected_rx_writes(
+            self.mem, ctx.drv, used, frames[:out["sent"]])
+        res.bytes_checked = sum(len(data) for _gpa, data in writes)
+        wrong = oracle.unexpected_writes(self.mem, writes, oracle.device_areas(ctx.drv))
+        short = [(gpa, NET_HDR + size) for gpa, n in ctx.offered if n < NET_HDR]
+        if (problems or wrong) and short and all(
+                any(g <= gpa < g + n for g, n in ctx.offered + short) for gpa, _f, _e in wrong):
             # the known DPDK 22.11 write past a buffer that follows one shorter than the
-            # header: from that buffer's start + up to 11 bytes, one packet long
-            short = [(gpa, NET_HDR + size) for gpa, n in ctx.offered if n < NET_HDR]
-            if short and not self.mem.changed_outside(ctx.offered + short):
-                res.known_issue = "rx_short_header"
-            else:
-                res.problems.append(f"the back-end wrote outside the buffers the guest offered: {outside}")
-        # DPDK 22.11 does not check VRING_DESC_F_WRITE: it fills device-readable buffers
-        # too (guest memory the guest offered; counted, not a host matter)
-        res.read_only_written = bool(self.mem.changed_inside(ctx.read_only))
-        values = self.mem.changed_values()
-        odd = values[(values != FILL) & (values != 0)]
-        if odd.size > 2 * len(used):
-            res.problems.append(f"disclosure: {odd.size} written bytes are neither the packets' "
-                                f"0x5A nor zero nor num_buffers fields ({len(used)} used "
-                                f"elements): {odd[:16].tolist()}")
+            # header: from that buffer's start + up to 11 bytes, one packet long; the used
+            # lengths it reports do not describe where the bytes went
+            res.known_issue = "rx_short_header"
+            return
+        res.problems += problems
+        if wrong:
+            res.disclosures += len(wrong)
+            res.problems.append(f"the back-end's writes into guest memory are not the headers and "
+                                f"packets its used elements account for: {len(wrong)} bytes differ, "
+                                f"(gpa, found, expected) {wrong[:8]}")
 
     def close(self):
+        import os
         self.mem.close()
+        if os.path.exists(self.dump):
+            os.unlink(self.dump)
+
+
+def read_dump(path: str) -> list[bytes]:
+    """The packets of a drain's dump file (4-byte little-endian length, then the bytes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        out.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    return out
 
 
 def summarize(results: list[Result]) -> dict:

@@ -198,11 +198,8 @@ def _target_agent(sockdir):
     return ag
 
 
-FUZZ_SEED = 20261125
-
-
-def _fuzz(path, first, count, target_pid):
-    """Cases first..first+count-1 of the FUZZ_SEED run, one at a time. Every case must be
+def _fuzz(path, first, count, target_pid, seed):
+    """Cases first..first+count-1 of the run of ``seed``, one at a time. Every case must be
     accepted and read by the server, and may leave behind at most the fds DPDK 22.11 keeps
     for it (vhostfuzz.dpdk_keeps_fds), measured in the target after each case. A failure
     names the seed and index that replay the case alone. Returns (results, fds kept per
@@ -214,13 +211,13 @@ def _fuzz(path, first, count, target_pid):
     results, kept = [], []
     fds = open_fds()
     for index in range(first, first + count):
-        r = vhostfuzz.run_case(path, vhostfuzz.case_seed(FUZZ_SEED, index))
+        r = vhostfuzz.run_case(path, vhostfuzz.case_seed(seed, index))
         now = open_fds()
         if now - fds > r.exposed:
             # DPDK closes the connection before the device's fds: let that finish
             now = wait_still(open_fds, quiet_s=0.1, timeout_s=10)
-        replay = (f"replay it with python -m tests.reliability.vhostfuzz {path} {FUZZ_SEED} "
-                  f"{index}")
+        replay = (f"replay the run with --fuzz-seed {seed}, the case with python -m "
+                  f"tests.reliability.vhostfuzz {path} {seed} {index}")
         assert r.connected and r.read, f"case {index} ({r}) was not read by the server; {replay}"
         assert now - fds <= r.exposed, f"case {index} ({r}) left {now - fds} fds; {replay}"
         results.append(r)
@@ -230,7 +227,9 @@ def _fuzz(path, first, count, target_pid):
 
 
 @pytest.mark.slow
-def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir):
+def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir, request, record_property):
+    seed = request.config.fuzz_seeds["malformed"]
+    record_property("fuzz_seed", seed)
     ag = _target_agent(sockdir)
     try:
         pid = ag.call("ping")["pid"]
@@ -239,7 +238,7 @@ def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir):
         conn0 = ag.call("port_status", name="x")["status"]["connections"]
         results, kept = [], []
         for first in range(0, 10_000, 1000):
-            r, k = _fuzz(path, first, 1000, pid)
+            r, k = _fuzz(path, first, 1000, pid, seed)
             results += r
             kept += k
             ag.call("ping")                                  # still alive and answering
@@ -267,7 +266,7 @@ def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir):
             # and while it is busy, 1,000 more malformed cases are refused at the door
             refused0 = ag.call("port_status", name="x")["status"]["refused"]
             fds_busy = len(os.listdir(f"/proc/{pid}/fd"))
-            busy = vhostfuzz.run_cases(path, [vhostfuzz.case_seed(FUZZ_SEED, i)
+            busy = vhostfuzz.run_cases(path, [vhostfuzz.case_seed(seed, i)
                                               for i in range(10_000, 11_000)])
             assert all(r.connected and r.read for r in busy)
             st = ag.call("port_status", name="x")["status"]
@@ -282,7 +281,7 @@ def test_malformed_vhost_user_traffic_10000_cases(baseline, sockdir):
         assert res1 - res0["fds"] == sum(kept)
         assert all(r.exposed > 0 for r in leaking)
         assert rss1 - res0["rss_kb"] < 64 * 1024
-        print(f"fuzz seed {FUZZ_SEED}: 10,000 cases read, by kind {kinds}; {len(leaking)} cases "
+        print(f"fuzz seed {seed}: 10,000 cases read, by kind {kinds}; {len(leaking)} cases "
               f"left fds in the target ({sum(kept)} fds, each case within its own bound; "
               f"their bounds sum to {sum(r.exposed for r in leaking)}, all cases' to "
               f"{sum(r.exposed for r in results)}); target fds "

@@ -7,5 +7,5 @@ cdef enum:
     SCREEN_REFUSE = 2             # DPDK's handler must not run (rejected)
     SCREEN_POSTCOPY_ADVISED = 3   # a POSTCOPY_ADVISE let through: no second one
 
-cdef int screen_message(char *ctx, bint postcopy_allowed) noexcept nogil
+cdef int screen_message(char *ctx, bint postcopy_allowed, int vid) noexcept nogil
 cdef uint32_t message_request(char *ctx) noexcept nogil

@@ -12,6 +12,12 @@ handles dangerously:
   so DPDK's handler fails its fd check and closes the connection.
 - POSTCOPY_ADVISE creates a userfaultfd that outlives the connection: refused unless the
   caller allows it (the port offers postcopy and none was advised on this connection).
+- SET_VRING_BASE on a packed ring takes the index (bits 0..14) as it comes: an index at
+  or past the ring's size makes the data path read and write descriptors past the ring
+  (found by the hostile-guest fuzz: a used descriptor written 64 KiB past the ring). So
+  is SET_VRING_NUM shrinking a packed ring below its indexes, and SET_FEATURES turning
+  rings whose indexes were set as split ones (free-running) into packed ones. All three
+  are refused (DPDK closes the connection).
 
 Every fd a message carries is made close-on-exec. The caller (vhost.pyx) counts every
 verdict other than SCREEN_PASS as a rejected message of the port.
@@ -21,14 +27,22 @@ packed): a 12-byte header, a 632-byte payload union (its largest member is
 VhostUserCryptoSessionParam), then int fds[8] and int fd_num. It trusts these offsets only
 when what it finds there looks like received fds (0 <= fd_num <= 8, each fd open);
 meson.build refuses any DPDK other than 22.11."""
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from posix.unistd cimport close as c_close
 from dpdkvirtio._dpdk.posix_extra cimport fcntl, F_GETFD, stat, fstat, S_ISREG
 from dpdkvirtio._core.fdhygiene cimport mark_cloexec
+from dpdkvirtio._dpdk.rte_vhost cimport (rte_vhost_get_negotiated_features,
+                                         rte_vhost_get_vhost_vring, rte_vhost_get_vring_base,
+                                         rte_vhost_get_vring_num, rte_vhost_vring)
 
 cdef enum:
+    VHOST_USER_SET_FEATURES = 2
     VHOST_USER_SET_MEM_TABLE = 5
+    VHOST_USER_SET_VRING_NUM = 8
+    VHOST_USER_SET_VRING_BASE = 10
+    VIRTIO_F_RING_PACKED = 34
+    PACKED_INDEX_MASK = 0x7FFF
     VHOST_USER_POSTCOPY_ADVISE = 28
     VHOST_USER_GET_INFLIGHT_FD = 31
     VHOST_USER_SET_INFLIGHT_FD = 32
@@ -95,9 +109,48 @@ cdef bint _mem_table_maps(char *ctx) noexcept nogil:
     return True
 
 
-cdef int screen_message(char *ctx, bint postcopy_allowed) noexcept nogil:
-    """The verdict (SCREEN_*) on one message; rewrites it where that makes DPDK's
-    handler fail safely."""
+cdef bint _packed_indexes_fit(int vid, char *ctx, uint32_t request) noexcept nogil:
+    """For a packed ring: whether the ring's avail and used indexes stay below its size
+    after this SET_VRING_BASE or SET_VRING_NUM (payload: uint32 vring, uint32 num)."""
+    cdef uint64_t features = 0
+    cdef uint32_t vring = (<uint32_t *>(ctx + MSG_PAYLOAD))[0]
+    cdef uint32_t num = (<uint32_t *>(ctx + MSG_PAYLOAD))[1]
+    cdef rte_vhost_vring vr
+    cdef uint16_t avail = 0, used = 0
+    if rte_vhost_get_negotiated_features(vid, &features) != 0:
+        return True
+    if not (features >> VIRTIO_F_RING_PACKED) & 1 or vring > 0xFFFF:
+        return True                     # split rings use indexes modulo their size
+    if request == VHOST_USER_SET_VRING_BASE:
+        if rte_vhost_get_vhost_vring(vid, <uint16_t>vring, &vr) != 0:
+            return False                # no SET_VRING_NUM yet: no size to index within
+        return (num & PACKED_INDEX_MASK) < vr.size
+    if rte_vhost_get_vring_base(vid, <uint16_t>vring, &avail, &used) != 0:
+        return True                     # a ring not set up yet: its indexes start at 0
+    return (avail & PACKED_INDEX_MASK) < num and (used & PACKED_INDEX_MASK) < num
+
+
+cdef bint _rings_fit_packed(int vid, char *ctx) noexcept nogil:
+    """For SET_FEATURES (payload: uint64): when it asks for packed rings, whether every
+    ring's indexes, set while it was split, lie within its size."""
+    cdef uint64_t features = (<uint64_t *>(ctx + MSG_PAYLOAD))[0]
+    cdef rte_vhost_vring vr
+    cdef uint16_t i, avail = 0, used = 0
+    if not (features >> VIRTIO_F_RING_PACKED) & 1:
+        return True
+    for i in range(rte_vhost_get_vring_num(vid)):
+        if rte_vhost_get_vhost_vring(vid, i, &vr) != 0:
+            continue
+        if rte_vhost_get_vring_base(vid, i, &avail, &used) != 0:
+            continue
+        if avail >= vr.size or used >= vr.size:
+            return False
+    return True
+
+
+cdef int screen_message(char *ctx, bint postcopy_allowed, int vid) noexcept nogil:
+    """The verdict (SCREEN_*) on one message of connection ``vid``; rewrites it where
+    that makes DPDK's handler fail safely."""
     cdef uint32_t request = message_request(ctx)
     cdef int i
     cdef bint sane = _ctx_fds_sane(ctx)
@@ -113,6 +166,10 @@ cdef int screen_message(char *ctx, bint postcopy_allowed) noexcept nogil:
     if request == VHOST_USER_GET_INFLIGHT_FD:
         memset(ctx + MSG_PAYLOAD, 0, 24)
         return SCREEN_NEUTRALISED
+    if request == VHOST_USER_SET_VRING_BASE or request == VHOST_USER_SET_VRING_NUM:
+        return SCREEN_PASS if _packed_indexes_fit(vid, ctx, request) else SCREEN_REFUSE
+    if request == VHOST_USER_SET_FEATURES:
+        return SCREEN_PASS if _rings_fit_packed(vid, ctx) else SCREEN_REFUSE
     if request == VHOST_USER_SET_INFLIGHT_FD or request == VHOST_USER_SET_MEM_TABLE:
         if not sane:
             return SCREEN_PASS          # unknown layout: leave it to DPDK

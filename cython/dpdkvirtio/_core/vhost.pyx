@@ -164,7 +164,7 @@ cdef rte_vhost_msg_result _on_message(int vid, void *msg) noexcept nogil:
     postcopy_allowed = s >= 0 and g_slots[s].postcopy and not g_slots[s].advised
     pthread_mutex_unlock(&g_lock)
     # (one connection's messages are handled one at a time, on the vhost-events thread)
-    verdict = screen_message(<char *>msg, postcopy_allowed)
+    verdict = screen_message(<char *>msg, postcopy_allowed, vid)
     if verdict == SCREEN_PASS:
         return RTE_VHOST_MSG_RESULT_NOT_HANDLED
     pthread_mutex_lock(&g_lock)

@@ -64,6 +64,8 @@ cdef extern from "rte_vhost.h" nogil:
         int kickfd
         uint16_t size
     int rte_vhost_get_vhost_vring(int vid, uint16_t vring_idx, rte_vhost_vring *vring)
+    int rte_vhost_get_vring_base(int vid, uint16_t queue_id, uint16_t *last_avail_idx,
+                                 uint16_t *last_used_idx)
     uint32_t rte_vhost_rx_queue_count(int vid, uint16_t qid)
     uint16_t rte_vhost_avail_entries(int vid, uint16_t queue_id)
     uint16_t rte_vhost_enqueue_burst(int vid, uint16_t queue_id, rte_mbuf **pkts,
