@@ -112,6 +112,20 @@ def check_cpus() -> list[dict]:
         out.append(_check("busy pollers", "warn", desc, "stop them before measuring (kill PID)"))
     else:
         out.append(_check("busy pollers", "ok", "none running"))
+    if n >= 2 and not busy:          # the probe spins both CPUs: not beside pollers
+        a, b = topo["allowed"][0], topo["allowed"][-1]
+        try:
+            off = hostinfo.tsc_offset(a, b)
+        except (OSError, TimeoutError) as e:
+            out.append(_check("TSC offset", "warn", f"not measured: {e}",
+                              "stop what spins on these CPUs and run doctor again"))
+        else:
+            far = abs(off["offset_ns"]) - off["uncertainty_ns"] > hostinfo.TSC_OFFSET_BOUND_NS
+            out.append(_check("TSC offset", "fail" if far else "ok",
+                              f"CPU {b} - CPU {a}: {off['offset_ns']:.0f} ns "
+                              f"+- {off['uncertainty_ns']:.0f} ns",
+                              "latency across these CPUs is refused (perf latency): the TSCs "
+                              "are not in step" if far else None))
     return out
 
 

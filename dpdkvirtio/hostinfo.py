@@ -167,3 +167,57 @@ def stalls(cpus, seconds: float = 2.0) -> dict[int, dict]:
                 "stalled_ms": round(r["stalled_ns"] / 1e6, 3), "max_us": round(r["max_ns"] / 1e3, 1),
                 "steal_ms": steal_ms([c]) - steal0[c]}
             for c, r in sorted(results.items())}
+
+
+TSC_OFFSET_BOUND_NS = 1_000      # latency across CPUs is refused beyond this offset
+
+
+def tsc_offset(cpu_leader: int, cpu_follower: int, rounds: int = 2000,
+               timeout_s: float = 2.0) -> dict:
+    """The offset of ``cpu_follower``'s TSC from ``cpu_leader``'s, by ping-pong over one
+    cache line: each round the leader reads its TSC and writes a round number, the
+    follower reads its TSC on seeing it and answers, the leader reads its TSC again. In
+    the round with the shortest round trip the follower's reading lies between the
+    leader's two: offset = follower - midpoint, within +-rtt/2. Both CPUs spin meanwhile
+    (a few ms): run it before starting pollers. Returns {"offset_ns", "uncertainty_ns",
+    "rtt_min_ns", "rounds", "cpus"}. Raises ValueError for a CPU this process may not
+    use, TimeoutError when the other CPU never ran (a poller on it)."""
+    import threading
+
+    import numpy as np
+
+    from ._core import hoststall
+    allowed = os.sched_getaffinity(0)
+    if cpu_leader == cpu_follower or not {cpu_leader, cpu_follower} <= allowed:
+        raise ValueError(f"tsc_offset: two different CPUs among {sorted(allowed)}, got "
+                         f"{cpu_leader} and {cpu_follower}")
+    line = np.zeros(16, np.uint64)[8:11]            # its own 64-byte cache line, mostly
+    result: dict = {}
+    errors: list[BaseException] = []
+
+    def follow():
+        try:
+            os.sched_setaffinity(0, {cpu_follower})
+            result["follower_ok"] = hoststall.tsc_pingpong_follower(line, rounds, timeout_s)
+        except (OSError, ValueError) as e:
+            errors.append(e)
+    follower = threading.Thread(target=follow, name="tsc-offset-follower")
+    mask = os.sched_getaffinity(0)
+    follower.start()
+    try:
+        os.sched_setaffinity(0, {cpu_leader})
+        sent, theirs, back, (tsc0, ns0, tsc1, ns1) = hoststall.tsc_pingpong_leader(
+            line, rounds, timeout_s)
+    finally:
+        os.sched_setaffinity(0, mask)
+        follower.join()
+    if errors:
+        raise errors[0]
+    hz = (tsc1 - tsc0) / ((ns1 - ns0) / 1e9) if ns1 > ns0 else 0
+    s, f, b = (np.array(x, dtype=np.float64) for x in (sent, theirs, back))
+    best = int(np.argmin(b - s))
+    ns = 1e9 / hz if hz else 0.0
+    rtt = (b[best] - s[best]) * ns
+    return {"offset_ns": round(float(f[best] - (s[best] + b[best]) / 2) * ns, 1),
+            "uncertainty_ns": round(float(rtt) / 2, 1), "rtt_min_ns": round(float(rtt), 1),
+            "rounds": rounds, "cpus": [cpu_leader, cpu_follower]}

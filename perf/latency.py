@@ -25,7 +25,8 @@ lost their CPU (polls of 100 us or more) and the steal /proc/stat admitted.
 Records: ``latency_ns[side][load]`` = {p50, p99, p999, lost: medians over the trials;
 max: the largest; p99_range; stalled_ms and steal_ms per trial; trials: the raw runs}
 (load "10%", "50%", "90%", "1mpps"), ``max_mpps[side]`` (median), ``absent`` {side:
-why} for sides that cannot take part, ``host_stalls`` {cpu: gaps a spinning thread saw
+why} for sides that cannot take part, ``tsc_offset`` (hostinfo.tsc_offset of the two
+CPUs; the run is refused beyond its bound), ``host_stalls`` {cpu: gaps a spinning thread saw
 before the run (hostinfo.stalls)}, and for switch-latency ``targets`` (ours against
 testpmd and OVS-DPDK per load, from the medians).
 """
@@ -213,6 +214,23 @@ def host_stalls(progress: Progress | None = None) -> dict:
     return {str(c): r for c, r in found.items()}
 
 
+def tsc_offset_checked(progress: Progress | None = None) -> dict:
+    """Before any poller starts: the TSC offset between the two CPUs (hostinfo.tsc_offset).
+    Sender and receiver stamp on different CPUs, so a latency can be no truer than it:
+    raises RuntimeError when the offset exceeds hostinfo.TSC_OFFSET_BOUND_NS beyond its
+    uncertainty."""
+    from dpdkvirtio import hostinfo
+    off = hostinfo.tsc_offset(FRONT, BACK)
+    if progress is not None:
+        progress.log(f"TSC offset CPU {BACK} - CPU {FRONT}: {off['offset_ns']:.0f} ns "
+                     f"+- {off['uncertainty_ns']:.0f} ns")
+    if abs(off["offset_ns"]) - off["uncertainty_ns"] > hostinfo.TSC_OFFSET_BOUND_NS:
+        raise RuntimeError(f"latency refused: the TSCs of CPUs {FRONT} and {BACK} differ by "
+                           f"{off['offset_ns']:.0f} ns (+- {off['uncertainty_ns']:.0f}), more "
+                           f"than {hostinfo.TSC_OFFSET_BOUND_NS} ns")
+    return off
+
+
 def run_scenario(scenario: str, o: Options, trials: int = 1,
                  progress: Progress | None = None) -> dict:
     """Trials alternate the sides (ours, testpmd, OVS-DPDK, ours, ...); each trial sets its
@@ -220,6 +238,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
     from perf.measured import steal_ms
     sides, absent = sides_of(scenario)
     stalls = host_stalls(progress)
+    offset = tsc_offset_checked(progress)
     raw: dict[str, dict[str, list]] = {side: {load: [] for load, _ in LOADS} for side in sides}
     maxima: dict[str, list[float]] = {side: [] for side in sides}
     for trial in range(trials):
@@ -247,7 +266,8 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
     rec = {"scenario": scenario, "pkt_size": o.pkt_size, "seconds": o.seconds, "trials": trials,
            "memory_mode": o.memory_mode,
            "max_mpps": {side: round(_median(v), 3) for side, v in maxima.items()},
-           "latency_ns": latency, "absent": absent, "host_stalls": stalls}
+           "latency_ns": latency, "absent": absent, "host_stalls": stalls,
+           "tsc_offset": offset}
     if scenario == "switch-latency":
         rec["targets"] = targets(latency)
     return rec

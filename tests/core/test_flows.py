@@ -380,3 +380,34 @@ def test_bad_measurement_input(pair, pmds):
     b.remove(v)
     assert fs.writer is None
     fs.account(dv.Burst(4))                          # Python's again
+
+
+def test_the_tsc_agrees_with_the_kernel_clock(eal):
+    """Latency is TSC ticks over tsc_hz(): over 0.5 s the TSC, so converted, must agree
+    with the kernel's CLOCK_MONOTONIC_RAW (an independent clock) within 1 %."""
+    t0, k0 = dvflows.tsc(), time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+    time.sleep(0.5)
+    t1, k1 = dvflows.tsc(), time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+    ratio = (t1 - t0) / dvflows.tsc_hz() / ((k1 - k0) / 1e9)
+    assert abs(ratio - 1) < 0.01, f"TSC seconds / kernel seconds = {ratio:.5f}"
+
+
+@pytest.mark.parametrize("flags, missing", [
+    ("fpu tsc constant_tsc nonstop_tsc sse2", None),
+    ("fpu tsc nonstop_tsc", "constant_tsc"),
+    ("fpu tsc constant_tsc", "nonstop_tsc"),
+    ("fpu tsc", "constant_tsc and nonstop_tsc"),
+])
+def test_a_tsc_that_is_not_invariant_refuses_latency(eal, tmp_path, monkeypatch, flags, missing):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    problem = dvflows.invariant_tsc_problem(str(cpuinfo))
+    if missing is None:
+        assert problem is None
+        return
+    assert problem is not None and f"lacks {missing}" in problem, problem
+    # a table is refused with that reason
+    monkeypatch.setattr(dvflows, "invariant_tsc_problem", lambda: problem)
+    with pytest.raises(ConfigError, match=f"latency measurement refused: .*lacks {missing}"):
+        dv.FlowStats(4)
+    assert "cannot read" in dvflows.invariant_tsc_problem(str(tmp_path / "none"))

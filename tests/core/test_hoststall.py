@@ -31,3 +31,20 @@ def test_bad_arguments():
         hostinfo.stalls([4096], 0.1)
     with pytest.raises(ValueError, match="seconds must be in"):
         hostinfo.stalls([helpers.cpus()[0]], 0)
+
+
+def test_tsc_offset_between_the_two_cpus():
+    """The ping-pong offset of one CPU's TSC from the other's: here within the bound that
+    perf latency enforces, and the same measured from either side (a ~ -b within their
+    uncertainties)."""
+    a, b = helpers.cpus()[0], helpers.cpus()[-1]
+    if a == b:
+        pytest.fail("needs two CPUs (a one-CPU host cannot place a sender and a receiver apart)")
+    ab = hostinfo.tsc_offset(a, b)
+    ba = hostinfo.tsc_offset(b, a)
+    for r in (ab, ba):
+        assert 0 < r["rtt_min_ns"] < 20_000 and abs(r["uncertainty_ns"] - r["rtt_min_ns"] / 2) <= 0.1, r
+        assert abs(r["offset_ns"]) - r["uncertainty_ns"] <= hostinfo.TSC_OFFSET_BOUND_NS, r
+    assert abs(ab["offset_ns"] + ba["offset_ns"]) <= ab["uncertainty_ns"] + ba["uncertainty_ns"] + 1, (ab, ba)
+    with pytest.raises(ValueError, match="two different CPUs"):
+        hostinfo.tsc_offset(a, a)

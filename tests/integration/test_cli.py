@@ -158,6 +158,10 @@ def test_doctor_and_hugepages():
     names = {c["check"] for c in checks}
     assert {"dpdk version", "driver net_vhost", "driver net_virtio_user", "CPUs",
             "isolated CPUs"} <= names
+    busy = next(c for c in checks if c["check"] == "busy pollers")
+    offset = [c for c in checks if c["check"] == "TSC offset"]
+    # measured when nothing spins (the probe spins both CPUs): here, in step
+    assert busy["verdict"] == "warn" or (offset and offset[0]["verdict"] == "ok"), (busy, offset)
     assert all(c["verdict"] in ("ok", "warn", "fail") for c in checks)
     assert all(c["todo"] for c in checks if c["verdict"] != "ok")
     assert r.returncode == (1 if any(c["verdict"] == "fail" for c in checks) else 0)
@@ -357,9 +361,11 @@ def test_measured_flows_through_the_switch(d):
         rows = {(r["port"], r["queue"], r["flow_id"]): r for r in sw.ctl("flow-stats")}
         assert sorted(rows) == [("a", 0, 5), ("b", 0, 2)]
         f5, f2 = rows[("a", 0, 5)], rows[("b", 0, 2)]
-        # flow 5: sent by the peer; what it lost is what the peer's port dropped
-        assert f5["received"] + f5["lost"] == n - sum(ua["drops"].values()) + f5["lost"]
-        assert f5["received"] == ua["stats"]["tx_packets"]
+        # flow 5: sent by the peer; what did not arrive is what the peer's port dropped,
+        # and every gap the switch saw is one of those (a drop at the very end is no gap)
+        dropped_at_peer = sum(ua["drops"].values())
+        assert f5["received"] == n - dropped_at_peer == ua["stats"]["tx_packets"]
+        assert f5["lost"] <= dropped_at_peer, (f5, ua)
         # flow 2: the switch's generator knows what it sent
         assert f2["sent"] == n == f2["received"] + f2["lost_total"]
         a_stats = sw.stats()["a"]

@@ -350,3 +350,60 @@ def test_latency_short_run_records(tmp_path):
         assert len(rec["host_stalls"]) == 2
         assert all(st["max_us"] >= 0 and st["over_10us"] >= st["over_1ms"]
                    for st in rec["host_stalls"].values())
+
+
+def _perf_json(tmp_path, *args):
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "perf", *args, "--memory-mode", MODE,
+                        "--json", str(out)], capture_output=True, text=True, cwd=str(REPO),
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return json.loads(out.read_text()), r.stdout
+
+
+def test_notify_short_run_records(tmp_path):
+    """perf notify: every mode at every load, with the fields its table prints."""
+    rec, out = _perf_json(tmp_path, "notify", "--seconds", "0.2")
+    assert set(rec) == {"poll", "sleep-50us", "sleep-300us", "interrupt"}
+    for mode, loads in rec.items():
+        assert set(loads) == {"idle", "10kpps", "1mpps", "max"}, mode
+        for load, x in loads.items():
+            assert {"cpu_share", "mpps", "p50_us", "p99_us", "lost", "steal_ms",
+                    "intr_wakeups", "sleeps"} <= set(x), (mode, load)
+            assert 0 <= x["cpu_share"] <= 1.5 and x["lost"] >= 0
+            assert (x["mpps"] == 0) == (load == "idle"), (mode, load, x)
+        assert loads["idle"]["p50_us"] is None and loads["10kpps"]["p50_us"] > 0
+    assert rec["interrupt"]["10kpps"]["intr_wakeups"] > 0
+    assert "| interrupt | 10kpps |" in out
+
+
+def test_measured_short_run_records(tmp_path):
+    """perf measured: generator and receiver costs with and without measurement, latency
+    in one process and across two, each with its loads."""
+    rec, out = _perf_json(tmp_path, "measured", "--seconds", "0.2", "--rounds", "1")
+    for name in ("generator", "receiver"):
+        assert {"with", "without"} <= set(rec[name])
+        assert all(rec[name][side]["mpps"] > 0 for side in ("with", "without"))
+    assert rec["generator"]["ratio_mpps"] > 0 and rec["receiver"]["ratio_cycles"] > 0
+    for name in ("latency_in_process", "latency_two_process"):
+        lat = rec[name]
+        assert lat["max_mpps"] > 0
+        for load in ("10%", "50%", "90%"):
+            assert {"p50", "p99", "p999", "max", "lost", "received", "steal_ms"} <= set(lat[load])
+            assert lat[load]["received"] > 0 and lat[load]["p50"] <= lat[load]["max"]
+    assert "latency two process" in out
+
+
+def test_capture_short_run_records(tmp_path):
+    """perf capture: both scenarios, every side, the capturing sides with their share."""
+    rec, out = _perf_json(tmp_path, "capture", "--seconds", "0.2", "--rounds", "1")
+    assert set(rec["median"]) == {"loopback", "vhost-rx"}
+    for scenario, summary in rec["median"].items():
+        assert set(summary) == {"none", "off", "rx-128", "rx-full", "rx-filter-1%"}
+        assert summary["none"]["cycles_vs_none"] == 1.0
+        for side, m in summary.items():
+            assert m["mpps"] > 0 and m["cycles_per_packet"] > 0, (scenario, side)
+            assert ("captured_share" in m) == side.startswith("rx-"), (scenario, side)
+            if "captured_share" in m:
+                assert 0 < m["captured_share"] <= 1.0, (scenario, side, m)
+    assert "| vhost-rx | rx-full |" in out
