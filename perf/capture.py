@@ -24,7 +24,7 @@ import tempfile
 import time
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import _pmd_cost, start_pair
+from perf.measured import _pmd_cost, start_pair, warmup_s
 from perf.scenarios import BACK, FRONT
 
 SIDES = ("none", "off", "rx-128", "rx-full", "rx-filter-1%")
@@ -93,7 +93,7 @@ def vhost_rx(dv, seconds: float, sockdir: str, side: str) -> dict:
                             filter=FILTER_1PCT if side == "rx-filter-1%" else None)
         b.start()
         a.start()
-        time.sleep(0.5)
+        time.sleep(warmup_s(seconds))
         c0 = b.counters[0].copy()
         time.sleep(seconds)
         c1 = b.counters[0].copy()

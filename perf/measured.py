@@ -27,6 +27,12 @@ from perf.scenarios import BACK, FRONT
 LOADS = (0.10, 0.50, 0.90)
 
 
+def warmup_s(seconds: float) -> float:
+    """The warm-up before counting: 0.5 s, or the window itself when shorter (a smoke
+    run of --seconds 0.1 checks the structure, not the figures)."""
+    return min(0.5, seconds)
+
+
 def steal_ms(cpus=(FRONT, BACK)) -> float:
     """Time the hypervisor ran something else on our CPUs so far (/proc/stat steal), ms:
     the difference over a run says how long our pollers were not running at all."""
@@ -111,7 +117,7 @@ def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | No
         g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=1, pps=pps))
         b.start()
         a.start()
-        time.sleep(0.5)                                    # warm-up, then count afresh
+        time.sleep(warmup_s(seconds))                  # warm-up, then count afresh
         rx0 = v.stats()["rx_packets"]
         if flows is not None:
             flows.reset()
@@ -154,7 +160,7 @@ def two_process_latency(sockdir: str, seconds: float, memory_mode: str) -> dict:
         back.call("rx", name="v", flows=True)
         # the pair's maximum: unpaced, received packets per second
         front.call("gen", name="u", pps=0, tag="max", flow_id=0)
-        time.sleep(0.5)
+        time.sleep(warmup_s(seconds))
         r0 = back.call("stats", name="v")["stats"]["rx_packets"]
         time.sleep(seconds)
         r1 = back.call("stats", name="v")["stats"]["rx_packets"]

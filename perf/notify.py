@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import start_pair, steal_ms
+from perf.measured import start_pair, steal_ms, warmup_s
 from perf.scenarios import BACK, FRONT
 
 MODES = {"poll": {}, "sleep-50us": {"sleep_max_us": 50}, "sleep-300us": {"sleep_max_us": 300},
@@ -44,7 +44,7 @@ def one(dv, sockdir: str, mode_kw: dict, pps: float | None, seconds: float) -> d
             g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), flow_id=1, pps=pps))
         b.start()
         a.start()
-        time.sleep(0.5)
+        time.sleep(warmup_s(seconds))
         flows.reset()
         rx0, cpu0, t0, st0 = v.stats()["rx_packets"], thread_cpu_s(b.lcore), time.monotonic(), steal_ms()
         time.sleep(seconds)

@@ -296,3 +296,36 @@ def test_capture_filter_keeps_what_it_matches(pair, tmp_path):
         _send_rows(u, _rows(10), drain_port=v)
     assert cap.stop()["written"] == 10 and len(cap.packets()) == 10
     cap.close()
+
+
+def test_duration_and_max_bytes_end_a_capture_by_themselves(pair, pmds, tmp_path):
+    """A generator runs throughout. duration_s=0.3 ends the capture after 0.3 s by the
+    kernel's clock (not before, and within 0.3 s after), and every packet tshark reads
+    from the file was stamped inside that time. max_bytes=200,000 ends the next one once
+    its file holds that much: at least that, and at most one drain (64 blocks, under 256
+    bytes each for these packets) and the statistics blocks more."""
+    v, u = pair
+    a, b = pmds
+    b.add_rxq(v, 0, "rxonly")
+    a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), pps=200_000))
+    b.start(); a.start()
+    try:
+        timed = tmp_path / "timed.pcapng"
+        t0, wall0 = time.monotonic(), time.time_ns()
+        cap = v.capture(timed, snaplen=128, duration_s=0.3)
+        assert cap.wait(5)
+        took = time.monotonic() - t0
+        result = cap.stop()
+        assert 0.3 <= took <= 0.6, took
+        stamps = [_ns(row[0]) for row in _tshark(timed, "frame.time_epoch")]
+        assert len(stamps) == result["written"] > 0, (result, v.stats())
+        assert wall0 - 1_000_000 <= min(stamps) and max(stamps) <= wall0 + int(took * 1e9) + 1_000_000
+        sized = tmp_path / "sized.pcapng"
+        cap = v.capture(sized, snaplen=128, max_bytes=200_000)
+        assert cap.wait(5)
+        result = cap.stop()
+        size = sized.stat().st_size
+        assert result["bytes"] == size and 200_000 <= size <= 200_000 + 64 * 256 + 2 * 256, size
+        assert len(_tshark(sized, "frame.number")) == result["written"]
+    finally:
+        a.stop(); b.stop()

@@ -1,8 +1,11 @@
-"""Replay of a capture file with its own timing: a pcapng that editcap wrote (not us), sent
-by a PMD's generator, its arrival times taken by our capture on the receiving port."""
+"""Replay of a capture file with its own timing: a pcapng that editcap wrote (not us), with
+the gaps GAPS_MS this test chose (tshark reads them back exactly), sent by a PMD's
+generator, its arrival times taken by our capture on the receiving port and judged
+against GAPS_MS; the replay's span bounded by the kernel's clock."""
 import shutil
 import subprocess
 import time
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -39,7 +42,17 @@ def timed_pcapng(tmp_path):
     assert r.returncode == 0, r.stderr
     with open(out, "rb") as f:
         assert f.read(4) == b"\x0a\x0d\x0d\x0a"           # pcapng indeed
+    # an independent reader sees the gaps the test wrote, exactly
+    r = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.time_delta"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    deltas = [Decimal(x) for x in r.stdout.split()]
+    assert deltas[1:] == [Decimal(g) / 1000 for g in _gaps_ms(N - 1)], deltas[:10]
     return out
+
+
+def _gaps_ms(n: int) -> list[int]:
+    return [GAPS_MS[i % len(GAPS_MS)] for i in range(n)]
 
 
 def _replay_gaps(pair, pmds, path, speed, loops=1):
@@ -53,8 +66,10 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
     b.start()
     with v.capture(None, direction="rx", snaplen=64) as cap:
         steal0, stalled0 = _steal_ms(), _stalled_ms(pmds)
+        t0 = time.monotonic()
         a.start()
         assert g.wait_done(60)
+        wall_s = time.monotonic() - t0
         stolen, stalled = _steal_ms() - steal0, _stalled_ms(pmds) - stalled0
         deadline = time.monotonic() + 10
         while v.stats()["rx_packets"] < N * loops:
@@ -67,7 +82,12 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
     assert len(pk) == N * loops
     sent = pcapfile.read(path)
     assert [f[:64] for f in sent.frames] * loops == pk.frames
-    return np.diff(pk.timestamps_ns), np.diff(sent.timestamps_ns), stolen, stalled
+    # the file's gaps are the ones the test wrote (GAPS_MS), not what a reader says; the
+    # replay cannot have been faster than them (the kernel's clock around it)
+    want = np.array(_gaps_ms(N - 1), dtype=np.float64) * 1e6
+    schedule_s = (want.sum() * loops + np.mean(want) * (loops - 1)) / speed / 1e9
+    assert schedule_s * 0.999 <= wall_s <= schedule_s + 1.0, (wall_s, schedule_s)
+    return np.diff(pk.timestamps_ns), want, stolen, stalled
 
 
 def _steal_ms() -> float:
@@ -147,3 +167,4 @@ def test_replay_refuses_bad_timing_input(timed_pcapng):
         dv.Stream.from_pcap(timed_pcapng, timing="original", speed=0)
     with pytest.raises(ConfigError, match="not rate/pps/bps/percent"):
         dv.Stream.from_pcap(timed_pcapng, timing="original", pps=1000)
+

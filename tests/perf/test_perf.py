@@ -326,7 +326,7 @@ def test_rfc2544_short_run_records(tmp_path):
 
 def test_latency_short_run_records(tmp_path):
     out = tmp_path / "l.json"
-    r = subprocess.run([sys.executable, "-m", "perf", "latency", "--seconds", "0.3",
+    r = subprocess.run([sys.executable, "-m", "perf", "latency", "--seconds", "0.1",
                         "--trials", "1", "--memory-mode", MODE, "--json", str(out)],
                        capture_output=True, text=True, cwd=str(REPO), timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -363,7 +363,7 @@ def _perf_json(tmp_path, *args):
 
 def test_notify_short_run_records(tmp_path):
     """perf notify: every mode at every load, with the fields its table prints."""
-    rec, out = _perf_json(tmp_path, "notify", "--seconds", "0.2")
+    rec, out = _perf_json(tmp_path, "notify", "--seconds", "0.1")
     assert set(rec) == {"poll", "sleep-50us", "sleep-300us", "interrupt"}
     for mode, loads in rec.items():
         assert set(loads) == {"idle", "10kpps", "1mpps", "max"}, mode
@@ -380,7 +380,7 @@ def test_notify_short_run_records(tmp_path):
 def test_measured_short_run_records(tmp_path):
     """perf measured: generator and receiver costs with and without measurement, latency
     in one process and across two, each with its loads."""
-    rec, out = _perf_json(tmp_path, "measured", "--seconds", "0.2", "--rounds", "1")
+    rec, out = _perf_json(tmp_path, "measured", "--seconds", "0.1", "--rounds", "1")
     for name in ("generator", "receiver"):
         assert {"with", "without"} <= set(rec[name])
         assert all(rec[name][side]["mpps"] > 0 for side in ("with", "without"))
@@ -396,7 +396,7 @@ def test_measured_short_run_records(tmp_path):
 
 def test_capture_short_run_records(tmp_path):
     """perf capture: both scenarios, every side, the capturing sides with their share."""
-    rec, out = _perf_json(tmp_path, "capture", "--seconds", "0.2", "--rounds", "1")
+    rec, out = _perf_json(tmp_path, "capture", "--seconds", "0.1", "--rounds", "1")
     assert set(rec["median"]) == {"loopback", "vhost-rx"}
     for scenario, summary in rec["median"].items():
         assert set(summary) == {"none", "off", "rx-128", "rx-full", "rx-filter-1%"}
