@@ -287,7 +287,8 @@ def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16
                     seg[:] = bytes([canary]) * len(seg)
                     seg.release()
                 data = np.frombuffer(raw, np.uint8)
-                bad = np.flatnonzero((data < lo) | (data > hi))
+                # (the whole byte range asked for: nothing to look for)
+                bad = np.flatnonzero((data < lo) | (data > hi)) if lo > 0 or hi < 255 else data[:0]
                 if bad.size and len(foreign) < max_report:
                     foreign.append([packets, int(data.size),
                                     [[int(o), int(data[o])] for o in bad[:8]],

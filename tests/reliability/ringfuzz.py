@@ -26,6 +26,7 @@ against a target of its own:
 from __future__ import annotations
 
 import base64
+import os
 import random
 import struct
 from collections import Counter
@@ -70,7 +71,6 @@ class Runner:
     ``offloads`` (host offloads offered), both polled by the target's Python thread."""
 
     def __init__(self, agent, paths: dict[str, str], seed: int):
-        import os
         self.agent, self.paths, self.seed = agent, paths, seed
         # the packets the target dequeued, whole (a case may carry megabytes)
         self.dump = os.path.join(os.path.dirname(paths["plain"]), "dequeued.bin")
@@ -114,7 +114,6 @@ class Runner:
             return self._case(rng, "control", res, family, memory_override={"b": override})
         finally:
             if shadow is not None:
-                import os
                 os.close(shadow)
 
     def _case(self, rng, family, res, write, memory_override=None) -> Result:
@@ -227,7 +226,6 @@ class Runner:
                                 f"(gpa, found, expected) {wrong[:8]}")
 
     def close(self):
-        import os
         self.mem.close()
         if os.path.exists(self.dump):
             os.unlink(self.dump)

@@ -127,7 +127,7 @@ def test_hostile_guests_10000_cases(baseline, sockdir, request, record_property)
         controls += _controls(runner, "after the run")
         known = Counter(r.known_issue for r in results if r.known_issue)
         mid = ag.call("resources")
-        slope = (mid["rss_kb"] - rss_warm) / (n - RSS_WARM_CASES) if rss_warm else None
+        slope = (mid["rss_kb"] - rss_warm) / (n - RSS_WARM_CASES) if n > RSS_WARM_CASES else None
         print(f"hostile seed {seed}: {n} cases in {took:.1f} s, all survived, 0 "
               f"disclosures; {len(controls)} positive controls flagged; outcomes "
               f"{dict(Counter(r.outcome for r in results))}, known DPDK issue {dict(known)}, "
