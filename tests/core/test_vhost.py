@@ -197,6 +197,16 @@ def test_client_port_with_virtio_user_server(eal, sockdir):
     assert not os.path.exists(path)
 
 
+def test_client_port_without_reconnect_and_no_server(eal, sockdir):
+    path = os.path.join(sockdir, "absent.sock")
+    with pytest.raises(dv.VhostError, match="could not connect to .*start the server first"):
+        dv.VhostUserClientPort(path, reconnect=False)
+    assert not os.path.exists(path)
+    # nothing of it is left: the same path registers again
+    c = dv.VhostUserClientPort(path)
+    c.close()
+
+
 def test_virtio_user_server_timeout_leaves_nothing(eal, sockdir):
     path = os.path.join(sockdir, "t.sock")
     t0 = time.monotonic()

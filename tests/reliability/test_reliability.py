@@ -7,6 +7,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -15,7 +16,7 @@ import dpdkvirtio as dv
 from dpdkvirtio.peers import Agent, AgentError
 from tests.helpers import wait_still
 from tests.reliability import vhostfuzz
-from tests.reliability.conftest import BACK, FRONT, settle
+from tests.reliability.conftest import BACK, FRONT, send_and_receive, settle
 
 
 def flowing_again(port, what, packets=100, timeout_s=5.0):
@@ -88,18 +89,11 @@ def test_overload_every_drop_counted_by_reason(baseline, untouched, pmd, sockdir
 def test_reconnect_100_times_peer_as_client(baseline, untouched, sockdir):
     v = dv.VhostUserPort(os.path.join(sockdir, "r.sock"))
     try:
-        b, total = dv.Burst(32), 0
+        total = 0
         for i in range(100):
             u = dv.VirtioUserPort(v.path)
             assert v.wait_running(10), i
-            b.alloc(u.mempool, 32, dv.udp_frame(64))
-            assert u.tx_burst(0, b) == 32
-            got, rx = 0, dv.Burst(32)
-            deadline = time.monotonic() + 5
-            while got < 32 and time.monotonic() < deadline:
-                got += v.rx_burst(0, rx)
-                rx.free()
-            total += got
+            total += send_and_receive(u, v, 32)
             u.close()
             assert v.wait_stopped(10), i
         st = v.status()
@@ -112,30 +106,62 @@ def test_reconnect_100_times_peer_as_client(baseline, untouched, sockdir):
 
 @pytest.mark.slow
 def test_reconnect_100_times_peer_as_server(baseline, untouched, sockdir):
-    path = os.path.join(sockdir, "s.sock")
-    c = dv.VhostUserClientPort(path)
+    """100 reconnections: 10 client ports, each to its own server, which goes away and
+    comes back 10 times. DPDK's client tries once at the disconnect (the next server is
+    not there yet) and then from its reconnect thread, once a second for every waiting
+    client together: ten clients take a round of ten reconnections per tick, where one
+    client would wait a tick for each."""
+    clients, rounds = 10, 10
+    paths = [os.path.join(sockdir, f"s{k}.sock") for k in range(clients)]
+    ports = [dv.VhostUserClientPort(p) for p in paths]
+    servers: list = []
     try:
         total = 0
-        for i in range(100):
-            # the next server right after the last one closed: DPDK's client tries once
-            # at the disconnect, then once a second (its reconnect thread's tick)
-            u = dv.VirtioUserPort(path, server=True, connect_timeout_s=20)
-            assert c.wait_running(10), i
-            assert c.status()["connections"] == i + 1, (i, c.status())
-            b = dv.Burst(32)
-            b.alloc(c.mempool, 32, dv.udp_frame(64))
-            assert c.tx_burst(0, b) == 32
-            got, rx = 0, dv.Burst(32)
-            deadline = time.monotonic() + 5
-            while got < 32 and time.monotonic() < deadline:
-                got += u.rx_burst(0, rx)
-                rx.free()
-            total += got
-            u.close()
-        assert c.wait_stopped(10)
-        assert total == 3200 and c.status()["connections"] == 100
+        for i in range(rounds):
+            servers = _servers_in_parallel(paths)
+            for k, (c, u) in enumerate(zip(ports, servers)):
+                assert c.wait_running(10), (i, k)
+                assert c.status()["connections"] == i + 1, (i, k, c.status())
+                total += send_and_receive(c, u, 32)
+            for u in servers:
+                u.close()
+            servers = []
+        for c in ports:
+            assert c.wait_stopped(10)
+            assert c.status()["connections"] == rounds and c.status()["refused"] == 0
+            assert c.mempool.in_use == 0
+        assert total == 32 * clients * rounds
     finally:
-        c.close()
+        for u in servers:
+            u.close()
+        for c in ports:
+            c.close()
+
+
+def _servers_in_parallel(paths: list[str]) -> list:
+    """One virtio-user server per path, constructed on threads: each constructor waits in
+    accept() (without the GIL) until its client connects."""
+    made: dict = {}
+
+    def run(k, path):
+        try:
+            made[k] = dv.VirtioUserPort(path, server=True, connect_timeout_s=20)
+        except BaseException as e:  # noqa: BLE001 - raised below, on the test's thread
+            made[k] = e
+
+    threads = [threading.Thread(target=run, args=(k, p)) for k, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    servers = [made.get(k) for k in range(len(paths))]
+    errors = [s for s in servers if not isinstance(s, dv.VirtioUserPort)]
+    if errors:
+        for s in servers:
+            if isinstance(s, dv.VirtioUserPort):
+                s.close()
+        raise AssertionError(f"servers not made: {errors}")
+    return servers
 
 
 def test_stop_start_ports_and_pmds_under_load_100_times(baseline, untouched, pmd, sockdir):
@@ -388,15 +414,7 @@ def test_socket_file_catalogue(baseline, untouched, sockdir):
             other.call("port", name="u2", kind="virtio-user", path=p.path)
         assert refused.value.kind == "PortError", refused.value
         assert other.call("ping")                                  # the refused side lives on
-    b = dv.Burst(8)
-    b.alloc(u1.mempool, 8, dv.udp_frame(64))
-    assert u1.tx_burst(0, b) == 8
-    got, rx = 0, dv.Burst(8)
-    deadline = time.monotonic() + 5
-    while got < 8 and time.monotonic() < deadline:
-        got += p.rx_burst(0, rx)
-        rx.free()
-    assert got == 8 and p.status()["refused"] == 1
+    assert send_and_receive(u1, p, 8) == 8 and p.status()["refused"] == 1
     u1.close()
     p.close()
     assert sorted(os.listdir(sockdir)) == ["untouched.sock"]

@@ -444,10 +444,15 @@ cdef class VhostPort(Port):
             if self._socket_owner is not None or self._socket_group is not None:
                 os.chown(self.path, -1 if self._socket_owner is None else self._socket_owner,
                          -1 if self._socket_group is None else self._socket_group)
-        if rc != 0:
+        if rc != 0 and server:
             raise_dpdk(VhostError, 0, "rte_vhost_driver_start",
                        f"could not start {self.path!r}: a server socket path must not exist "
                        "and its directory must be writable; see the DPDK log")
+        if rc != 0:
+            raise_dpdk(VhostError, 0, "rte_vhost_driver_start",
+                       f"could not connect to {self.path!r}: start the server first (QEMU "
+                       "server=on, virtio-user server=1), or keep reconnect=True to wait "
+                       "for it; see the DPDK log")
         self._started = True
         self._state = PORT_STARTED
         with nogil:
