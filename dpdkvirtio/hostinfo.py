@@ -35,9 +35,20 @@ def fingerprint() -> dict:
     }
 
 
+_SAME_HOST_KEYS = ("cpu_model", "cpu_count", "kernel", "dpdk_version")
+
+
 def same_host(a: dict, b: dict) -> bool:
-    keys = ("cpu_model", "cpu_count", "kernel", "dpdk_version")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(a.get(k) == b.get(k) for k in _SAME_HOST_KEYS)
+
+
+def fingerprint_key(fp: dict | None = None) -> str:
+    """A file-name-safe key of what same_host compares, e.g. for a stored baseline:
+    ``2cpu-<12 hex digits>``. Two hosts with the same key give comparable figures."""
+    import hashlib
+    fp = fingerprint() if fp is None else fp
+    text = "\n".join(f"{k}={fp.get(k)}" for k in _SAME_HOST_KEYS)
+    return f"{fp.get('cpu_count')}cpu-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _proc_times() -> dict[int, tuple[int, int, str]]:

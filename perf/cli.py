@@ -3,6 +3,7 @@ search the zero-loss throughput.
 
     python -m perf run [SCENARIO ...] [--seconds 5] [--trials 3] [--json FILE]
     python -m perf compare BASELINE.json NEW.json [--tolerance 0.05] [--junit F] [--markdown F]
+    python -m perf ab BASE CANDIDATE [--scenario S] [--budget-s 600] [--json F] [--markdown F]
     python -m perf ndr [--loss 0] [--seconds 2]
     python -m perf rfc2544 [--sizes 64,128,...] [--pdr-loss 0.001] [--json F] [--markdown F]
     python -m perf report RESULTS.json -o DIR
@@ -10,6 +11,7 @@ search the zero-loss throughput.
     python -m perf measured [--seconds 3] [--rounds 3] [--json FILE]
     python -m perf notify [--seconds 3] [--json FILE]
     python -m perf list
+    python -m perf fingerprint
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _available_sides(name: str) -> dict:
 
 def measure_side(setup, o: Options) -> dict:
     o.extra.pop("cycles", None)
+    o.extra.pop("counterpart_stalls", None)
     with setup(o) as read:
         return stats.sample_rate(read, o.seconds, o.warmup_s, cycles=o.extra.pop("cycles", None))
 
@@ -177,7 +180,10 @@ def cmd_run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
         print(f"\nwritten: {args.json}")
-
+    failed = compare.failed_sides(records)
+    if failed:
+        print("\nperf run: sides failed (exit 2):\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -294,6 +300,11 @@ def _guarded(module: str, command: str):
     return run
 
 
+def cmd_fingerprint(args) -> int:
+    print(host.fingerprint_key())
+    return 0
+
+
 def cmd_list(args) -> int:
     for name, s in SCENARIOS.items():
         peers = [k for k in s if k not in ("ours", *NOT_SIDES)]
@@ -308,7 +319,8 @@ def _host_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="measure even with busy pollers around")
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m perf`` (every subcommand)."""
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -328,6 +340,11 @@ def main(argv=None) -> int:
     r.set_defaults(func=cmd_run)
     compare.add_arguments(sub.add_parser("compare", help="compare a new run with a baseline "
                                          "(table, JUnit XML, markdown summary)"))
+    from perf import ab
+    abp = sub.add_parser("ab", help="two builds measured interleaved in one run: a verdict "
+                         "per scenario (regression, improvement, no-change, inconclusive)")
+    ab.add_arguments(abp)
+    abp.set_defaults(func=_guarded("ab", "cmd_ab"))
     from perf import latency, report, rfc2544
     lt = sub.add_parser("latency", help="switch-latency and vhost-latency: p50/p99/p99.9/max "
                         "at 10/50/90 %% of each device's maximum and at 1 Mpps")
@@ -365,7 +382,13 @@ def main(argv=None) -> int:
     _host_options(cp)
     cp.set_defaults(func=_guarded("capture", "cmd_capture"))
     sub.add_parser("list", help="the scenarios").set_defaults(func=cmd_list)
-    args = p.parse_args(argv)
+    sub.add_parser("fingerprint", help="this host's key for stored baselines (CPU model and "
+                   "count, kernel, DPDK)").set_defaults(func=cmd_fingerprint)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     def on_term(*_):
         raise KeyboardInterrupt
@@ -374,7 +397,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except Refused as e:
         print(f"perf: refused: {e}", file=sys.stderr)
-        return 3
+        return 2
     except KeyboardInterrupt:
         print("perf: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130

@@ -4,7 +4,14 @@ tolerance is a failure, an improvement a property) and a markdown summary (for a
 summary; appended to $GITHUB_STEP_SUMMARY when that is set).
 
     python -m perf compare BASELINE.json NEW.json [--tolerance 0.05] [--absolute]
-                           [--junit FILE] [--markdown FILE]
+                           [--junit FILE] [--markdown FILE] [--allow-missing]
+
+Exit status: 0 no regression, 1 a regression (or a baseline scenario missing from the new
+run), 2 a side or scenario of the new run failed, or the baseline file is missing (unless
+``--allow-missing``). A stored baseline compares runs made minutes or days apart: the
+verdict holds only when the host's noise is below the tolerance, and the summary says how
+large the noise within the new run was. ``python -m perf ab`` compares two builds in one
+run and does not depend on that.
 
 Metrics per scenario: the throughput ratio to dpdk-testpmd measured in the same run (or
 our absolute Mpps with ``--absolute`` when both runs come from the same host), and our
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -28,11 +36,11 @@ class Row:
     baseline: float | None
     new: float | None
     change: float | None          # > 0: better (for cycles: fewer)
-    verdict: str                  # ok, better, REGRESSION, new, no data, MISSING
+    verdict: str                  # ok, better, REGRESSION, new, FAILED, MISSING
 
     @property
     def failed(self) -> bool:
-        return self.verdict in ("REGRESSION", "MISSING")
+        return self.verdict in ("REGRESSION", "MISSING", "FAILED")
 
 
 def _key(r: dict) -> tuple:
@@ -45,7 +53,7 @@ def _name(key: tuple) -> str:
 
 def _judge(bv, nv, tolerance: float, lower_is_better: bool = False) -> tuple:
     if bv is None or nv is None:
-        return None, "no data"
+        return None, "FAILED"
     change = (nv - bv) / bv if bv else 0.0
     if lower_is_better:
         change = -change
@@ -83,6 +91,27 @@ def compare(base: list, new: list, tolerance: float, absolute: bool = False) -> 
     return rows, any(r.failed for r in rows)
 
 
+def failed_sides(records: list) -> list[str]:
+    """'scenario [side]: why' for every side of the new run that failed or gave nothing."""
+    out = [f"{r['scenario']} [{side}]: {why}" for r in records
+           for side, why in (r.get("errors") or {}).items()
+           if not why.startswith("unsupported:")]     # a configuration a peer cannot run
+    out += [f"{r['scenario']} [ours]: no figure" for r in records
+            if r.get("ours_mpps") is None and "ours" not in (r.get("errors") or {})]
+    return out
+
+
+def run_noise(records: list) -> float | None:
+    """The host's noise within a run: the largest spread (max - min) / median of our
+    trials over the scenarios that had at least two."""
+    spreads = []
+    for r in records:
+        xs = sorted((r.get("raw_mpps") or {}).get("ours") or [])
+        if len(xs) >= 2 and xs[len(xs) // 2] > 0:
+            spreads.append((xs[-1] - xs[0]) / xs[len(xs) // 2])
+    return max(spreads) if spreads else None
+
+
 def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -107,17 +136,18 @@ def junit_xml(rows: list[Row], tolerance: float) -> str:
     failure, a metric without data is skipped, an improvement carries a property."""
     suite = ET.Element("testsuite", name="perf compare", tests=str(len(rows)),
                        failures=str(sum(r.failed for r in rows)),
-                       skipped=str(sum(r.verdict in ("no data", "new") for r in rows)))
+                       skipped=str(sum(r.verdict == "new" for r in rows)))
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="tolerance", value=f"{tolerance:g}")
     for r in rows:
         case = ET.SubElement(suite, "testcase", classname=r.scenario, name=r.metric)
         detail = f"baseline {_f(r.baseline)}, new {_f(r.new)}, change {_pct(r.change)}"
         if r.failed:
-            what = ("scenario missing from the new run" if r.verdict == "MISSING" else
-                    f"regression beyond {tolerance * 100:.0f}%")
+            what = {"MISSING": "scenario missing from the new run",
+                    "FAILED": "no figure: the side failed"}.get(
+                        r.verdict, f"regression beyond {tolerance * 100:.0f}%")
             ET.SubElement(case, "failure", message=what, type=r.verdict).text = detail
-        elif r.verdict in ("no data", "new"):
+        elif r.verdict == "new":
             ET.SubElement(case, "skipped", message=r.verdict).text = detail
         else:
             cprops = ET.SubElement(case, "properties")
@@ -129,36 +159,54 @@ def junit_xml(rows: list[Row], tolerance: float) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def markdown(rows: list[Row], tolerance: float) -> str:
+def markdown(rows: list[Row], tolerance: float, noise: float | None = None) -> str:
     failed = [r for r in rows if r.failed]
-    head = (f"### perf compare: {len(failed)} regression(s) beyond {tolerance * 100:.0f}%"
-            if failed else f"### perf compare: no regression beyond {tolerance * 100:.0f}%")
-    lines = [head, "", "| scenario | metric | baseline | new | change | verdict |",
+    head = (f"### perf compare: {len(failed)} regression(s) or failure(s) beyond "
+            f"{tolerance * 100:.0f}%" if failed
+            else f"### perf compare: no regression beyond {tolerance * 100:.0f}%")
+    caveat = ("stored baseline: verdicts hold only when host noise is below the tolerance "
+              f"({tolerance * 100:.0f}%); the noise within this run (largest trial spread) "
+              + (f"was {noise * 100:.1f}%" if noise is not None else "was not measured "
+                 "(fewer than 2 trials)")
+              + ". `python -m perf ab` compares two builds in one run instead.")
+    lines = [head, "", caveat, "", "| scenario | metric | baseline | new | change | verdict |",
              "|---|---|---:|---:|---:|---|"]
     for r in rows:
-        mark = {"REGRESSION": "❌ ", "MISSING": "❌ ", "better": "✅ "}.get(r.verdict, "")
+        mark = {"REGRESSION": "❌ ", "MISSING": "❌ ", "FAILED": "❌ ",
+                "better": "✅ "}.get(r.verdict, "")
         lines.append(f"| {r.scenario} | {r.metric} | {_f(r.baseline)} | {_f(r.new)} | "
                      f"{_pct(r.change)} | {mark}{r.verdict} |")
     return "\n".join(lines) + "\n"
 
 
 def cmd_compare(args) -> int:
-    with open(args.baseline) as f:
-        base = json.load(f)
     with open(args.new) as f:
         new = json.load(f)
+    if not os.path.exists(args.baseline):
+        if args.allow_missing:
+            print(f"perf compare: no baseline {args.baseline}; nothing compared (--allow-missing)")
+            return 0
+        print(f"perf compare: baseline {args.baseline} does not exist; store one (copy a run "
+              "there) or pass --allow-missing", file=sys.stderr)
+        return 2
+    with open(args.baseline) as f:
+        base = json.load(f)
     rows, regressed = compare(base, new, args.tolerance, args.absolute)
     print(table(rows))
     if args.junit:
         with open(args.junit, "w") as f:
             f.write(junit_xml(rows, args.tolerance))
-    summary = markdown(rows, args.tolerance)
+    summary = markdown(rows, args.tolerance, run_noise(new))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(summary)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as f:
             f.write(summary)
+    failed = failed_sides(new)
+    if failed:
+        print("\nperf compare: sides of the new run failed:\n  " + "\n  ".join(failed))
+        return 2
     if regressed:
         print(f"\nregression beyond {args.tolerance * 100:.0f}%, or scenarios missing")
         return 1
@@ -174,4 +222,6 @@ def add_arguments(c) -> None:
     c.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one testcase per "
                    "scenario and metric)")
     c.add_argument("--markdown", metavar="FILE", help="also write a markdown summary")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="exit 0 when the baseline file does not exist (first run on a host)")
     c.set_defaults(func=cmd_compare)

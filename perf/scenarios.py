@@ -36,6 +36,7 @@ class Options:
     burst: int = 32
     ring_size: int = 1024
     ports: int = 1                      # scale-ports only
+    dut_package: str | None = None      # perf ab: the build our measured agent imports
     extra: dict = field(default_factory=dict)
 
 
@@ -60,18 +61,29 @@ def _testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
                    extra_app=app, mbufs=mbufs, burst=o.burst, **kw)
 
 
-def _agent(cpu, o: Options, memory_mb=None) -> Agent:
-    a = Agent(o.memory_mode, cpu=cpu)
-    return a
+def _agent(cpu, o: Options) -> Agent:
+    """A counterpart of ours (feeder, drain): always this checkout's build."""
+    return Agent(o.memory_mode, cpu=cpu)
 
 
-def _cycles(ag, o: Options, switch=None):
-    """Let the runner read our measured poller's cumulative cycles (perf.capacity)."""
-    def read():
-        r = ag.call("pmd_perf", switch=switch)
-        return {"busy": r["busy_cycles"], "total": r["busy_cycles"] + r["idle_cycles"],
-                "packets": r["rx_packets"] or r["tx_packets"], "hz": None}
-    o.extra["cycles"] = read
+def _dut_agent(cpu, o: Options) -> Agent:
+    """Our side under measurement: the build perf ab asks for (default: this checkout's)."""
+    return Agent(o.memory_mode, cpu=cpu, package_dir=o.dut_package)
+
+
+def _pmd_reading(ag, switch=None) -> dict:
+    r = ag.call("pmd_perf", switch=switch)
+    return {"busy": r["busy_cycles"], "total": r["busy_cycles"] + r["idle_cycles"],
+            "packets": r["rx_packets"] or r["tx_packets"], "hz": None,
+            "stalled_ns": r["perf"].get("stalled_ns", 0)}
+
+
+def _cycles(ag, o: Options, switch=None, counterpart=None):
+    """Let the runner read our measured poller's cumulative cycles and stalls
+    (perf.capacity), and the stalls of a counterpart agent's PMD when there is one."""
+    o.extra["cycles"] = lambda: _pmd_reading(ag, switch)
+    if counterpart is not None:
+        o.extra["counterpart_stalls"] = lambda: _pmd_reading(counterpart)["stalled_ns"]
 
 
 def _dut_testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
@@ -128,7 +140,7 @@ def _started(tp: Testpmd, tx_first: int = 0):
 
 @contextlib.contextmanager
 def vhost_rx_ours(o: Options, pyloop: bool = False):
-    with _sockdir() as d, _agent(BACK, o) as ag, _agent(FRONT, o) as feeder:
+    with _sockdir() as d, _dut_agent(BACK, o) as ag, _agent(FRONT, o) as feeder:
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(feeder, "u", "virtio-user", path, o)
@@ -138,7 +150,7 @@ def vhost_rx_ours(o: Options, pyloop: bool = False):
             read = lambda: ag.call("stats", name="v")["stats"]["rx_packets"]  # noqa: E731
         else:
             read = _drain(ag, "v", o)                    # our rxonly engine is the DUT here
-            _cycles(ag, o)
+            _cycles(ag, o, counterpart=feeder)
         _feed(feeder, "u", o)
         yield read
 
@@ -161,7 +173,7 @@ def vhost_rx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
-    with _sockdir() as d, _agent(BACK, o) as ag, _agent(FRONT, o) as drain:
+    with _sockdir() as d, _dut_agent(BACK, o) as ag, _agent(FRONT, o) as drain:
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(drain, "u", "virtio-user", path, o)
@@ -175,7 +187,7 @@ def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
                 ag.call("gen", name="v", queue=q, pkt_size=o.pkt_size, vars=fvars, tag=f"g{q}",
                         start=False)
             ag.call("pmd", action="start")
-            _cycles(ag, o)
+            _cycles(ag, o, counterpart=drain)
         yield read
 
 
@@ -198,7 +210,7 @@ def vhost_tx_testpmd(o: Options, vary: bool = False):
 
 @contextlib.contextmanager
 def virtio_tx_ours(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as drain, _agent(FRONT, o) as ag:
+    with _sockdir() as d, _agent(BACK, o) as drain, _dut_agent(FRONT, o) as ag:
         path = os.path.join(d, "s.sock")
         drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)
@@ -207,7 +219,7 @@ def virtio_tx_ours(o: Options):
         for q in range(o.queues):
             ag.call("gen", name="u", queue=q, pkt_size=o.pkt_size, tag=f"g{q}", start=False)
         ag.call("pmd", action="start")
-        _cycles(ag, o)
+        _cycles(ag, o, counterpart=drain)
         yield read
 
 
@@ -226,13 +238,13 @@ def virtio_tx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def virtio_rx_ours(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as feeder, _agent(FRONT, o) as ag:
+    with _sockdir() as d, _agent(BACK, o) as feeder, _dut_agent(FRONT, o) as ag:
         path = os.path.join(d, "s.sock")
         feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)
         feeder.call("wait", name="v", what="running")
         read = _drain(ag, "u", o)                        # our rxonly engine is the DUT here
-        _cycles(ag, o)
+        _cycles(ag, o, counterpart=feeder)
         _feed(feeder, "v", o)
         yield read
 
@@ -267,7 +279,7 @@ TX_FIRST_BURSTS = 8
 
 @contextlib.contextmanager
 def switch_fwd_ours(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as ag:
+    with _sockdir() as d, _dut_agent(BACK, o) as ag:
         pa, pb = os.path.join(d, "a"), os.path.join(d, "b")    # vhost-sock-dir/<port name>
         ag.call("switch", name="sw", ports=[["a", "dpdkvhostuser", pa], ["b", "dpdkvhostuser", pb]],
                 flows=[["a", "b"], ["b", "a"]], cpu=BACK)
@@ -322,7 +334,7 @@ MAX_ETHPORTS = 32          # RTE_MAX_ETHPORTS of Debian's DPDK: a testpmd has at
 @contextlib.contextmanager
 def scale_ports_ours(o: Options):
     n = o.ports
-    with _sockdir() as d, _agent(BACK, o) as ag, contextlib.ExitStack() as feeders:
+    with _sockdir() as d, _dut_agent(BACK, o) as ag, contextlib.ExitStack() as feeders:
         paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
         ag.call("pmd", action="start")
         _cycles(ag, o)

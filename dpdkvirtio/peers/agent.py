@@ -3,6 +3,7 @@ requests (dpdkvirtio.rpc): the peer "of our own" in tests and benchmarks."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,16 +13,33 @@ from .._process import close_pipes as _close_pipes
 from .._process import stop as _stop
 from .process import OutputReader, cpus
 
+# Run first by an agent of another build: meson-python's editable finder sits on
+# sys.meta_path ahead of sys.path and would hand out this checkout's package instead.
+_FROM_PACKAGE_DIR = (
+    "import os, runpy, sys\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]\n"
+    "sys.path.insert(0, os.environ['DV_PACKAGE_DIR'])\n"
+    "import dpdkvirtio\n"
+    "if not dpdkvirtio.__file__.startswith(os.environ['DV_PACKAGE_DIR']):\n"
+    "    sys.exit(f'agent: imported {dpdkvirtio.__file__}, not the build asked for')\n"
+    "runpy.run_module('dpdkvirtio._agent', run_name='__main__', alter_sys=True)\n"
+)
+
 
 class Agent:
-    """A second process of our own (tests/agent.py) driven with JSON commands."""
+    """A second process of our own (dpdkvirtio._agent) driven with JSON commands.
+    ``package_dir``: a directory holding another build's ``dpdkvirtio`` package, which the
+    agent imports instead of the running one (perf ab)."""
 
     def __init__(self, memory_mode: str = "auto", cpu: int | None = None, timeout: float = 60.0,
-                 env=None, control_cpus=None):
+                 env=None, control_cpus=None, package_dir: str | None = None):
         c = cpus()
         self.cpu = c[0] if cpu is None else cpu
-        self.proc = subprocess.Popen([sys.executable, "-m", "dpdkvirtio._agent"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        argv = [sys.executable, "-m", "dpdkvirtio._agent"]
+        if package_dir is not None:
+            argv = [sys.executable, "-c", _FROM_PACKAGE_DIR]
+            env = dict(os.environ if env is None else env, DV_PACKAGE_DIR=str(package_dir))
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.timeout = timeout
         assert self.proc.stdout is not None and self.proc.stdin is not None

@@ -84,13 +84,18 @@ def test_affinity_sweep_script(tmp_path):
 
 @pytest.mark.slow
 def test_perf_ci_script(tmp_path):
-    """The first run stores the baseline, the second compares against it."""
+    """Without a baseline it fails (2) unless told to store one; the first run with
+    ALLOW_MISSING=1 stores it, the second compares against it."""
     import subprocess
     env = {**os.environ, "SCENARIOS": "vhost-tx", "TRIALS": "1", "TRIAL_SECONDS": "0.5",
            "BASELINE": str(tmp_path / "base.json"), "TOLERANCE": "0.95",
            "PY": os.path.join(os.path.dirname(__import__("sys").executable), "python")}
+    none = subprocess.run(["examples/perf_ci.sh"], cwd=str(REPO), capture_output=True,
+                          text=True, timeout=600, env={**env, "OUT": str(tmp_path / "0.json")})
+    assert none.returncode == 2 and "ALLOW_MISSING=1" in none.stderr, none.stdout + none.stderr
     first = subprocess.run(["examples/perf_ci.sh"], cwd=str(REPO), capture_output=True,
-                           text=True, timeout=600, env={**env, "OUT": str(tmp_path / "1.json")})
+                           text=True, timeout=600, env={**env, "OUT": str(tmp_path / "1.json"),
+                                                        "ALLOW_MISSING": "1"})
     assert first.returncode == 0 and "stored this run as" in first.stdout, first.stderr
     second = subprocess.run(["examples/perf_ci.sh"], cwd=str(REPO), capture_output=True,
                             text=True, timeout=600, env={**env, "OUT": str(tmp_path / "2.json")})

@@ -102,7 +102,7 @@ def test_busy_poller_guard_refuses():
         r = subprocess.run([sys.executable, "-m", "perf", "run", "vhost-rx", "--seconds", "1",
                             "--trials", "1"], capture_output=True, text=True, cwd=str(REPO),
                            timeout=60)
-        assert r.returncode == 3
+        assert r.returncode == 2
         assert "busy pollers" in r.stderr and f"pid {hog.pid}" in r.stderr
     finally:
         hog.kill()
@@ -209,11 +209,54 @@ def test_compare_writes_junit_and_markdown(tmp_path):
               is not None}
     assert better == {("vhost-tx", "ratio"), ("vhost-tx", "cycles_per_packet.ours")}
     text = md.read_text()
-    assert text.startswith("### perf compare: 2 regression(s) beyond 5%")
+    assert text.startswith("### perf compare: 2 regression(s) or failure(s) beyond 5%")
+    assert "stored baseline: verdicts hold only when host noise is below the tolerance" in text
     assert "| vhost-rx 64B q1 p1 | ratio | 1.000 | 0.800 | -20.0% | ❌ REGRESSION |" in text
     assert "| vhost-tx 64B q1 p1 | cycles_per_packet.ours | 60.000 | 45.000 | +25.0% | ✅ better |" \
         in text
     assert (tmp_path / "summary.md").read_text() == text
+
+
+def test_compare_fails_on_failed_sides_and_missing_baselines(tmp_path):
+    """A side that failed is a failure (exit 2), never "no data"; a missing baseline too,
+    unless --allow-missing; the caveat names the noise measured within the new run."""
+    fp = host.fingerprint()
+    base = [_rec("vhost-rx", 1.0, 20.0, fp)]
+    failed = [{**_rec("vhost-rx", 1.0, 20.0, fp), "ratio": None, "ours_mpps": None,
+               "errors": {"ours": "agent exited (1)"}}]
+    rows, regressed = compare.compare(base, failed, 0.05)
+    assert regressed and rows[0].verdict == "FAILED"
+    assert compare.failed_sides(failed) == ["vhost-rx [ours]: agent exited (1)"]
+    unsupported = [{**_rec("scale-ports", 1.0, 20.0, fp),
+                    "errors": {"testpmd": "unsupported: at most 32 ports"}}]
+    assert compare.failed_sides(unsupported) == []
+    noisy = [{**_rec("vhost-rx", 1.0, 20.0, fp), "raw_mpps": {"ours": [9.0, 10.0, 12.0]}}]
+    assert compare.run_noise(noisy) == pytest.approx(0.3)
+    assert "was 30.0%" in compare.markdown([], 0.05, compare.run_noise(noisy))
+    b, f = tmp_path / "b.json", tmp_path / "f.json"
+    b.write_text(json.dumps(base))
+    f.write_text(json.dumps(failed))
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "perf", "compare", *map(str, a)],
+                              capture_output=True, text=True, cwd=str(REPO))
+    r = run(b, f)
+    assert r.returncode == 2 and "vhost-rx [ours]: agent exited (1)" in r.stdout, r.stdout
+    r = run(tmp_path / "none.json", b)
+    assert r.returncode == 2 and "--allow-missing" in r.stderr, r.stdout + r.stderr
+    r = run(tmp_path / "none.json", b, "--allow-missing")
+    assert r.returncode == 0 and "nothing compared" in r.stdout, r.stdout + r.stderr
+
+
+def test_fingerprint_key_names_the_host_kind():
+    fp = host.fingerprint()
+    key = host.fingerprint_key(fp)
+    assert re.fullmatch(r"\d+cpu-[0-9a-f]{12}", key) and key == host.fingerprint_key(dict(fp))
+    assert host.fingerprint_key({**fp, "kernel": fp["kernel"] + "x"}) != key
+    assert host.fingerprint_key({**fp, "hugepages_2m_free": -1}) == key    # not what differs
+    r = subprocess.run([sys.executable, "-m", "perf", "fingerprint"], capture_output=True,
+                       text=True, cwd=str(REPO))
+    assert r.returncode == 0 and r.stdout.strip() == key
 
 
 def test_summary_and_sample_rate_maths():

@@ -31,7 +31,7 @@ from posix.time cimport timespec, nanosleep
 from dpdkvirtio._dpdk.dv_shim cimport (dv_mbuf_data, dv_load_acquire_int, dv_load_seq_int,
     dv_store_seq_int, dv_store_release_int, dv_load_acquire_ptr, dv_store_release_u64,
     dv_load_acquire_u64, dv_load_le64, dv_store_le64, dv_load_le32, dv_msb64, dv_store_be16,
-    dv_full_fence)
+    dv_full_fence, DV_INJECT_BUSY_CYCLES, dv_spin_cycles)
 
 
 cdef inline uint64_t _sum_len(rte_mbuf **pkts, uint16_t n) noexcept nogil:
@@ -332,6 +332,8 @@ cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) no
     if nb:
         st.packets += nb
         st.bursts += 1
+        if DV_INJECT_BUSY_CYCLES != 0:       # a calibration build only (perf calibrate)
+            dv_spin_cycles(<uint64_t>DV_INJECT_BUSY_CYCLES * nb)
         if p.capture is not NULL:
             _capture_burst(p, q, DV_DIR_RX, pkts, nb)
     else:

@@ -10,6 +10,7 @@
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 #include <rte_lcore.h>
+#include <rte_cycles.h>
 #include <rte_byteorder.h>
 
 /* rte_errno is a per-thread variable: read it on the failing thread, right away. */
@@ -59,6 +60,18 @@ static inline int dv_msb64(uint64_t v) { return 63 - __builtin_clzll(v); }
 #else
 #define DV_DEBUG_ENABLED 0
 #endif
+/* Calibration only (meson -Dinject_busy_cycles=N): every packet an rx path hands out costs
+   N more TSC cycles, spent spinning. 0 (the default) compiles the spin out. */
+#ifndef DV_INJECT_BUSY_CYCLES
+#define DV_INJECT_BUSY_CYCLES 0
+#endif
+static inline void dv_spin_cycles(uint64_t cycles)
+{
+    uint64_t end = rte_rdtsc() + cycles;
+    while (rte_rdtsc() < end)
+        ;
+}
+
 static inline void dv_add_long(long *p, long d) { __atomic_add_fetch(p, d, __ATOMIC_RELAXED); }
 static inline long dv_load_long(const long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 

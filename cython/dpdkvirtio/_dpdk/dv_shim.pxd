@@ -22,5 +22,7 @@ cdef extern from "dv_shim.h" nogil:
     void dv_store_be16(void *p, uint16_t v)
     int dv_msb64(uint64_t v)
     enum: DV_DEBUG_ENABLED
+    enum: DV_INJECT_BUSY_CYCLES
+    void dv_spin_cycles(uint64_t cycles)
     void dv_add_long(long *p, long d)
     long dv_load_long(const long *p)
