@@ -192,6 +192,7 @@ def op_pmd_perf(switch=None):
     perfs = [p.perf() for p in pmds]
     return {"perf": perfs[0], "busy_cycles": sum(p["busy_cycles"] for p in perfs),
             "idle_cycles": sum(p["idle_cycles"] for p in perfs),
+            "stall_busy_cycles": sum(p["stall_busy_cycles"] for p in perfs),
             "rx_packets": sum(p["rx_packets"] for p in perfs),
             "tx_packets": sum(p["tx_packets"] for p in perfs)}
 
@@ -254,7 +255,7 @@ def op_canary(name, byte=0xCC):
 
 
 def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16,
-             dump=None, canary=None):
+             dump=None, canary=None, burst_size=32):
     """Receive from Python until rx queue ``queue`` stays empty for ``idle_s`` (at most
     ``max_s``). Reports packets, bytes, the first lengths and, for up to ``max_report``
     packets, where bytes outside [lo, hi] sit and the packet itself: [packet index,
@@ -262,10 +263,12 @@ def op_drain(name, queue=0, idle_s=0.002, max_s=1.0, lo=0, hi=255, max_report=16
     file (created or truncated) that receives every distinct packet whole, each as a
     4-byte little-endian length and its bytes (a packet equal to one already written is
     counted, not written again). ``canary``: each packet's first segment is overwritten
-    with this byte before its mbuf goes back to the pool."""
+    with this byte before its mbuf goes back to the pool. ``burst_size``: packets asked
+    for per poll (1 reads each chain at its own moment: more chances for a racing
+    writer to be seen)."""
     import numpy as np
     port = state["ports"][name]
-    burst = dv.Burst(32)
+    burst = dv.Burst(burst_size)
     packets = nbytes = 0
     lengths: list[int] = []
     foreign: list[list] = []

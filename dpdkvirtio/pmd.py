@@ -546,7 +546,8 @@ class Pmd:
         """A pmd-perf-show style summary: iterations, busy %, cycles per packet, packets per
         poll, the burst-size histogram, and the stalls: polls that lasted 100 us or more
         because the CPU was taken away (``stalls``, ``stalled_ns``, ``stall_max_ns``);
-        every packet in flight then waited as long."""
+        every packet in flight then waited as long. ``stall_busy_cycles``: the stalls'
+        cycles that ``busy_cycles`` includes (they fell in rounds that moved packets)."""
         c = self.counters[0]
         busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
         pkts = int(c["rx_packets"]) + int(c["tx_packets"])
@@ -569,6 +570,7 @@ class Pmd:
             "tsc_hz": hz,
             "stalls": int(c["stalls"]), "stalled_ns": int(c["stall_cycles"]) * 10**9 // hz,
             "stall_max_ns": int(c["stall_max_cycles"]) * 10**9 // hz,
+            "stall_busy_cycles": int(c["stall_busy_cycles"]),
         }
 
     def sleep_show(self) -> dict:

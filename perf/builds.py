@@ -2,11 +2,13 @@
 
 A side is written ``REF[:OPTION=VALUE[,OPTION=VALUE...]]``: a git ref (``HEAD~3``, a tag,
 a SHA) or ``.`` for the working tree (its tracked files as they are now, committed to no
-branch with ``git stash create``; untracked files are not part of it). Each (SHA, options)
-is checked out into a git worktree and built by meson into a directory of its own under
-the cache (``$DV_PERF_BUILDS``, default ``~/.cache/dpdkvirtio/perf-builds``), then
-assembled into an importable package next to it. A second request for the same SHA and
-options finds the package and builds nothing.
+branch with ``git stash create``; untracked files are not part of it). Each SHA is checked
+out once into a git worktree under the cache (``$DV_PERF_BUILDS``, default
+``~/.cache/dpdkvirtio/perf-builds/<sha>/src``; ``git worktree list`` shows them) and built
+by meson in ``<sha>/build``; each (SHA, options) is assembled into an importable package in
+``<sha>-<options hash>/pkg``. A second request for the same SHA and options finds the
+package and builds nothing; another option set of a built SHA recompiles only what the
+option reaches (``inject_busy_cycles``: one module).
 
 ``.`` without options is the checkout's own installed build when the running dpdkvirtio is
 an editable install of this repository (meson-python rebuilds it from the working tree on
@@ -15,6 +17,7 @@ import, with the same project defaults: buildtype release, b_ndebug if-release).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -62,24 +65,28 @@ def parse_side(spec: str) -> Side:
 
 
 def meson_options(repo: Path = REPO) -> set[str]:
-    text = (repo / "meson_options.txt").read_text()
-    return set(re.findall(r"option\(\s*'([a-z_0-9]+)'", text))
+    return set(option_defaults((repo / "meson_options.txt").read_text()))
 
 
-def _git(*args: str, repo: Path = REPO) -> str:
+def git(*args: str, repo: Path = REPO) -> str:
     r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise BuildError(f"git {' '.join(args)}: {r.stderr.strip() or r.stdout.strip()}")
     return r.stdout.strip()
 
 
+def is_ancestor(older: str, newer: str, repo: Path = REPO) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", older,
+                           newer], capture_output=True).returncode == 0
+
+
 def resolve(side: Side, repo: Path = REPO) -> str:
     """The commit SHA a side builds (for ``.``, a commit of the working tree's tracked
     files that no branch points to)."""
     if side.ref == ".":
-        return _git("stash", "create", repo=repo) or _git("rev-parse", "HEAD", repo=repo)
+        return git("stash", "create", repo=repo) or git("rev-parse", "HEAD", repo=repo)
     try:
-        return _git("rev-parse", "--verify", "--end-of-options", f"{side.ref}^{{commit}}", repo=repo)
+        return git("rev-parse", "--verify", "--end-of-options", f"{side.ref}^{{commit}}", repo=repo)
     except BuildError:
         raise BuildError(f"side {side.spec!r}: {side.ref!r} is not a commit of {repo}") from None
 
@@ -112,27 +119,67 @@ class Build:
 
 def build(side: Side, repo: Path = REPO, log=print) -> Build:
     """Build (or find in the cache) the package of ``side``. Raises BuildError with the
-    tail of meson's or ninja's output when the build fails."""
+    tail of meson's or ninja's output when the build fails.
+
+    Compiled modules depend only on ``cython/``, ``meson.build``, the option names and the
+    option values, so one worktree and one meson build directory serve every commit with
+    the same compiled inputs (a commit that changes Python or docs only compiles nothing)
+    and every option set (another set is a ``meson configure`` and an incremental ninja
+    run that compiles only the modules the option reaches). The package of each (SHA,
+    options) takes its Python sources from that SHA. A lock file makes concurrent runs
+    wait for each other."""
     sha = resolve(side, repo)
     if uses_installed_build(side, repo):
         return Build(side, sha, None, True)
-    key = f"{sha[:16]}-{hashlib.sha1(side.options_key.encode()).hexdigest()[:8]}"
-    root = cache_root() / key
-    pkg = root / "pkg"
+    text = git("show", f"{sha}:meson_options.txt", repo=repo)
+    values = option_defaults(text)
+    for o in side.options:
+        name, value = o.split("=", 1)
+        if name not in values:
+            raise BuildError(f"side {side.spec!r}: {sha[:12]} has no meson option {name!r} "
+                             f"(it has {sorted(values)})")
+        values[name] = value
+    resolved = ",".join(f"{k}={v}" for k, v in sorted(values.items()))
+    pkg = cache_root() / f"{sha[:16]}-{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
     if (pkg / "dpdkvirtio" / ".complete").exists():
         return Build(side, sha, pkg, True)
-    log(f"perf: building {side.spec} ({sha[:12]}, options {side.options_key}) in {root}")
-    src, bdir = root / "src", root / "build"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    _git("worktree", "prune", repo=repo)
-    _git("worktree", "add", "--detach", "--force", str(src), sha, repo=repo)
-    try:
-        compile_tree(src, bdir, [f"-D{o}" for o in side.options])
-        assemble(src, bdir, pkg)
-    finally:
-        _git("worktree", "remove", "--force", str(src), repo=repo)
+    inputs = git("rev-parse", f"{sha}:cython", f"{sha}:meson.build", repo=repo)
+    compiled = hashlib.sha1((inputs + ",".join(sorted(values))).encode()).hexdigest()[:16]
+    tree = cache_root() / f"compiled-{compiled}"
+    tree.mkdir(parents=True, exist_ok=True)
+    with open(tree / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (pkg / "dpdkvirtio" / ".complete").exists():        # built while we waited
+            return Build(side, sha, pkg, True)
+        # the build directory inside the tree, as the editable install's is: the same
+        # relative paths give the same compiler command lines, so ccache (when installed,
+        # meson uses it) serves every module the options do not change from earlier builds
+        src, bdir = tree / "src", tree / "src" / "build"
+        if not (src / ".git").exists():
+            shutil.rmtree(src, ignore_errors=True)
+            git("worktree", "prune", repo=repo)
+            git("worktree", "add", "--detach", "--force", str(src), sha, repo=repo)
+        log(f"perf: building {side.spec} ({sha[:12]}, {resolved}) in {bdir}")
+        compile_tree(src, bdir, [f"-D{k}={v}" for k, v in sorted(values.items())])
+        sources = pkg.with_name(pkg.name + ".src")
+        shutil.rmtree(sources, ignore_errors=True)
+        sources.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", sha, "dpdkvirtio",
+                                  "cython/dpdkvirtio/_core"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(sources)], input=archive.stdout, check=True)
+        assemble(sources, bdir, pkg)
+        shutil.rmtree(sources)
     return Build(side, sha, pkg, False)
+
+
+def option_defaults(meson_options_txt: str) -> dict[str, str]:
+    """The project options declared in a meson_options.txt, with their default values."""
+    out = {}
+    for m in re.finditer(r"option\(\s*'([a-z_0-9]+)'(.*?)\)\s*$", meson_options_txt,
+                         re.S | re.M):
+        value = re.search(r"value\s*:\s*('?)([^,')]*)\1", m.group(2))
+        out[m.group(1)] = value.group(2).strip() if value else ""
+    return out
 
 
 def compile_tree(src: Path, bdir: Path, options: list[str], timeout_s: float = 1800) -> None:

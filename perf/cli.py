@@ -24,7 +24,7 @@ import signal
 import sys
 
 from dpdkvirtio.progress import Progress
-from perf import capacity, compare, host, stats
+from perf import capacity, compare, host, report, stats
 from perf.scenarios import BACK, FRONT, NOT_SIDES, SCENARIOS, STANDARD, Options, Unsupported
 
 
@@ -161,10 +161,7 @@ def cmd_run(args) -> int:
     for n in names:
         if n not in SCENARIOS:
             raise SystemExit(f"perf: unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
-    from dpdkvirtio import hugepages
-    memory_mode = args.memory_mode
-    if memory_mode == "auto":
-        memory_mode = "hugepages" if hugepages.read_info().free_mb() >= 2048 else "no-huge"
+    memory_mode = host.memory_mode_for(args.memory_mode)
     _guard(args.force)
     fp = host.fingerprint()
     print(f"perf: {fp['dpdk_version']}, {fp['cpu_model']}, {fp['cpu_count']} CPUs, memory "
@@ -177,8 +174,7 @@ def cmd_run(args) -> int:
     print()
     print(format_table(records))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+        report.save(args.json, records)
         print(f"\nwritten: {args.json}")
     failed = compare.failed_sides(records)
     if failed:
@@ -205,8 +201,7 @@ def _run_all(args, names, memory_mode, fp, progress) -> list:
             records.append(rec)
             if args.json:
                 _scale_summary(records)
-                with open(args.json, "w") as f:
-                    json.dump(records, f, indent=1)
+                report.save(args.json, records)
     return records
 
 
@@ -345,7 +340,16 @@ def parser() -> argparse.ArgumentParser:
                          "per scenario (regression, improvement, no-change, inconclusive)")
     ab.add_arguments(abp)
     abp.set_defaults(func=_guarded("ab", "cmd_ab"))
-    from perf import latency, report, rfc2544
+    from perf import bisect, calibrate
+    bp = sub.add_parser("bisect", help="the first commit between GOOD and BAD that is a "
+                        "regression against GOOD (perf ab at each step)")
+    bisect.add_arguments(bp)
+    bp.set_defaults(func=_guarded("bisect", "cmd_bisect"))
+    cal = sub.add_parser("calibrate", help="false alarms (A/A) and power (injected "
+                         "regressions) of perf ab on this host")
+    calibrate.add_arguments(cal)
+    cal.set_defaults(func=_guarded("calibrate", "cmd_calibrate"))
+    from perf import latency, rfc2544
     lt = sub.add_parser("latency", help="switch-latency and vhost-latency: p50/p99/p99.9/max "
                         "at 10/50/90 %% of each device's maximum and at 1 Mpps")
     latency.add_arguments(lt)

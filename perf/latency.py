@@ -34,7 +34,6 @@ testpmd and OVS-DPDK per load, from the medians).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -42,6 +41,7 @@ import time
 
 from dpdkvirtio.peers import Agent, OvsDpdk, ovs_dpdk_available
 from dpdkvirtio.progress import Progress
+from perf import report
 from perf.scenarios import BACK, FRONT, Options, _sockdir, _testpmd, _vh_vdev
 
 LOADS = (("10%", 0.10), ("50%", 0.50), ("90%", 0.90), ("1mpps", None))
@@ -312,9 +312,7 @@ def cmd_latency(args) -> int:
     with Progress(steps, "perf latency", stream=sys.stdout) as progress:
         records = [run_scenario(n, o, args.trials, progress) for n in names]
     print("\n" + table(records))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+    report.save(args.json, records)
     return 0
 
 

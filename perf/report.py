@@ -17,6 +17,18 @@ import json
 import os
 
 
+def save(path: str | None, content) -> None:
+    """Write ``content`` to ``path`` (nothing when path is None): text as it is, anything
+    else as indented JSON."""
+    if path is None:
+        return
+    with open(path, "w") as f:
+        if isinstance(content, str):
+            f.write(content)
+        else:
+            json.dump(content, f, indent=1)
+
+
 def _plt():
     import matplotlib
     if not os.environ.get("MPLBACKEND"):

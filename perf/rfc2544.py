@@ -15,7 +15,6 @@ unit-tested against a synthetic device.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -24,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from dpdkvirtio.progress import Progress
+from perf import report
 from perf.scenarios import BACK, FRONT, Options, _testpmd, _vh_vdev
 
 LOADS_PCT = (10, 50, 90, 100)
@@ -189,12 +189,8 @@ def cmd_rfc2544(args) -> int:
                       memory_mode=args.memory_mode, progress=progress)
     table = markdown(records)
     print("\n" + table)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(table)
+    report.save(args.json, records)
+    report.save(args.markdown, table)
     return 0
 
 

@@ -10,6 +10,7 @@ receiver, or for a forwarder the front-end that gets its output.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -71,11 +72,31 @@ def _dut_agent(cpu, o: Options) -> Agent:
     return Agent(o.memory_mode, cpu=cpu, package_dir=o.dut_package)
 
 
+@contextlib.contextmanager
+def _dut_and_counterpart(dut_cpu, counterpart_cpu, o: Options):
+    """(our measured agent, this checkout's counterpart agent), started at once: each start
+    is an interpreter, the imports and an EAL init, and perf ab starts a fresh pair per
+    trial. Both are closed on the way out, also when the other did not start."""
+    with contextlib.ExitStack() as stack:
+        # made here (their parent-death signal follows this thread), initialised at once
+        dut = stack.enter_context(Agent(o.memory_mode, cpu=dut_cpu, package_dir=o.dut_package,
+                                        started=False))
+        counterpart = stack.enter_context(Agent(o.memory_mode, cpu=counterpart_cpu,
+                                                started=False))
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(a.start) for a in (dut, counterpart)]
+        for f in futures:
+            f.result()                                  # the first failure, raised
+        yield dut, counterpart
+
+
 def _pmd_reading(ag, switch=None) -> dict:
     r = ag.call("pmd_perf", switch=switch)
     return {"busy": r["busy_cycles"], "total": r["busy_cycles"] + r["idle_cycles"],
             "packets": r["rx_packets"] or r["tx_packets"], "hz": None,
-            "stalled_ns": r["perf"].get("stalled_ns", 0)}
+            "stalled_ns": r["perf"].get("stalled_ns", 0),
+            # an older build (perf ab of an earlier commit) may not count it
+            "busy_stall": r.get("stall_busy_cycles")}
 
 
 def _cycles(ag, o: Options, switch=None, counterpart=None):
@@ -140,7 +161,7 @@ def _started(tp: Testpmd, tx_first: int = 0):
 
 @contextlib.contextmanager
 def vhost_rx_ours(o: Options, pyloop: bool = False):
-    with _sockdir() as d, _dut_agent(BACK, o) as ag, _agent(FRONT, o) as feeder:
+    with _sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, feeder):
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(feeder, "u", "virtio-user", path, o)
@@ -173,7 +194,7 @@ def vhost_rx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
-    with _sockdir() as d, _dut_agent(BACK, o) as ag, _agent(FRONT, o) as drain:
+    with _sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, drain):
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(drain, "u", "virtio-user", path, o)
@@ -210,7 +231,7 @@ def vhost_tx_testpmd(o: Options, vary: bool = False):
 
 @contextlib.contextmanager
 def virtio_tx_ours(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as drain, _dut_agent(FRONT, o) as ag:
+    with _sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, drain):
         path = os.path.join(d, "s.sock")
         drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)
@@ -238,7 +259,7 @@ def virtio_tx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def virtio_rx_ours(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as feeder, _dut_agent(FRONT, o) as ag:
+    with _sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, feeder):
         path = os.path.join(d, "s.sock")
         feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)

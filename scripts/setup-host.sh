@@ -17,6 +17,8 @@ PACKAGES=(
   linux-perf                           # perf stat for the benchmarks' cycle accounting
   tshark                               # reads our pcapng captures in the tests
   libpcap-dev                          # compiles capture filters (pcap_compile)
+  ccache                               # meson uses it: perf ab/bisect builds of commits that
+                                       # share sources compile them once
 )
 # The container engine and debootstrap: `make image` and `make image-test` only
 IMAGE_PACKAGES=(docker.io debootstrap)

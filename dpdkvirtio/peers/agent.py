@@ -29,10 +29,14 @@ _FROM_PACKAGE_DIR = (
 class Agent:
     """A second process of our own (dpdkvirtio._agent) driven with JSON commands.
     ``package_dir``: a directory holding another build's ``dpdkvirtio`` package, which the
-    agent imports instead of the running one (perf ab)."""
+    agent imports instead of the running one (perf ab). ``started=False``: the process is
+    made but not initialised; call ``start()`` (from any thread: several agents can
+    initialise at once, while the thread that made them outlives them, as the parent-death
+    signal is tied to it)."""
 
     def __init__(self, memory_mode: str = "auto", cpu: int | None = None, timeout: float = 60.0,
-                 env=None, control_cpus=None, package_dir: str | None = None):
+                 env=None, control_cpus=None, package_dir: str | None = None,
+                 started: bool = True):
         c = cpus()
         self.cpu = c[0] if cpu is None else cpu
         argv = [sys.executable, "-m", "dpdkvirtio._agent"]
@@ -48,17 +52,25 @@ class Agent:
         self._err = OutputReader(self.proc.stderr, tail_chars=1 << 16)
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
+        self._init = {"memory_mode": memory_mode, "cpu": self.cpu, "control_cpus": control_cpus}
+        if started:
+            self.start()
+
+    def start(self) -> Agent:
+        """Initialise the agent (EAL and all). Raises what ``call`` raises; an agent that did
+        not come up is stopped here (nobody else would end it)."""
         try:
-            self.call("init", memory_mode=memory_mode, cpu=self.cpu, control_cpus=control_cpus)
+            self.call("init", **self._init)
         except BaseException as e:
             # an agent that did not come up is never handed out, so nobody else would end it
             _stop(self.proc)
             why = self.stderr().strip()
             self._close_pipes()
             if isinstance(e, TimeoutError):
-                raise TimeoutError(f"agent did not start within {timeout:g} s (stopped it)"
+                raise TimeoutError(f"agent did not start within {self.timeout:g} s (stopped it)"
                                    + (f"; its stderr:\n{why}" if why else "")) from None
             raise
+        return self
 
     def call(self, op: str, timeout: float | None = None, **kw):
         """Run ``op_<op>`` in the agent; its result (a dict). Raises AgentError (what the

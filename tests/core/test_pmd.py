@@ -476,30 +476,52 @@ def test_cycles_account_for_the_whole_wall_time(pair, pmds):
     b.stop()
 
 
+def _hog(cpu: int, seconds: float) -> None:
+    """A process spinning on ``cpu`` for ``seconds`` (the scheduler shares the CPU)."""
+    import subprocess
+    hog = subprocess.Popen(["taskset", "-c", str(cpu), "sh", "-c", "while :; do :; done"])
+    try:
+        time.sleep(seconds)
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def test_a_cpu_taken_away_shows_as_stalls(pair, pmds):
     """A busy process on the PMD's CPU takes it away for scheduler slices of milliseconds:
     the PMD counts each such poll (100 us or more), their time and the longest."""
-    import subprocess
     v, _ = pair
     _, b = pmds
     b.add_rxq(v, 0, "rxonly")
     b.start()
     time.sleep(0.3)
     p0 = b.perf()
-    hog = subprocess.Popen(["taskset", "-c", str(b.cpu), "sh", "-c", "while :; do :; done"])
-    try:
-        time.sleep(1.0)
-    finally:
-        hog.kill()
-        hog.wait()
+    _hog(b.cpu, 1.0)
     p1 = b.perf()
     stalls = p1["stalls"] - p0["stalls"]
     stalled_ms = (p1["stalled_ns"] - p0["stalled_ns"]) / 1e6
     assert stalls >= 20 and 250 <= stalled_ms <= 900, (stalls, stalled_ms)
     assert p1["stall_max_ns"] >= 1_000_000
+    # no packet moved: none of those stalls is inside busy_cycles
+    assert p1["stall_busy_cycles"] == p0["stall_busy_cycles"], (p0, p1)
     time.sleep(0.2)
     p2 = b.perf()
     time.sleep(1.0)
     p3 = b.perf()                                   # alone again: far fewer
     assert p3["stalled_ns"] - p2["stalled_ns"] < (p1["stalled_ns"] - p0["stalled_ns"]) / 4
+    # every round busy (the PMD sends and receives its own stream): the stalls fall in
+    # busy_cycles, and stall_busy_cycles is what perf ab takes out of them
+    import dpdkvirtio as dv
+    _, u = pair
+    b.add_generator(u, 0, dv.Stream(dv.udp_frame(64)))
+    time.sleep(0.3)
+    p4 = b.perf()
+    _hog(b.cpu, 0.5)
+    p5 = b.perf()
+    stall_busy = p5["stall_busy_cycles"] - p4["stall_busy_cycles"]
+    stalled_cycles = (p5["stalled_ns"] - p4["stalled_ns"]) * p5["tsc_hz"] / 1e9
+    assert stalled_cycles > 0.1 * p5["tsc_hz"], stalled_cycles
+    assert 0.9 * stalled_cycles <= stall_busy <= stalled_cycles * 1.001 + 1e4, \
+        (stall_busy, stalled_cycles)
+    assert stall_busy <= p5["busy_cycles"] - p4["busy_cycles"]
     b.stop()

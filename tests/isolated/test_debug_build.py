@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from perf import builds
 from tests.helpers import short_dir, unique_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "debug-checks"
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
@@ -59,36 +59,18 @@ print(json.dumps(out))
 
 
 def _build() -> Path:
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     # -O0: the counts do not depend on the optimiser, and the project's -O3 made this
     # compile 3-4x slower (pmd.pyx.c: 10.1 s at -O3, 2.9 s at -O0 here)
-    options = ["-Ddebug_checks=true", "-Doptimization=0"]
-    if not (BUILD / "build.ninja").exists():
-        shutil.rmtree(BUILD, ignore_errors=True)
-        r = subprocess.run([str(BIN / "meson"), "setup", str(BUILD), *options],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    else:                                    # a directory set up by an earlier version
-        r = subprocess.run([str(BIN / "meson"), "configure", str(BUILD), *options],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    r = subprocess.run([str(BIN / "ninja"), "-C", str(BUILD)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    try:
+        builds.compile_tree(REPO, BUILD, ["-Ddebug_checks=true", "-Doptimization=0"],
+                            timeout_s=900)
+    except builds.BuildError as e:
+        pytest.fail(str(e))
     return BUILD
 
 
-def _package(build: Path, into: Path) -> Path:
-    pkg = into / "dpdkvirtio"
-    shutil.copytree(REPO / "dpdkvirtio", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    modules = sorted(build.glob("*.cpython-*.so"))
-    assert len(modules) == len(list((REPO / "cython" / "dpdkvirtio" / "_core").glob("*.pyx")))
-    for so in modules:
-        shutil.copy2(so, pkg / "_core" / so.name)
-    return into
-
-
 def test_debug_build_counts_every_l1_resource_back_to_zero(tmp_path):
-    pkg = _package(_build(), tmp_path)
+    pkg = builds.assemble(REPO, _build(), tmp_path)
     d = short_dir("dvdbg")
     try:
         env = dict(os.environ, DV_PKG=str(pkg), DV_DIR=d, DV_PREFIX=unique_prefix("dvdbg"))

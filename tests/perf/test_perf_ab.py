@@ -21,7 +21,7 @@ def _commands(path) -> list[str]:
         for step in job.get("steps", []):
             if "run" in step:
                 lines += step["run"].replace("\\\n", " ").splitlines()
-    for name, job in doc.items():                           # GitLab CI
+    for job in doc.values():                                # GitLab CI
         if isinstance(job, dict) and "script" in job:
             lines += job["script"]
     return [ln.strip() for ln in lines if ln.strip()]
@@ -48,3 +48,100 @@ def test_ci_example_parses_and_runs_commands_that_exist(path):
         else:
             assert words[:2] in (["git", "merge-base"], ["git", "fetch"]), \
                 f"{path.name}: a command this test does not check: {line!r}"
+
+
+# --- short real runs ----------------------------------------------------------------------
+# One variant build, cached for the session under the suite's build directory: the
+# injected regression is compiled once (its one module) and shared by both tests.
+SHORT = ["--seconds", "0.3", "--warmup", "0.1", "--memory-mode", "no-huge"]
+
+
+@pytest.fixture(scope="session")
+def perf_builds(tmp_path_factory):
+    return tmp_path_factory.mktemp("perf-builds")
+
+
+def _perf(*args, builds_dir, timeout=600):
+    import os
+    import sys
+    env = {**os.environ, "DV_PERF_BUILDS": str(builds_dir)}
+    return subprocess.run([sys.executable, "-m", "perf", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _verdicts(path) -> dict:
+    import json
+    return {r["scenario"]: r for r in json.loads(path.read_text())}
+
+
+def test_ab_calls_an_injected_regression_a_regression(perf_builds, tmp_path):
+    out = tmp_path / "ab.json"
+    r = _perf("ab", ".", ".:inject_busy_cycles=200", "--scenario", "vhost-rx",
+              "--budget-s", "60", "--json", str(out), *SHORT, builds_dir=perf_builds)
+    rec = _verdicts(out)["vhost-rx"]
+    assert rec["verdict"] == "regression", r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.returncode == 1
+    # the candidate is a build of its own; the base is this checkout's installed build
+    assert rec["candidate"]["options"] == ["inject_busy_cycles=200"]
+    assert rec["base"]["build"] == "installed"
+    trial = rec["pairs"][0]["candidate"]
+    assert {"cycles_per_packet", "raw_cycles_per_packet", "stalls", "screened"} <= set(trial)
+    assert rec["trials"] >= 6 and rec["ci_low"] > 1.03
+    assert "| vhost-rx | ❌ regression |" in r.stdout
+
+
+def test_ab_of_a_build_against_itself_is_not_a_regression(perf_builds, tmp_path):
+    out = tmp_path / "ab.json"
+    # budget 0: the 6 pairs a verdict needs, no more
+    r = _perf("ab", ".", ".", "--scenario", "vhost-rx", "--budget-s", "0",
+              "--json", str(out), *SHORT, builds_dir=perf_builds)
+    rec = _verdicts(out)["vhost-rx"]
+    assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-2000:]
+    assert rec["verdict"] in ("no-change", "inconclusive"), rec
+    assert rec["trials"] == 6 and rec["ci_low"] is not None
+
+
+def _git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_bisect_names_the_commit_that_turned_a_regression_on(perf_builds, tmp_path):
+    """A throw-away history of 8 commits of this tree; commit 5 turns inject_busy_cycles
+    on through its default in meson_options.txt. Bisect must name commit 5."""
+    import json
+    import shutil
+    history = tmp_path / "history"
+    history.mkdir()
+    for name in _git(REPO, "ls-files").splitlines():
+        src = REPO / name
+        if src.is_file():
+            (history / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, history / name)
+    _git(history, "init", "-q")
+    options = (history / "meson_options.txt").read_text()
+    assert "option('inject_busy_cycles', type: 'integer', min: 0, value: 0," in options
+    for i in range(1, 9):
+        (history / "HISTORY").write_text(f"commit {i}\n")
+        if i == 5:
+            (history / "meson_options.txt").write_text(options.replace(
+                "option('inject_busy_cycles', type: 'integer', min: 0, value: 0,",
+                "option('inject_busy_cycles', type: 'integer', min: 0, value: 200,"))
+        _git(history, "add", "-A")
+        _git(history, "-c", "user.name=t", "-c", "user.email=t@127.0.0.1", "commit", "-q",
+             "-m", f"commit {i}")
+    shas = _git(history, "rev-list", "--reverse", "HEAD").split()
+    out = tmp_path / "bisect.json"
+    r = _perf("bisect", shas[0], shas[7], "--scenario", "vhost-rx", "--repo", str(history),
+              "--budget-s", "0", "--tolerance", "0.5", "--json", str(out), *SHORT,
+              builds_dir=perf_builds,
+              timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["culprit"] == shas[4] and rec["subject"] == "commit 5", rec
+    assert f"the first regression is {shas[4]} (commit 5)" in r.stdout
+    # every commit the search judged bad is 5 or later, every good one before it
+    for step in rec["steps"]:
+        if step["why"] == "midpoint against GOOD":
+            assert (step["verdict"] == "regression") == (shas.index(step["candidate"]) >= 4), \
+                step

@@ -80,10 +80,12 @@ def test_a_change_of_the_mde_is_detected_and_a_smaller_one_is_not():
     assert decide.verdict(half, 0.02) != "regression"
 
 
-def test_screening_at_one_percent_of_the_window():
+def test_screening_at_five_percent_of_the_window():
     window = 2e9
-    assert not decide.screened_out(0.01 * window, window)
-    assert decide.screened_out(0.01 * window + 1, window)
+    assert decide.STALL_SCREEN_SHARE == 0.05
+    assert not decide.screened_out(0.018 * window, window)    # a quiet trial's stalls here
+    assert not decide.screened_out(0.05 * window, window)
+    assert decide.screened_out(0.05 * window + 1, window)
     with pytest.raises(ValueError, match="window"):
         decide.screened_out(0, 0)
 
@@ -98,6 +100,9 @@ def test_stopping_rule():
     # undecided, budget left: go on; the next pair would overrun the budget: stop
     assert not decide.should_stop(open_, 0.05, 6, spent_s=10, budget_s=100, pair_s=5)
     assert decide.should_stop(open_, 0.05, 6, spent_s=96, budget_s=100, pair_s=5)
+    # the budget never stops a run short of the pairs an interval needs
+    assert not decide.should_stop(None, 0.05, 5, spent_s=96, budget_s=100, pair_s=5)
+    assert not decide.should_stop(None, 0.05, 0, spent_s=0, budget_s=0, pair_s=0)
 
 
 def test_pairs_alternate_their_order_and_ratios_are_cost_over_cost():

@@ -161,7 +161,8 @@ cdef struct dv_pmd_stats:
     uint64_t stalls               # polls that took stall_tsc or longer: the CPU was taken
     uint64_t stall_cycles         # their TSC cycles in all
     uint64_t stall_max_cycles     # the longest
-    uint64_t _pad[5]              # rows are whole cache lines
+    uint64_t stall_busy_cycles    # the part of stall_cycles inside busy rounds (busy_cycles)
+    uint64_t _pad[4]              # rows are whole cache lines
 
 # One per (PMD, assignment); single writer: the PMD.
 cdef struct dv_poll_stats:

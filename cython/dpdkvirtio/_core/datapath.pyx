@@ -1205,7 +1205,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
     cdef rte_mbuf *pkts[DV_PMD_MAX_BURST]
     cdef dv_plan *plan
     cdef dv_poll *pl
-    cdef uint64_t t_start, t_prev, t_now, moved
+    cdef uint64_t t_start, t_prev, t_now, moved, round_stall
     cdef uint32_t i
     cdef uint16_t n, burst
     cdef int req
@@ -1235,6 +1235,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         # round. After anything slow (a sleep, a wait, a syscall) it is read afresh.
         t_start = t_prev
         moved = 0
+        round_stall = 0
         busy_round = False
         if plan is not NULL:
             for i in range(plan.n_polls):
@@ -1246,6 +1247,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
                     # packet in flight waited this long
                     st.stalls += 1
                     st.stall_cycles += t_now - t_prev
+                    round_stall += t_now - t_prev
                     if t_now - t_prev > st.stall_max_cycles:
                         st.stall_max_cycles = t_now - t_prev
                 pl.pst.cycles += t_now - t_prev
@@ -1263,6 +1265,7 @@ cdef int dv_pmd_main(void *arg) noexcept nogil:
         st.iterations += 1
         if moved:
             st.busy_cycles += t_prev - t_start
+            st.stall_busy_cycles += round_stall
         else:
             st.idle_cycles += t_prev - t_start
             st.empty_iterations += 1
@@ -1343,6 +1346,7 @@ def pmd_stats_layout():
         ("stalls", <size_t>&s.stalls - base),
         ("stall_cycles", <size_t>&s.stall_cycles - base),
         ("stall_max_cycles", <size_t>&s.stall_max_cycles - base),
+        ("stall_busy_cycles", <size_t>&s.stall_busy_cycles - base),
     ]
     return sizeof(dv_pmd_stats), fields, <size_t>&s.hist[0] - base, DV_HIST_BINS
 

@@ -249,6 +249,7 @@ cdef int _pmd_reply(const tel_entry *e, rte_tel_data *d) noexcept nogil:
     rte_tel_data_add_dict_u64(d, "stalls", s.stalls)
     rte_tel_data_add_dict_u64(d, "stall_cycles", s.stall_cycles)
     rte_tel_data_add_dict_u64(d, "stall_max_cycles", s.stall_max_cycles)
+    rte_tel_data_add_dict_u64(d, "stall_busy_cycles", s.stall_busy_cycles)
     hist = rte_tel_data_alloc()
     if hist is not NULL:
         rte_tel_data_start_array(hist, RTE_TEL_U64_VAL)
