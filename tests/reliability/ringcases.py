@@ -5,11 +5,13 @@ ring contents through a ``Ctx`` (the case's rng, guest memory and driver) and ki
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import threading
 import time
 
+from tests.helpers import cpus
 from tests.reliability import hostile as H
 
 NEEDS_CSUM = 1
@@ -124,9 +126,14 @@ class Ctx:
         self.drv.kick_vring(1 if ring is self.tx else 0)
         return heads
 
-    def background(self, fn):
-        """Run ``fn(stop_event)`` in a thread while the target works (TOCTOU, storms)."""
-        t = threading.Thread(target=fn, args=(self.stop,), daemon=True)
+    def background(self, fn, cpu: int | None = None):
+        """Run ``fn(stop_event)`` in a thread while the target works (TOCTOU, storms);
+        ``cpu``: the thread runs there only."""
+        def run(stop):
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})        # 0: this thread
+            fn(stop)
+        t = threading.Thread(target=run, args=(self.stop,), daemon=True)
         self.threads.append(t)
         t.start()
 
@@ -386,7 +393,9 @@ def fam_toctou(c: Ctx):
                 for s in (head, nxt):                 # and back: the back-end may read either
                     c.mem.write(ring.desc + 16 * s, originals[s])
             time.sleep(0)                             # the GIL, for the case's RPCs
-    c.background(churn)
+    # not on the CPU of the target's control thread (the first), which dequeues: the two
+    # must run at the same time for a rewrite to land in the middle of a read
+    c.background(churn, cpu=cpus()[-1])
     return f"{len(heads)} chains churned"
 
 
