@@ -319,7 +319,9 @@ def test_duration_and_max_bytes_end_a_capture_by_themselves(pair, pmds, tmp_path
         assert 0.3 <= took <= 0.6, took
         stamps = [_ns(row[0]) for row in _tshark(timed, "frame.time_epoch")]
         assert len(stamps) == result["written"] > 0, (result, v.stats())
-        assert wall0 - 1_000_000 <= min(stamps) and max(stamps) <= wall0 + int(took * 1e9) + 1_000_000
+        assert wall0 - 1_000_000 <= min(stamps) and max(stamps) <= wall0 + int(took * 1e9) + 1_000_000, \
+            (f"stamps {min(stamps) - wall0} .. {max(stamps) - wall0} ns after the start; "
+             f"the capture took {took * 1e9:.0f} ns")
         sized = tmp_path / "sized.pcapng"
         cap = v.capture(sized, snaplen=128, max_bytes=200_000)
         assert cap.wait(5)

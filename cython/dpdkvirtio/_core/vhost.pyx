@@ -30,6 +30,60 @@ import os
 
 from dpdkvirtio.errors import ConfigError, VhostError, make_error
 
+# DPDK 22.11's vhost event thread ("vhost-events") waits in poll() (1 s timeout) on the
+# fds it had when the wait began; a socket that starts listening meanwhile is not polled
+# until that wait times out, so a front-end's first message waited up to 1 s (a
+# VirtioUserPort to a server started just before took 1.0 s in every test and benchmark
+# trial). The library wakes the thread through a pipe of its own for a new connection but
+# not for a new listening socket: we do, after each server start. The pipe is the one
+# pair that the process's first rte_vhost_driver_start creates; not found (another DPDK),
+# nothing is written and starts behave as before.
+_UNKNOWN, _ABSENT = -2, -1
+_events_pipe = [_UNKNOWN, None]      # its write end's fd once found, and the pipe's inode
+
+
+def _pipe_ends() -> dict:
+    """{fd: (pipe inode, O_ACCMODE)} of this process's pipe fds."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if not target.startswith("pipe:["):
+                continue
+            with open(f"/proc/self/fdinfo/{name}") as f:
+                flags = next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        out[int(name)] = (target, flags & 3)
+    return out
+
+
+def _find_events_pipe(before: dict, after: dict) -> None:
+    """The write end of the one pipe whose both ends appeared between the two readings
+    (anything else: none is used)."""
+    new = {fd: v for fd, v in after.items() if before.get(fd) != v}
+    inodes = {ino for ino, _mode in new.values()}
+    writers = [fd for fd, (_ino, mode) in new.items() if mode == os.O_WRONLY]
+    if len(inodes) == 1 and len(new) == 2 and len(writers) == 1:
+        _events_pipe[:] = [writers[0], inodes.pop()]
+    else:
+        _events_pipe[:] = [_ABSENT, None]
+
+
+def _wake_events_thread() -> None:
+    """One byte into the event thread's pipe (its reader discards it), if the fd still
+    is that pipe."""
+    fd, inode = _events_pipe
+    if fd < 0:
+        return
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") != inode:
+            raise OSError("the fd is no longer the events pipe")
+        os.write(fd, b"1")
+    except OSError:
+        _events_pipe[:] = [_ABSENT, None]
+
+
 cdef enum:
     MAX_SLOTS = 1024              # RTE_MAX_VHOST_DEVICE / MAX_VHOST_SOCKET
     EVENT_RING = 8192
@@ -432,12 +486,17 @@ cdef class VhostPort(Port):
         cdef bint server = not (self.flags & RTE_VHOST_USER_CLIENT)
         # The library binds on this thread: a tight umask closes the window before chmod.
         old_umask = os.umask(0o177) if server else None
+        before = _pipe_ends() if _events_pipe[0] == _UNKNOWN else None
         try:
             with nogil:
                 rc = rte_vhost_driver_start(c_path)
         finally:
             if old_umask is not None:
                 os.umask(old_umask)
+        if before is not None and rc == 0:
+            _find_events_pipe(before, _pipe_ends())
+        if rc == 0 and server:
+            _wake_events_thread()
         if rc == 0 and server:
             if self._socket_mode is not None:
                 os.chmod(self.path, self._socket_mode)
