@@ -591,13 +591,15 @@ class Pmd:
                                           "intr_timeouts")}}
 
     def rxq_show(self) -> list[dict]:
-        """Per assignment: port, queue, action, packets and share of this PMD's cycles
-        (like ovs-appctl dpif-netdev/pmd-rxq-show)."""
+        """Per assignment: port, queue, action, packets, polls, the TSC cycles its polls
+        took and their share of this PMD's (like ovs-appctl dpif-netdev/pmd-rxq-show). A
+        generator's packets are those it sent."""
         with self._lock:
             rows = [(a, self.poll_counters[a.row]) for a in self._assignments]
         total = sum(int(r["cycles"]) for _, r in rows) or 1
         return [{**a.describe(), "packets": int(r["packets"]), "polls": int(r["polls"]),
-                 "usage_pct": 100.0 * int(r["cycles"]) / total} for a, r in rows]
+                 "cycles": int(r["cycles"]), "usage_pct": 100.0 * int(r["cycles"]) / total}
+                for a, r in rows]
 
 
 # --------------------------------------------------------------------- queue placement

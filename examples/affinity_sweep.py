@@ -19,12 +19,14 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 
 import dpdkvirtio as dv
+from dpdkvirtio import decide as decide_
 from dpdkvirtio.progress import Progress
 
 
@@ -102,8 +104,7 @@ def measure(pair: Pair, label: str, gen_cpus: list[int], rx_cpus: list[int], *,
             if t is not None:
                 t.reset()
         rx = pair.backend.queue_counters                  # live numpy view
-        rx_pmds = {pmds[c] for c in rx_cpus}
-        c0 = {p: p.counters.copy() for p in rx_pmds}
+        r0 = _role_costs(pmds.values())
         n0 = int(rx["rx_packets"].sum())
         t0 = time.monotonic()
         end = t0 + seconds
@@ -113,10 +114,15 @@ def measure(pair: Pair, label: str, gen_cpus: list[int], rx_cpus: list[int], *,
                 done = time.monotonic() - t0
                 on_sample(done, (int(rx["rx_packets"].sum()) - n0) / done / 1e6)
         n1, t1 = int(rx["rx_packets"].sum()), time.monotonic()
-        busy = sum(int(p.counters["busy_cycles"][0] - c0[p]["busy_cycles"][0]) for p in rx_pmds)
-        pkts = sum(int(p.counters["rx_packets"][0] - c0[p]["rx_packets"][0]) for p in rx_pmds)
+        r1 = _role_costs(pmds.values())
+        per_packet = {}
+        for role in ("generator", "receiver"):
+            cycles, packets = (r1[role][i] - r0[role][i] for i in (0, 1))
+            per_packet[role] = cycles / packets if packets else float("nan")
         out = {"placement": label, "burst": burst, "mpps": (n1 - n0) / (t1 - t0) / 1e6,
-               "cycles_per_packet": busy / pkts if pkts else float("nan"), "pmds": len(pmds)}
+               "cycles_per_packet": per_packet["receiver"],
+               "gen_cycles_per_packet": per_packet["generator"], "pmds": len(pmds),
+               "gen_cpus": list(gen_cpus), "rx_cpus": list(rx_cpus)}
         if measured:
             flows = [t.flow(q) for q, t in tables.items() if t is not None]
             out["p50_us"] = max(f["p50_ns"] or 0 for f in flows) / 1e3
@@ -126,6 +132,60 @@ def measure(pair: Pair, label: str, gen_cpus: list[int], rx_cpus: list[int], *,
     finally:
         for p in pmds.values():
             p.close()
+
+
+def _role_costs(pmds) -> dict[str, list[int]]:
+    """{"generator" | "receiver": [cycles, packets]} summed over the PMDs' assignments:
+    each role's own polls, also when both share a thread (a PMD's busy cycles would
+    charge the receiver for the generator's work)."""
+    out = {"generator": [0, 0], "receiver": [0, 0]}
+    for p in pmds:
+        for row in p.rxq_show():
+            role = out["generator" if row["action"] == "generator" else "receiver"]
+            role[0] += row["cycles"]
+            role[1] += row["packets"]
+    return out
+
+
+def decide(rows: list[dict], tolerance: float = 0.03) -> dict:
+    """The placement with the best median Mpps, and each other one against it with
+    perf ab's decision (dpdkvirtio.decide: the median of per-trial paired ratios and its
+    exact 95 % interval, at least 6 trials): "slower" only when the interval says so,
+    else "within noise". Returns {"best", "verdicts": {placement: (verdict, ratio,
+    ci_low, ci_high)}, "decided": every other one is slower}."""
+    by: dict[str, dict[int, float]] = {}
+    for r in rows:
+        by.setdefault(r["placement"], {})[r["trial"]] = r["mpps"]
+    best = max(by, key=lambda k: statistics.median(by[k].values()))
+    verdicts = {}
+    for label, mpps in by.items():
+        if label == best:
+            continue
+        trials = sorted(set(mpps) & set(by[best]))
+        # cost = 1 / Mpps: the ratio is how much dearer a packet is than at the best
+        ratios = [decide_.paired_ratio(1 / by[best][t], 1 / mpps[t]) for t in trials
+                  if mpps[t] > 0 and by[best][t] > 0]
+        est = decide_.estimate(ratios)
+        v = decide_.verdict(est, tolerance)
+        verdicts[label] = ("slower" if v == "regression" else "faster" if v == "improvement"
+                           else "within noise",
+                           None if est is None else round(est.ratio, 3),
+                           None if est is None else round(est.ci_low, 3),
+                           None if est is None else round(est.ci_high, 3))
+    return {"best": best, "verdicts": verdicts,
+            "decided": all(v[0] == "slower" for v in verdicts.values())}
+
+
+def settings(rows: list[dict], decision: dict) -> dict:
+    """What to apply on a switch for the chosen placement: its receiving CPUs as
+    ``pmd-cpu-mask``, queue -> CPU as ``pmd-rxq-affinity``, and the burst size (of the
+    best "crossed, burst N" row when the sweep decided it, else 32)."""
+    chosen = next(r for r in rows if r["placement"] == decision["best"])
+    mask = sum(1 << c for c in set(chosen["rx_cpus"]))
+    return {"pmd-cpu-mask": hex(mask),
+            "pmd-rxq-affinity": ",".join(f"{q}:{c}" for q, c in enumerate(chosen["rx_cpus"])),
+            "burst": chosen["burst"] if decision["decided"] else 32,
+            "placement": chosen["placement"], "decided": decision["decided"]}
 
 
 def sweep(pair: Pair, trials: int = 3, seconds: float = 1.0, bursts: tuple[int, ...] = (),
@@ -155,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="measured seconds per point")
-    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=6,
+                    help="per placement; a verdict needs 6 or more")
     ap.add_argument("--bursts", default="16,32,64", help="burst sizes for the crossed placement")
     ap.add_argument("--latency", action="store_true",
                     help="paced measured streams (1 Mpps per queue): p50/p99 latency too")
@@ -171,14 +232,25 @@ def main(argv: list[str] | None = None) -> int:
     by: dict[str, list[dict]] = {}
     for row in rows:
         by.setdefault(row["placement"], []).append(row)
-    print(f"{'placement':<26} {'Mpps median':>11} {'min':>6} {'max':>6} {'cycles/pkt':>10}"
-          + ("  p99 us" if args.latency else ""))
+    decision = decide(rows)
+    print(f"{'placement':<26} {'Mpps median':>11} {'min':>6} {'max':>6} {'rx cyc/pkt':>10} "
+          f"{'gen cyc/pkt':>11}  against the best" + ("  p99 us" if args.latency else ""))
     for label, rs in by.items():
         mpps = sorted(r["mpps"] for r in rs)
-        cpp = sorted(r["cycles_per_packet"] for r in rs)
+        rx = statistics.median(r["cycles_per_packet"] for r in rs)
+        gen = statistics.median(r["gen_cycles_per_packet"] for r in rs)
+        v = decision["verdicts"].get(label)
+        said = "best" if v is None else (f"{v[0]} (x{v[1]}, CI {v[2]}-{v[3]})" if v[1]
+                                         else f"{v[0]} (too few trials for an interval)")
         print(f"{label:<26} {mpps[len(mpps) // 2]:11.2f} {mpps[0]:6.2f} {mpps[-1]:6.2f} "
-              f"{cpp[len(cpp) // 2]:10.1f}"
+              f"{rx:10.1f} {gen:11.1f}  {said}"
               + (f"  {max(r['p99_us'] for r in rs):6.1f}" if args.latency else ""))
+    s = settings(rows, decision)
+    print(("\nthe best placement, every other one slower (95 % CI): " if s["decided"] else
+           "\nno placement is better than every other beyond the noise; the best median: ")
+          + s["placement"])
+    print(f"apply: pmd-cpu-mask={s['pmd-cpu-mask']} pmd-rxq-affinity=\"{s['pmd-rxq-affinity']}\" "
+          f"burst={s['burst']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

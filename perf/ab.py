@@ -1,5 +1,5 @@
 """``python -m perf ab BASE CANDIDATE``: two builds of the library measured in one
-invocation on this host, interleaved, and one verdict per scenario (perf.decide).
+invocation on this host, interleaved, and one verdict per scenario (dpdkvirtio.decide).
 
     python -m perf ab BASE CANDIDATE [--scenario vhost-rx ...] [--tolerance 0.03]
                       [--budget-s 600] [--seconds 2] [--json F] [--junit F] [--markdown F]
@@ -21,8 +21,9 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
+from dpdkvirtio import decide
 from dpdkvirtio.hostinfo import steal_ms
-from perf import builds, capacity, decide, host, report
+from perf import builds, capacity, host, report
 from perf.scenarios import BACK, FRONT, SCENARIOS, Options, Unsupported
 
 # scenarios whose measured side is an agent of ours (it can import another build)

@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from perf import ab, builds, decide, host
+from dpdkvirtio import decide
+from perf import ab, builds, host
 from perf.scenarios import Options
 
 

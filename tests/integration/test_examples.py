@@ -80,6 +80,10 @@ def test_affinity_sweep_script(tmp_path):
     assert len(rows) == 2 * 5 and {r["trial"] for r in rows} == {0, 1}
     assert all(r["mpps"] > 0 and r["p99_us"] >= r["p50_us"] > 0 for r in rows), rows
     assert "affinity sweep: 10/10" in r.stderr and "crossed, burst 16" in r.stdout
+    assert all(r["gen_cycles_per_packet"] > 0 and r["cycles_per_packet"] > 0 for r in rows)
+    assert "within noise (too few trials for an interval)" in r.stdout
+    assert re.search(r'apply: pmd-cpu-mask=0x[0-9a-f]+ pmd-rxq-affinity="0:\d+,1:\d+" burst=32',
+                     r.stdout), r.stdout
 
 
 @pytest.mark.slow

@@ -1,11 +1,11 @@
-"""perf.decide on synthetic trials with known answers: the exact median interval, the
+"""dpdkvirtio.decide on synthetic trials with known answers: the exact median interval, the
 verdict rules, the minimum detectable effect, stall screening and the stopping rule."""
 import math
 import random
 
 import pytest
 
-from perf import decide
+from dpdkvirtio import decide
 
 
 def _binomial_tail(n: int, k: int) -> float:

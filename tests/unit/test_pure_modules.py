@@ -5,7 +5,7 @@ import sys
 from tests.helpers import REPO
 
 PURE = ("errors", "config", "hugepages", "placement", "packets", "marker", "sockets", "streams",
-        "virtio", "rpc", "switchconfig", "topology", "pcapfile", "progress")
+        "virtio", "rpc", "switchconfig", "topology", "pcapfile", "progress", "decide")
 CODE = f"""
 import importlib, importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
