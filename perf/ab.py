@@ -98,19 +98,24 @@ def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
             screened.append(pair)
             log(f"  {name}: pair screened out (stalls {_stall_text(got)}); measuring it again")
         else:
-            r = decide.paired_ratio(got["base"]["cycles_per_packet"],
-                                    got["candidate"]["cycles_per_packet"])
-            pair["ratio"] = round(r, 4)
+            # one metric for both: a build that does not count stalls in busy rounds (an
+            # earlier commit) is compared raw against raw
+            key = ("cycles_per_packet" if all(got[s]["stalls_subtracted"] for s in got)
+                   else "raw_cycles_per_packet")
+            r = decide.paired_ratio(got["base"][key], got["candidate"][key])
+            pair["ratio"], pair["metric"] = round(r, 4), key
             pairs.append(pair)
             ratios.append(r)
             est = decide.estimate(ratios)
-            log(f"  {name} pair {len(pairs)}: base {got['base']['cycles_per_packet']:.1f}, "
-                f"candidate {got['candidate']['cycles_per_packet']:.1f} cycles/packet, ratio "
+            log(f"  {name} pair {len(pairs)}: base {got['base'][key]:.1f}, "
+                f"candidate {got['candidate'][key]:.1f} cycles/packet, ratio "
                 f"{r:.3f}" + (f"; CI [{est.ci_low:.3f}, {est.ci_high:.3f}] -> "
                               f"{decide.verdict(est, tolerance)}" if est else ""))
         pair_s = max(pair_s, time.monotonic() - t_pair)
     v = decide.verdict(est, tolerance)
-    return {"scenario": name, "verdict": v, "metric": "cycles_per_packet",
+    metrics = {p["metric"] for p in pairs}
+    return {"scenario": name, "verdict": v,
+            "metric": metrics.pop() if len(metrics) == 1 else "cycles_per_packet",
             "ratio": round(est.ratio, 4) if est else None,
             "ci_low": round(est.ci_low, 4) if est else None,
             "ci_high": round(est.ci_high, 4) if est else None,
