@@ -449,6 +449,10 @@ def fam_reconfigure(c: Ctx):
     return ",".join(steps)
 
 
+# rx indirect descriptor lengths drawn on packed rings (split: 0, 15, 16, 2^32 - 1)
+PACKED_INDIRECT_LENGTHS = [16, 0xFFFFFFFF]
+
+
 def fam_rx_buffers(c: Ctx):
     """(the guest's rx ring) buffers too small for the packet (mergeable), without
     WRITE, looping, next out of range, outside memory, indirect garbage."""
@@ -471,8 +475,12 @@ def fam_rx_buffers(c: Ctx):
             chains.append([(gpa, n, H.WRITE)])
         elif variant == "indirect":
             gpa, n, _ = c.bad_buf()
+            # a packed ring's indirect descriptor shorter than one entry (0 or 15 bytes)
+            # makes DPDK 22.11 write into the table or crash (docs/reliability.md,
+            # problem 11; test_packed_rx_empty_indirect_known_dpdk_issue shows it)
+            lengths = PACKED_INDIRECT_LENGTHS if ring.packed else [0, 15, 16, 0xFFFFFFFF]
             chains.append([(rng.choice([gpa, c.table([(*c.buf(2048), H.WRITE | H.INDIRECT, 0)])]),
-                            rng.choice([0, 15, 16, 0xFFFFFFFF]), H.INDIRECT | H.WRITE)])
+                            rng.choice(lengths), H.INDIRECT | H.WRITE)])
         else:
             chains.append([(*c.buf(2048), H.WRITE)])
     heads = [ring.chain(ch) for ch in chains]

@@ -258,6 +258,43 @@ def test_rx_short_header_chain_known_dpdk_issue():
         assert out["status"] == -11 or not out["packet_in_guest_buffers"], out
 
 
+# found by the fuzz at seed 611636707 (2026-12-07): 17 packed rx chains, each a single
+# INDIRECT descriptor, 0 or 15 bytes long at table or wild addresses
+EMPTY_INDIRECT_CASE = (611636707, 3654)
+
+
+def test_packed_rx_empty_indirect_known_dpdk_issue(sockdir, monkeypatch):
+    """DPDK 22.11's packed-ring enqueue takes an INDIRECT rx descriptor shorter than one
+    table entry (0 entries) as a buffer: it writes the virtio-net header at the table's
+    address and claims more bytes than the buffers hold, or, with an address outside guest
+    memory, dies of SIGSEGV (docs/reliability.md, problem 11). The fuzz no longer draws
+    such lengths on packed rings; this replays the case that found it in a target of its
+    own and fails once a DPDK that refuses the descriptor is installed."""
+    from tests.reliability import ringcases
+    seed, index = EMPTY_INDIRECT_CASE
+    # the draw the case was found with (the same list: the same case)
+    monkeypatch.setattr(ringcases, "PACKED_INDIRECT_LENGTHS", [0, 15, 16, 0xFFFFFFFF])
+    ag = Agent("no-huge", cpu=BACK, control_cpus=[FRONT])
+    try:
+        paths = ringfuzz.start_target(ag, sockdir)
+        runner = ringfuzz.Runner(ag, paths, seed)
+        try:
+            res = runner.run(index)
+        except RuntimeError as e:
+            assert "agent exited (-11)" in str(e), e          # the target died of SIGSEGV
+            ag.kill()                       # its runtime directory, which it could not remove
+            for path in paths.values():     # and its listening sockets
+                os.unlink(path)
+            return
+        finally:
+            runner.close()
+        assert res.family == "rx_buffers" and res.packed and res.note == "indirect", res
+        assert any("not the headers and packets its used elements account for" in p
+                   or "more than its buffers hold" in p for p in res.problems), res
+    finally:
+        ag.close()
+
+
 def test_hostile_backend_against_virtio_user(baseline, untouched, sockdir):
     """The other trust direction: a hostile vhost-user back-end (hostile_backend.py)
     writes used-ring elements into a virtio-user port's rx ring. DPDK 22.11's virtio
