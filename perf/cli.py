@@ -335,20 +335,17 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     compare.add_arguments(sub.add_parser("compare", help="compare a new run with a baseline "
                                          "(table, JUnit XML, markdown summary)"))
-    from perf import ab
-    abp = sub.add_parser("ab", help="two builds measured interleaved in one run: a verdict "
-                         "per scenario (regression, improvement, no-change, inconclusive)")
-    ab.add_arguments(abp)
-    abp.set_defaults(func=_guarded("ab", "cmd_ab"))
-    from perf import bisect, calibrate
-    bp = sub.add_parser("bisect", help="the first commit between GOOD and BAD that is a "
-                        "regression against GOOD (perf ab at each step)")
-    bisect.add_arguments(bp)
-    bp.set_defaults(func=_guarded("bisect", "cmd_bisect"))
-    cal = sub.add_parser("calibrate", help="false alarms (A/A) and power (injected "
-                         "regressions) of perf ab on this host")
-    calibrate.add_arguments(cal)
-    cal.set_defaults(func=_guarded("calibrate", "cmd_calibrate"))
+    import importlib
+    for name, text in (
+            ("ab", "two builds measured interleaved in one run: a verdict per scenario "
+                   "(regression, improvement, no-change, inconclusive)"),
+            ("bisect", "the first commit between GOOD and BAD that is a regression against "
+                       "GOOD (perf ab at each step)"),
+            ("calibrate", "false alarms (A/A) and power (injected regressions) of perf ab on "
+                          "this host")):
+        sp = sub.add_parser(name, help=text)
+        importlib.import_module(f"perf.{name}").add_arguments(sp)
+        sp.set_defaults(func=_guarded(name, f"cmd_{name}"))
     from perf import latency, rfc2544
     lt = sub.add_parser("latency", help="switch-latency and vhost-latency: p50/p99/p99.9/max "
                         "at 10/50/90 %% of each device's maximum and at 1 Mpps")
