@@ -255,6 +255,69 @@ def test_histogram_percentiles_within_the_stated_error(pair):
     assert f["jitter_ns"] > 0
 
 
+def _account_stamped(u, v, fs, flow_id, tscs, now):
+    """Send one measured packet per sender TSC in ``tscs`` (sequence numbers in order),
+    account them at the receive TSC ``now``; every one must arrive."""
+    tx, rx = dv.Burst(64), dv.Burst(64)
+    got = 0
+    for start in range(0, len(tscs), 64):
+        chunk = tscs[start:start + 64]
+        frames = marker.stamp(dv.udp_frame(64), flow_id, range(start, start + len(chunk)), chunk)
+        assert tx.alloc_rows(u.mempool, frames) == len(chunk)
+        _send_all(u, tx)
+        deadline = time.monotonic() + 5
+        while got < start + len(chunk):
+            assert time.monotonic() < deadline
+            if v.rx_burst(0, rx):
+                fs.account(rx, rx_tsc=now)
+                got += len(rx)
+                rx.free()
+
+
+def test_mean_and_jitter_against_an_rfc3550_reference(pair):
+    """Latencies in random order, with runs of equal stamps (the accounting's fast path
+    for packets that share a sender TSC): the mean is exact, and the jitter equals RFC
+    3550 6.4.1's J += (|D| - J)/16 computed here in floating point from the same
+    latencies, but for the C estimate's integer truncation (under 1 ns, never negative)."""
+    v, u = pair
+    fs = dv.FlowStats(max_flows=1)
+    hz = dvflows.tsc_hz()
+    rng = np.random.default_rng()
+    seed = int(rng.integers(1 << 31))
+    print(f"jitter reference seed {seed}")
+    rng = np.random.default_rng(seed)
+    now = dvflows.tsc() + 20 * hz
+    tscs = []
+    while len(tscs) < 3000:
+        ns = int(10 ** rng.uniform(2, 7))
+        tscs += [now - round(ns * hz / 1e9)] * int(rng.choice([1, 1, 1, 2, 5]))
+    _account_stamped(u, v, fs, 0, tscs, now)
+    lat = [fs.table.ticks_to_ns(now - t) for t in tscs]
+    jitter = 0.0
+    for previous, current in zip(lat, lat[1:]):
+        jitter += (abs(current - previous) - jitter) / 16
+    f = fs.flow(0)
+    assert (f["received"], f["lost"], f["lat_sum_ns"]) == (len(lat), 0, sum(lat)), seed
+    assert f["lat_mean_ns"] == sum(lat) / len(lat)
+    assert 0 <= f["jitter_ns"] - jitter < 1, (seed, f["jitter_ns"], jitter)
+
+
+def test_tail_loss_is_what_the_sender_sent_past_the_last_arrival(pair):
+    """A flow whose last packets never arrive: no later packet reveals them, so ``lost``
+    counts only the gap inside; given the sender's count, ``tail_lost`` is the rest and
+    sent == received + lost_total."""
+    v, u = pair
+    fs = dv.FlowStats(max_flows=2)
+    sent = 100
+    arrived = [s for s in range(93) if s != 40]                # 40 in the middle, 93..99 at the end
+    _send_and_account(u, v, fs, arrived[:60], 1)
+    _send_and_account(u, v, fs, arrived[60:], 1)
+    f = fs.flow(1, sent=sent)
+    assert (f["received"], f["lost"], f["tail_lost"], f["lost_total"]) == (92, 1, 7, 8), f
+    assert f["sent"] == f["received"] + f["lost_total"]
+    assert fs.summary({1: sent})[1]["tail_lost"] == 7
+
+
 def test_known_delay_through_a_holding_forwarder(two_pairs, pmds, on_front_cpu):
     """A Python loop sends measured packets (stamped as sent) into u1, takes them from v1,
     holds every burst >= 20 ms and forwards it to v2; the PMD receiving on u2 measures:

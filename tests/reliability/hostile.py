@@ -157,6 +157,21 @@ class GuestMemory:
         for r in self.regions:
             r.reset(key)
         self.described = []
+        self._slot_fields: dict[int, tuple[set[int], set[int]]] = {}
+
+    def rewritten(self, slot_gpa: int, addr: int, length: int):
+        """A descriptor at ``slot_gpa`` now holds (addr, length) while the back-end may be
+        reading it: a reader takes the address and the length in separate loads, so each
+        can come from any version the slot held. Every pairing of the versions' fields is
+        described (and nothing else: a TOCTOU race is exact about what it can yield)."""
+        addrs, lengths = self._slot_fields.setdefault(slot_gpa, (set(), set()))
+        addr, length = addr & (2**64 - 1), length & 0xFFFFFFFF
+        if addr not in addrs:
+            addrs.add(addr)
+            self.described += [(addr, n) for n in lengths]
+        if length not in lengths:
+            lengths.add(length)
+            self.described += [(a, length) for a in addrs]
 
     def _find(self, gpa: int, n: int) -> tuple[Region, int]:
         for r in self.regions:

@@ -368,8 +368,14 @@ def fam_toctou(c: Ctx):
     ring = c.tx
     slots = sorted({s % ring.size for h in heads for s in (h, h + 1)})
     originals = {s: c.mem.read(ring.desc + 16 * s, 16) for s in slots}
+    for s, raw in originals.items():
+        c.mem.rewritten(ring.desc + 16 * s, *struct.unpack_from("<QI", raw))
     bad = [c.bad_buf() for _ in range(8)]            # drawn from the case's own rng
     good = [c.buf() for _ in range(8)]
+
+    def rewrite(slot, addr, length, *rest):
+        c.mem.rewritten(ring.desc + 16 * slot, addr, length)   # torn reads, before they can happen
+        ring.set_desc(slot, addr, length, *rest)
 
     def churn(stop):
         k = 0
@@ -381,15 +387,15 @@ def fam_toctou(c: Ctx):
                 choice = k % 4
                 nxt, head = (h + 1) % ring.size, h % ring.size
                 if ring.packed:
-                    ring.set_desc(nxt, addr, length, rng.getrandbits(16), rng.getrandbits(16))
+                    rewrite(nxt, addr, length, rng.getrandbits(16), rng.getrandbits(16))
                 elif choice == 0:
-                    ring.set_desc(nxt, addr, length, 0)
+                    rewrite(nxt, addr, length, 0)
                 elif choice == 1:
-                    ring.set_desc(nxt, other, 0xFFFFFFFF, H.NEXT, h)
+                    rewrite(nxt, other, 0xFFFFFFFF, H.NEXT, h)
                 elif choice == 2:
-                    ring.set_desc(head, addr, length, H.INDIRECT)
+                    rewrite(head, addr, length, H.INDIRECT)
                 else:
-                    ring.set_desc(nxt, other, 64, H.NEXT, rng.getrandbits(16))
+                    rewrite(nxt, other, 64, H.NEXT, rng.getrandbits(16))
                 for s in (head, nxt):                 # and back: the back-end may read either
                     c.mem.write(ring.desc + 16 * s, originals[s])
             time.sleep(0)                             # the GIL, for the case's RPCs

@@ -51,6 +51,23 @@ def test_a_chain_as_described_is_explained(mem):
     assert oracle.explain_packet(packet + mem.expected_span(a.gpa + 9001, 3), cands)[0]
 
 
+def test_a_descriptor_read_while_rewritten_may_pair_any_versions_fields(mem):
+    """A TOCTOU slot that held (x, 1500) and then (y, 64): a back-end reading the address
+    and the length apart may deliver x's first 64 bytes or y's 1500 (found by seed
+    1860133079, case 3464); a length the slot never held is still flagged."""
+    a, b, _c = mem.data
+    x, y, slot = a.gpa + 4096, b.gpa + 64, mem.ring.gpa + 0x2000
+    hdr = (mem.ring.gpa + 0x80000, 12)
+    mem.described.append(hdr)
+    mem.rewritten(slot, x, 1500)
+    mem.rewritten(slot, y, 64)
+    cands = oracle.Candidates(mem)
+    for gpa, n in [(x, 64), (y, 1500), (x, 1500), (y, 64)]:
+        packet = mem.expected_span(gpa, n)
+        assert oracle.explain_packet(packet, cands) == (True, n), (hex(gpa), n)
+    assert not oracle.explain_packet(mem.expected_span(x, 65), cands)[0]
+
+
 @pytest.mark.parametrize("wrong", ["flipped", "shifted", "stale", "zeros", "truncated",
                                    "ring_area", "canary", "extra", "repeated"])
 def test_each_kind_of_wrong_byte_is_caught(mem, wrong):
