@@ -19,8 +19,9 @@ from dpdkvirtio.events import wait_until
 state: dict[str, Any] = {"ports": {}, "pmd": None, "gens": {}, "loop": None, "flows": {}}
 
 
-def op_init(memory_mode="auto", cpu=0, control_cpus=None):
-    eal = dv.init(memory_mode=memory_mode, workers={1: cpu}, log_level="warning")
+def op_init(memory_mode="auto", cpu=0, control_cpus=None, spare_cpus=()):
+    workers = {1: cpu, **{2 + k: c for k, c in enumerate(spare_cpus)}}
+    eal = dv.init(memory_mode=memory_mode, workers=workers, log_level="warning")
     # keep this (control) thread off the poller's CPU, or where the caller says
     others = set(control_cpus) if control_cpus else set(os.sched_getaffinity(0)) - {cpu}
     if others:
@@ -317,6 +318,63 @@ def _status(port):
     return port.status() if hasattr(port, "status") else {}
 
 
+def _spare_pmd():
+    """The interrupt-mode PMD of ``pmd_drain`` (on the first spare CPU)."""
+    if state.get("spare_pmd") is None:
+        state["spare_pmd"] = dv.Pmd(lcore=2, mode="interrupt", interrupt_timeout_ms=10_000)
+    return state["spare_pmd"]
+
+
+def _sink():
+    """A port that takes every packet and keeps none: io's way out of an attacked port."""
+    if state.get("sink") is None:
+        state["sink"] = dv.VdevPort("net_nullsink0", "copy=0")
+    return state["sink"]
+
+
+def op_pmd_drain(name, dump, mode="poll", action="rxonly", idle_s=0.05, max_s=1.0):
+    """Receive on a PMD engine rather than from Python: rx queue 0 of port ``name`` on
+    the agent's PMD (``mode="poll"``: beside whatever that PMD serves) or on the spare
+    PMD in interrupt mode, as ``rxonly`` or ``io`` into a null port, with a FlowStats table
+    and a capture of everything received written to ``dump`` (pcapng, whole packets up
+    to 65,535 bytes), until rx_packets stays still for ``idle_s`` (at most ``max_s``);
+    then the assignment is removed and the capture stopped. Returns the packets received,
+    the capture's result, the table's unmeasured count and, in interrupt mode, whether
+    the PMD went back to waiting for a kick while the port was still assigned."""
+    port = state["ports"][name]
+    pmd = _pmd() if mode == "poll" else _spare_pmd()
+    flows = dv.FlowStats(4)
+    rx0 = port.stats()["rx_packets"]
+    cap = port.capture(dump, direction="rx", snaplen=65535)
+    try:
+        pmd.add_rxq(port, 0, action, out_port=_sink() if action == "io" else None, flows=flows)
+        try:
+            if not pmd.running:
+                pmd.start()
+            last, seen = time.monotonic(), rx0
+            end = last + max_s
+            while True:
+                time.sleep(0.001)
+                now, rx = time.monotonic(), port.stats()["rx_packets"]
+                if rx != seen:
+                    last, seen = now, rx
+                elif now - last > idle_s or now > end:
+                    break
+            asleep = None
+            if mode == "interrupt":
+                def waiting():
+                    s = pmd.sleep_show()
+                    return s["intr_arms"] > s["intr_wakeups"] + s["intr_timeouts"]
+                asleep = wait_until(waiting, 0.5)
+        finally:
+            pmd.remove(port)
+    finally:
+        result = cap.stop()
+    return {"packets": port.stats()["rx_packets"] - rx0, "capture": result,
+            "unmeasured": flows.unmeasured, "asleep": asleep, "drops": port.drops(),
+            "status": _status(port)}
+
+
 def op_send(name, queue=0, count=1, size=64, fill=0x5A, payloads=None):
     """Send ``count`` frames of ``size`` bytes, every byte ``fill`` (or the frames
     ``payloads``, base64), from Python; returns how many the peer took and the port's
@@ -389,9 +447,10 @@ def op_exit():
     op_pyloop_stop()
     for sw in state.get("switches", {}).values():
         sw.close()
-    if state["pmd"] is not None:
-        state["pmd"].close()
-    for p in list(state["ports"].values()):
+    for key in ("pmd", "spare_pmd"):
+        if state.get(key) is not None:
+            state[key].close()
+    for p in list(state["ports"].values()) + ([state["sink"]] if state.get("sink") else []):
         p.close()
     return {}
 

@@ -32,11 +32,12 @@ class Agent:
     agent imports instead of the running one (perf ab). ``started=False``: the process is
     made but not initialised; call ``start()`` (from any thread: several agents can
     initialise at once, while the thread that made them outlives them, as the parent-death
-    signal is tied to it)."""
+    signal is tied to it). ``spare_cpus``: more worker lcores, one per CPU, for PMDs
+    besides the agent's own (``pmd_drain`` in interrupt mode)."""
 
     def __init__(self, memory_mode: str = "auto", cpu: int | None = None, timeout: float = 60.0,
                  env=None, control_cpus=None, package_dir: str | None = None,
-                 started: bool = True):
+                 started: bool = True, spare_cpus=None):
         c = cpus()
         self.cpu = c[0] if cpu is None else cpu
         argv = [sys.executable, "-m", "dpdkvirtio._agent"]
@@ -53,6 +54,8 @@ class Agent:
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
         self._init = {"memory_mode": memory_mode, "cpu": self.cpu, "control_cpus": control_cpus}
+        if spare_cpus:
+            self._init["spare_cpus"] = list(spare_cpus)
         if started:
             self.start()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio import pcapfile
+from dpdkvirtio import marker, pcapfile
 from dpdkvirtio.errors import ConfigError, PortStateError
 from tests import helpers
 
@@ -139,14 +139,32 @@ def _epb_stamps(path) -> list[tuple[int, int]]:
     return out
 
 
+def _udp_checksums_valid(rows: np.ndarray) -> np.ndarray:
+    """Per row (IPv4/UDP frames, no IP options): the UDP checksum verifies, computed here
+    (the one's-complement sum over the pseudo-header and the datagram is 0xFFFF)."""
+    udp_len = (rows[:, 38].astype(np.uint32) << 8) | rows[:, 39]
+    assert (udp_len == rows.shape[1] - 34).all()
+    words = lambda b: (b[:, 0::2].astype(np.uint32) << 8) | b[:, 1::2]      # noqa: E731
+    total = (words(rows[:, 26:34]).sum(axis=1) + 17 + udp_len
+             + words(rows[:, 34:]).sum(axis=1))
+    while (total >> 16).any():
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
 def test_capture_at_full_rate_keeps_or_counts_every_packet(pair, pmds, tmp_path):
-    """A PMD receives 2,000,000 packets as fast as the generator goes: conservation holds,
-    and what the capture did not keep is counted, in the file's statistics too."""
+    """A PMD receives 2,000,000 measured packets (flow 7, sequence numbers 0..) as fast as
+    the generator goes: conservation holds, and what the capture did not keep is counted,
+    in the file's statistics too. What the file holds is an in-order subset of what was
+    sent, no packet twice, each one intact: the template's bytes but for its sequence
+    number and TSC, and a UDP checksum that verifies (computed here); tshark counts the
+    same packets."""
     v, u = pair
     a, b = pmds
     total = 2_000_000
     b.add_rxq(v, 0, "rxonly")
-    g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=total))
+    template = dv.udp_frame(64)
+    g = a.add_generator(u, 0, dv.Stream(template, count=total, flow_id=7))
     path = tmp_path / "rate.pcapng"
     b.start()
     cap = v.capture(path, snaplen=128)
@@ -160,10 +178,18 @@ def test_capture_at_full_rate_keeps_or_counts_every_packet(pair, pmds, tmp_path)
     assert st["seen"] == got
     assert result["written"] + st["dropped"] == st["seen"], result
     pk = pcapfile.read(path)
-    assert len(pk) == result["written"]
+    assert len(pk) == result["written"] == len(_tshark(path, "frame.number"))
     assert pk.stats[0] == {"ifrecv": st["seen"], "ifdrop": st["dropped"]}
+    rows = np.frombuffer(b"".join(pk.frames), np.uint8).reshape(len(pk), len(template))
+    seqs = rows[:, marker.SEQ_OFFSET:marker.SEQ_OFFSET + 8].copy().view("<u8").ravel()
+    assert (np.diff(seqs.astype(np.int64)) > 0).all(), "out of order or twice in the file"
+    assert seqs.max() < total
+    marked = np.frombuffer(marker.mark_template(template, 7), np.uint8)
+    fixed = np.r_[0:40, 42:marker.SEQ_OFFSET]     # all but the UDP checksum, sequence, TSC
+    assert (rows[:, fixed] == marked[fixed]).all(), "a packet's fixed bytes changed"
+    assert _udp_checksums_valid(rows).all(), "a UDP checksum does not verify"
     print(f"\nfull-rate capture: {got} received, {result['written']} written, "
-          f"{st['dropped']} counted as not captured")
+          f"{st['dropped']} counted as not captured; sequence numbers {seqs.min()}..{seqs.max()}")
 
 
 def test_stop_writes_everything_queued(pair):
@@ -188,6 +214,30 @@ def test_stop_writes_everything_queued(pair):
     assert result["interfaces"]["rx"] == {"seen": 3000, "dropped": 0}
     assert result["written"] == 3000
     assert len(pcapfile.read(io.BytesIO(b"".join(chunks)))) == 3000
+
+
+def test_copies_that_cannot_be_formatted_are_counted_not_written(pair, tmp_path):
+    """The writer's format buffers are all taken (as a formatting that used them up would):
+    the 200 copies drained meanwhile are counted in ``format_failed``, none is written;
+    given back, the next 100 are written, and written + dropped + format_failed == seen,
+    in the result and in what tshark reads."""
+    v, u = pair
+    path = tmp_path / "fmt.pcapng"
+    cap = v.capture(path)
+    tap = v.core.capture_tap
+    assert tap.hold_format_buffers() == 127
+    _send_rows(u, _rows(200), drain_port=v)
+    deadline = time.monotonic() + 10
+    while tap.queued():                               # the writer took them all
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    tap.release_format_buffers()
+    _send_rows(u, _rows(100), drain_port=v)
+    result = cap.stop()
+    st = result["interfaces"]["rx"]
+    assert (result["format_failed"], result["written"], st) == (200, 100, {"seen": 300, "dropped": 0}), result
+    rows = _tshark(path, "frame.number")
+    assert len(rows) == 100
 
 
 def test_capture_to_memory_with_limits(pair, tmp_path):

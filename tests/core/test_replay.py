@@ -55,9 +55,10 @@ def _gaps_ms(n: int) -> list[int]:
     return [GAPS_MS[i % len(GAPS_MS)] for i in range(n)]
 
 
-def _replay_gaps(pair, pmds, path, speed, loops=1):
-    """Replay ``path`` from the virtio-user side; the inter-arrival gaps (ns) the capture
-    on the vhost-user port's rx saw, and the file's own."""
+def _replay_gaps(pair, pmds, path, speed, loops=1, during=None):
+    """Replay ``path`` from the virtio-user side (calling ``during()`` once it started);
+    the inter-arrival gaps (ns) the capture on the vhost-user port's rx saw, and the
+    file's own."""
     v, u = pair
     a, b = pmds
     b.add_rxq(v, 0, "rxonly")
@@ -68,6 +69,8 @@ def _replay_gaps(pair, pmds, path, speed, loops=1):
         steal0, stalled0 = _steal_ms(), _stalled_ms(pmds)
         t0 = time.monotonic()
         a.start()
+        if during is not None:
+            during()
         assert g.wait_done(60)
         wall_s = time.monotonic() - t0
         stolen, stalled = _steal_ms() - steal0, _stalled_ms(pmds) - stalled0
@@ -158,6 +161,80 @@ def test_replay_ten_times_faster_and_looped(pair, pmds, timed_pcapng):
     # median <= 20 us, 90 % within twice the smallest gap (on this host p90 was 35-110 us
     # over runs: a few packets per run are held up by host stalls of 1-5 ms)
     _judge(got, scaled, "10x, two loops (gaps 0.1-0.8 ms)", p50_us=20, p90_us=200, span_us=1000)
+
+
+HOG = """
+import os, sys, time
+cpu, ms = int(sys.argv[1]), float(sys.argv[2])
+os.sched_setaffinity(0, {cpu})
+sys.stdin.read(1)                                   # go
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+end = time.monotonic() + ms / 1000
+while time.monotonic() < end:
+    pass
+"""
+
+
+class _Hog:
+    """A process that, when told, takes ``cpu`` from everything not real-time for ``ms``
+    (SCHED_FIFO, busy) and exits by itself."""
+
+    def __init__(self, cpu: int, ms: float):
+        import subprocess
+        import sys
+        self.proc = subprocess.Popen([sys.executable, "-c", HOG, str(cpu), str(ms)],
+                                     stdin=subprocess.PIPE)
+
+    def go(self):
+        self.proc.stdin.write(b"g")
+        self.proc.stdin.close()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+STALL_MS = 20
+
+
+def test_a_replay_stalled_by_a_competing_process_catches_up_on_schedule(pair, pmds, timed_pcapng):
+    """docs/capture.md: a packet due while the PMD could not run goes out at once, and the
+    schedule is kept, not stretched. A real-time process takes the generator's CPU for
+    STALL_MS mid-replay: the packets due meanwhile arrive late by at most the stall, in
+    one clump, and the packets after them are back on the file's schedule."""
+    a, _b = pmds
+    hog = _Hog(a.cpu, STALL_MS)
+    try:
+        got, want, _stolen, _stalled = _replay_gaps(
+            pair, pmds, timed_pcapng, speed=1.0, during=lambda: (time.sleep(0.15), hog.go()))
+        assert hog.proc.wait(10) == 0
+    finally:
+        hog.close()
+    stall_ms = a.perf()["stall_max_ns"] / 1e6
+    assert stall_ms >= STALL_MS * 0.9, f"the generator's PMD never stalled ({stall_ms} ms)"
+    arrived_ms = np.r_[0, np.cumsum(got)] / 1e6              # since packet 0 arrived
+    due_ms = np.r_[0, np.cumsum(want)] / 1e6
+    k = int(np.argmax(got))                                  # the longest silence
+    # lateness against the schedule as the packets before the stall kept it (packet 0
+    # may itself have been late)
+    late_ms = arrived_ms - due_ms
+    late_ms -= np.median(late_ms[:k + 1])
+    arrived_ms -= np.median((arrived_ms - due_ms)[:k + 1])
+    print(f"\nlongest stall of the generator {stall_ms:.1f} ms, longest gap after packet {k}: "
+          f"{got[k] / 1e6:.1f} ms; lateness (ms) from there: {np.round(late_ms[k:k + 20], 2).tolist()}")
+    assert got[k] / 1e6 >= STALL_MS * 0.9
+    # every packet due by the time the generator ran again went out then, together; none
+    # that was not due yet
+    resumed = arrived_ms[k + 1]
+    clump = np.flatnonzero((np.arange(len(arrived_ms)) > k) & (arrived_ms <= resumed + 1.0))
+    due = np.flatnonzero((np.arange(len(due_ms)) > k) & (due_ms <= resumed))
+    assert len(due) >= 2 and set(due) <= set(clump) and len(clump) <= len(due) + 1, \
+        (clump.tolist(), due.tolist())
+    assert late_ms[clump].max() <= got[k] / 1e6 + 1.0
+    # and the packets after them are on the file's schedule: not stretched by the stall
+    after = late_ms[clump[-1] + 1:]
+    assert len(after) >= 20 and np.median(np.abs(after)) <= 0.5, np.round(after, 2).tolist()
 
 
 def test_replay_refuses_bad_timing_input(timed_pcapng):

@@ -36,6 +36,7 @@ from tests.reliability.vhostfuzz import HEADER, VERSION, _send
 # feature bits (virtio 1.1 §5.1.3, §6)
 F_CSUM, F_HOST_TSO4, F_HOST_TSO6, F_HOST_UFO = 0, 11, 12, 14
 F_MRG_RXBUF, F_INDIRECT_DESC, F_VERSION_1, F_RING_PACKED = 15, 28, 32, 34
+F_EVENT_IDX, F_IN_ORDER = 29, 35
 HOST_OFFLOADS = (1 << F_CSUM) | (1 << F_HOST_TSO4) | (1 << F_HOST_TSO6) | (1 << F_HOST_UFO)
 
 # descriptor flags

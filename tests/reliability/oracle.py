@@ -68,9 +68,11 @@ class Candidates:
         self.short_first = sorted({len(key) for key in self.at_first if len(key) < 8})
         self.explained: dict[bytes, tuple[bool, int]] = {}      # a chain dequeued again
 
-    def following(self, packet: bytes, p: int, first: bool, wild: set[int]):
+    def following(self, packet: bytes, p: int, first: bool, wild: set[int],
+                  truncated: bool = False):
         """(buffer, position after it) for each buffer that matches the packet at ``p``
-        (whole, to its end; the first may start 0..12 bytes in)."""
+        (whole, to its end; the first may start 0..12 bytes in; with ``truncated`` the
+        packet may end inside the last)."""
         out = []
         if wild:
             # the checksum bytes may sit in the first 8: compare every buffer, masked
@@ -90,6 +92,10 @@ class Candidates:
             want = self.bufs[i][k:]
             end = p + len(want)
             if end > len(packet):
+                rest = packet[p:]
+                if truncated and (want.startswith(rest) or (
+                        wild and _equal_but(rest, want[:len(rest)], p, wild))):
+                    out.append((i, len(packet)))
                 continue
             got = packet[p:end]
             if got == want or (wild and _equal_but(got, want, p, wild)):
@@ -104,27 +110,30 @@ def _equal_but(got: bytes, want: bytes, p: int, wild: set[int]) -> bool:
 MAX_STEPS = 20_000                 # a search longer than this is a failure to explain
 
 
-def explain_packet(packet: bytes, cands: Candidates, wild: set[int] = frozenset()) -> tuple[bool, int]:
+def explain_packet(packet: bytes, cands: Candidates, wild: set[int] = frozenset(),
+                   truncated: bool = False) -> tuple[bool, int]:
     """Whether ``packet`` is a sequence of whole described buffers, each no more often
-    than descriptors named it (see the module); returns (explained, the longest
+    than descriptors named it (see the module); ``truncated``: a capture's copy cut at
+    its snap length, whose last buffer may end early. Returns (explained, the longest
     explained prefix)."""
     if not packet:
         return True, 0
-    if not wild and packet in cands.explained:
+    if not wild and not truncated and packet in cands.explained:
         return cands.explained[packet]
-    verdict = _search(packet, cands, wild)
-    cands.explained[packet] = verdict
+    verdict = _search(packet, cands, wild, truncated)
+    if not truncated:
+        cands.explained[packet] = verdict
     return verdict
 
 
-def _search(packet: bytes, cands: Candidates, wild) -> tuple[bool, int]:
+def _search(packet: bytes, cands: Candidates, wild, truncated=False) -> tuple[bool, int]:
     best, steps = 0, 0
     stack: list[tuple[int, tuple]] = [(0, ())]
     while stack and steps < MAX_STEPS:
         p, used = stack.pop()
         steps += 1
         best = max(best, p)
-        for i, end in cands.following(packet, p, not used, wild):
+        for i, end in cands.following(packet, p, not used, wild, truncated):
             if used.count(i) >= cands.times[i]:
                 continue
             if end == len(packet):

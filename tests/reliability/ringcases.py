@@ -37,6 +37,7 @@ class Ctx:
         self.threads: list[threading.Thread] = []
         self.posted: list[list[tuple[int, int, int]]] = []     # chains made available
         self.placement_note = ""          # where ring_placement put the rings (set by the runner)
+        self.reader_cpu = cpus()[0]       # where the target dequeues (set by the runner)
         self.stop = threading.Event()
 
     # -- buffers
@@ -399,9 +400,9 @@ def fam_toctou(c: Ctx):
                 for s in (head, nxt):                 # and back: the back-end may read either
                     c.mem.write(ring.desc + 16 * s, originals[s])
             time.sleep(0)                             # the GIL, for the case's RPCs
-    # not on the CPU of the target's control thread (the first), which dequeues: the two
-    # must run at the same time for a rewrite to land in the middle of a read
-    c.background(churn, cpu=cpus()[-1])
+    # not on the CPU of the target's thread that dequeues: the two must run at the same
+    # time for a rewrite to land in the middle of a read
+    c.background(churn, cpu=[cpu for cpu in cpus() if cpu != c.reader_cpu][-1])
     return f"{len(heads)} chains churned"
 
 

@@ -32,6 +32,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.helpers import cpus
 from tests.reliability import hostile as H
 from tests.reliability import oracle
 from tests.reliability.ringcases import (
@@ -48,6 +49,18 @@ from tests.reliability.ringcases import (
 
 CANARY = 0xCC                      # the attacked ports' free mbufs hold this byte
 CONTROLS = ("wrong_offset", "stale", "zero_page")
+# who dequeues a tx case: the target's Python thread, or a PMD engine with a FlowStats
+# table and a capture (the packets judged are the capture's): rxonly or io into a null
+# port, on the PMD that serves the untouched pair, or alone on a PMD in interrupt mode
+DRAINS = {"python": 0.6, "pmd_rxonly": 0.15, "pmd_io": 0.1, "pmd_interrupt": 0.15}
+# a PMD dequeues a flood (an avail index moved by thousands: one chain again and again)
+# faster than the capture's writer takes copies (8,192 in flight): past this many
+# packets in a case the copies it dropped are counted as unjudged, below it none may be
+FLOOD_PACKETS = 4096
+# features negotiated besides INDIRECT_DESC and MRG_RXBUF, in a share of cases each
+# (IN_ORDER on tx cases only: its used ring may name only a batch's last chain, which
+# the rx oracle does not read)
+EXTRA_FEATURES = {H.F_EVENT_IDX: 0.5, H.F_IN_ORDER: 0.3}
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Result:
     bytes_checked: int = 0     # packet bytes compared with guest memory (tx) or written (rx)
     raced: bool = False        # toctou: what arrived differs from the chains as posted
     read_only_written: bool = False
+    drain: str = ""            # tx cases: who dequeued (DRAINS)
+    unjudged: int = 0          # PMD drains: packets of a flood the capture could not keep
+    features: int = 0          # as negotiated
     known_issue: str = ""
     disclosures: int = 0       # packets (tx) or bytes (rx) the oracle could not explain
     problems: list[str] = field(default_factory=list)
@@ -76,8 +92,17 @@ class Runner:
         self.dump = os.path.join(os.path.dirname(paths["plain"]), "dequeued.bin")
         self.devices = {name: agent.call("port_status", name=name)["status"]["devices"]
                         for name in paths}
-        for name in paths:
-            agent.call("canary", name=name, byte=CANARY)
+        try:
+            for name in paths:
+                agent.call("canary", name=name, byte=CANARY)
+                # what PMD drains use, made once: each port's capture tap, the null port,
+                # the interrupt-mode PMD (before the run's resource baseline)
+                for mode, action in (("poll", "io"), ("interrupt", "rxonly")):
+                    agent.call("pmd_drain", name=name, dump=self.dump + ".pcapng", mode=mode,
+                               action=action, idle_s=0.0, max_s=0.0)
+        except BaseException:
+            self._remove_dumps()
+            raise
         self.mem = H.GuestMemory()
         self.sent_total = 0
 
@@ -120,6 +145,13 @@ class Runner:
         port = "offloads" if family in OFFLOAD_FAMILIES else "plain"
         want = (1 << H.F_INDIRECT_DESC) | (1 << H.F_MRG_RXBUF) | (
             H.HOST_OFFLOADS if port == "offloads" else 0)
+        # drawn from a generator of their own: the case's contents stay those of its seed
+        extra = random.Random(f"{case_seed(self.seed, res.index)}/{family}/config")
+        for bit, share in EXTRA_FEATURES.items():
+            if extra.random() < share and not (bit == H.F_IN_ORDER and family in RX_FAMILIES):
+                want |= 1 << bit
+        res.drain = ("" if family in RX_FAMILIES or family == "control"
+                     else extra.choices(list(DRAINS), list(DRAINS.values()))[0])
         drv = H.Driver(self.paths[port], self.mem, want, res.packed)
         ctx = None
         try:
@@ -131,6 +163,7 @@ class Runner:
             except (ConnectionError, OSError):
                 pass
             res.packed = drv.packed
+            res.features = drv.features
             # a device starts within a millisecond here; a family that may be refused
             # waits 20 ms for it (2,000 of 10,000 cases would wait 50)
             up = self.agent.call("device_wait", name=port, devices=self.devices[port] + 1,
@@ -143,6 +176,9 @@ class Runner:
                 return res
             ctx = Ctx(rng, self.mem, drv)
             ctx.placement_note = where
+            # the target's control thread (Python drain, interrupt PMD) is on the first
+            # CPU, its own PMD on the last
+            ctx.reader_cpu = cpus()[-1] if res.drain in ("pmd_rxonly", "pmd_io") else cpus()[0]
             res.note = write(ctx)
             if family in RX_FAMILIES:
                 self._send(ctx, port, res)
@@ -165,11 +201,15 @@ class Runner:
         # still writing (TOCTOU, storms) the first empty poll means the ring is done
         # a racing writer (toctou) gets a chance at every chain when each is dequeued by a
         # poll of its own; in one burst of 32 all are read within microseconds
-        out = self.agent.call("drain", name=port, idle_s=0.002 if ctx.threads else 0.0,
-                              max_s=0.5, dump=self.dump, canary=CANARY,
-                              burst_size=1 if res.family == "toctou" else 32)
+        truncated: set[int] = set()
+        if res.drain in ("python", ""):
+            out = self.agent.call("drain", name=port, idle_s=0.002 if ctx.threads else 0.0,
+                                  max_s=0.5, dump=self.dump, canary=CANARY,
+                                  burst_size=1 if res.family == "toctou" else 32)
+            packets = read_dump(self.dump)          # each distinct packet once
+        else:
+            packets, truncated, out = self._pmd_drain(ctx, port, res)
         ctx.finish()
-        packets = read_dump(self.dump)          # each distinct packet once
         res.packets = out["packets"]
         wild: set[int] = set()
         if port == "offloads":
@@ -179,7 +219,7 @@ class Runner:
                     wild |= {(start + offset) & 0xFFFF, (start + offset + 1) & 0xFFFF}
         cands = oracle.Candidates(self.mem) if packets else None
         for k, pkt in enumerate(packets):
-            ok, prefix = oracle.explain_packet(pkt, cands, wild)
+            ok, prefix = oracle.explain_packet(pkt, cands, wild, truncated=k in truncated)
             res.bytes_checked += len(pkt)
             if not ok:
                 res.disclosures += 1
@@ -195,6 +235,37 @@ class Runner:
         if wrote:
             res.problems.append(f"the back-end wrote into guest memory outside its device areas "
                                 f"while dequeuing: {len(wrote)} bytes, (gpa, byte) {wrote[:8]}")
+
+    def _pmd_drain(self, ctx: Ctx, port: str, res: Result):
+        """A PMD engine dequeues (``res.drain``); the packets are its capture's. Every
+        packet received must have been captured (each one judged) and counted once by the
+        FlowStats table as unmeasured; in interrupt mode the PMD must go back to waiting
+        for a kick whatever the ring holds."""
+        from dpdkvirtio import pcapfile
+        mode, action = ("interrupt", "rxonly") if res.drain == "pmd_interrupt" else (
+            "poll", res.drain.split("_")[1])
+        out = self.agent.call("pmd_drain", name=port, dump=self.dump + ".pcapng", mode=mode,
+                              action=action, idle_s=0.002, max_s=0.5)
+        pk = pcapfile.read(self.dump + ".pcapng")
+        cap = out["capture"]
+        dropped = cap["interfaces"]["rx"]["dropped"]
+        if cap["written"] + dropped != out["packets"] or cap["format_failed"]:
+            res.problems.append(f"{out['packets']} packets received, but the capture "
+                                f"accounts for {cap}")
+        elif dropped and out["packets"] <= FLOOD_PACKETS:
+            res.problems.append(f"the capture dropped {dropped} of {out['packets']} packets "
+                                "(not every packet judged)")
+        res.unjudged = dropped
+        if out["unmeasured"] != out["packets"]:
+            res.problems.append(f"the FlowStats table counted {out['unmeasured']} unmeasured "
+                                f"packets of {out['packets']} received")
+        if mode == "interrupt" and not out["asleep"]:
+            res.problems.append("the interrupt-mode PMD did not go back to waiting for a kick")
+        distinct: dict[bytes, bool] = {}
+        for frame, orig in zip(pk.frames, pk.orig_lengths):
+            distinct[frame] = distinct.get(frame, False) or len(frame) < int(orig)
+        packets = list(distinct)
+        return packets, {k for k, p in enumerate(packets) if distinct[p]}, out
 
     def _send(self, ctx: Ctx, port: str, res: Result):
         count = ctx.rng.randrange(1, 33)
@@ -230,8 +301,12 @@ class Runner:
 
     def close(self):
         self.mem.close()
-        if os.path.exists(self.dump):
-            os.unlink(self.dump)
+        self._remove_dumps()
+
+    def _remove_dumps(self):
+        for path in (self.dump, self.dump + ".pcapng"):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def read_dump(path: str) -> list[bytes]:
@@ -257,13 +332,12 @@ def summarize(results: list[Result]) -> dict:
 def main(argv=None):
     import sys
 
-    from dpdkvirtio.peers import Agent
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
         print("usage: python -m tests.reliability.ringfuzz SOCKET_DIR SEED INDEX", file=sys.stderr)
         return 2
     sockdir, seed, index = args[0], int(args[1]), int(args[2])
-    with Agent("no-huge") as ag:
+    with target_agent() as ag:
         paths = start_target(ag, sockdir)
         runner = Runner(ag, paths, seed)
         try:
@@ -271,6 +345,14 @@ def main(argv=None):
         finally:
             runner.close()
     return 0
+
+
+def target_agent():
+    """The target process: its PMD on the last CPU, its control thread (Python drains)
+    on the first, a spare lcore there for the interrupt-mode PMD of pmd_interrupt."""
+    from dpdkvirtio.peers import Agent
+    front, back = cpus()[0], cpus()[-1]
+    return Agent("no-huge", cpu=back, control_cpus=[front], spare_cpus=[front])
 
 
 def start_target(ag, sockdir: str) -> dict[str, str]:

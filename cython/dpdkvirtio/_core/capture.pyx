@@ -10,7 +10,8 @@ from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring_count,
     RING_F_SC_DEQ)
-from dpdkvirtio._dpdk.rte_mbuf cimport rte_pktmbuf_pool_create, RTE_PKTMBUF_HEADROOM
+from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
+                                       rte_pktmbuf_free_bulk, RTE_PKTMBUF_HEADROOM)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free
 from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
 from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_jit, rte_bpf_get_jit,
@@ -34,6 +35,8 @@ RING_SIZE = 8192                # copies waiting for the writer
 POOL_SIZE = 12287               # copies in the ring, in bursts and being written
 COPY_DATA_ROOM = 2048           # bytes per copy segment (longer snaps are chained)
 SNAPLEN_MAX = 65535
+cdef enum:
+    FMT_POOL_SIZE = 127             # the writer's format buffers (a burst of 64 at a time)
 _serial = 0
 
 
@@ -43,6 +46,8 @@ cdef class CaptureTap:
     cdef Port _port
     cdef int _n_queues
     cdef rte_mempool *_fmt_mp
+    cdef rte_mbuf *_held[FMT_POOL_SIZE]
+    cdef unsigned int _n_held
     cdef readonly bint capturing
     cdef int _stop_writer
 
@@ -134,6 +139,7 @@ cdef class CaptureTap:
         return bpf
 
     cdef void _free_fmt(self) noexcept:
+        self.release_format_buffers()
         if self._fmt_mp is not NULL:
             rte_mempool_free(self._fmt_mp)
             self._fmt_mp = NULL
@@ -173,7 +179,7 @@ cdef class CaptureTap:
         _serial += 1
         # the writer's pcapng blocks: one burst at a time, each in one segment
         self._fmt_mp = rte_pktmbuf_pool_create(
-            f"dvcap{_serial}f".encode(), 127, 0, 0,
+            f"dvcap{_serial}f".encode(), FMT_POOL_SIZE, 0, 0,
             min(65535, rte_pcapng_mbuf_size(snaplen) + RTE_PKTMBUF_HEADROOM), -1)
         if self._fmt_mp is NULL:
             self._free_filter()
@@ -220,6 +226,27 @@ cdef class CaptureTap:
                     c["dropped"] += self._c.q[2 * q + d].dropped
             out[name] = c
         return out
+
+    def hold_format_buffers(self):
+        """Take every free buffer of the writer's format pool, as a formatting that used
+        them all up would (for tests of ``format_failed``: copies drained meanwhile are
+        taken from the ring and counted, not written). Returns how many were taken;
+        ``release_format_buffers`` (or the next start or the tap's end) gives them back."""
+        cdef rte_mbuf *m
+        if self._fmt_mp is NULL:
+            raise PortStateError("no capture has started on this tap")
+        while self._n_held < FMT_POOL_SIZE:
+            m = rte_pktmbuf_alloc(self._fmt_mp)
+            if m is NULL:
+                break
+            self._held[self._n_held] = m
+            self._n_held += 1
+        return self._n_held
+
+    def release_format_buffers(self):
+        if self._n_held:
+            rte_pktmbuf_free_bulk(self._held, self._n_held)
+            self._n_held = 0
 
     def queued(self):
         return rte_ring_count(self._c.ring) if self._c is not NULL else 0
