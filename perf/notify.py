@@ -22,7 +22,7 @@ from perf.scenarios import BACK, FRONT
 
 MODES = {"poll": {}, "sleep-50us": {"sleep_max_us": 50}, "sleep-300us": {"sleep_max_us": 300},
          "interrupt": {"mode": "interrupt"}}
-LOADS = {"idle": 0.0, "10kpps": 1e4, "1mpps": 1e6, "max": None}
+LOADS = {"idle": 0.0, "1kpps": 1e3, "10kpps": 1e4, "1mpps": 1e6, "max": None}
 
 
 def thread_cpu_s(lcore: int) -> float:

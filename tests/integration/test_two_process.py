@@ -119,8 +119,9 @@ def test_measured_flows_across_processes(mode, sockdir):
             assert f["sent"] == f["received"] + f["lost_total"], f
             assert f["out_of_order"] == f["duplicates"] == f["clock_errors"] == 0, f
             assert 0 < f["lat_min_ns"] <= f["p50_ns"] <= f["p99_ns"] <= f["lat_max_ns"], f
-            # two processes on one host: a hop is microseconds, not seconds
-            assert f["p50_ns"] < 1e8, f
+            # two processes on one host: a hop is 0.1-0.6 us here (p50); 50 us leaves
+            # room for a noisy host and none for a unit or clock error
+            assert f["p50_ns"] < 50_000, f
         assert sum(f["lost_total"] for f in summary.values()) == drops
         front.call("close", name="u")
         back.call("close", name="v")

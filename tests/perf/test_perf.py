@@ -409,13 +409,14 @@ def test_notify_short_run_records(tmp_path):
     rec, out = _perf_json(tmp_path, "notify", "--seconds", "0.1")
     assert set(rec) == {"poll", "sleep-50us", "sleep-300us", "interrupt"}
     for mode, loads in rec.items():
-        assert set(loads) == {"idle", "10kpps", "1mpps", "max"}, mode
+        assert set(loads) == {"idle", "1kpps", "10kpps", "1mpps", "max"}, mode
         for load, x in loads.items():
             assert {"cpu_share", "mpps", "p50_us", "p99_us", "lost", "steal_ms",
                     "intr_wakeups", "sleeps"} <= set(x), (mode, load)
             assert 0 <= x["cpu_share"] <= 1.5 and x["lost"] >= 0
             assert (x["mpps"] == 0) == (load == "idle"), (mode, load, x)
-        assert loads["idle"]["p50_us"] is None and loads["10kpps"]["p50_us"] > 0
+        assert loads["idle"]["p50_us"] is None and loads["1kpps"]["p50_us"] > 0
+        assert loads["10kpps"]["p50_us"] > 0
     assert rec["interrupt"]["10kpps"]["intr_wakeups"] > 0
     assert "| interrupt | 10kpps |" in out
 
