@@ -46,6 +46,7 @@ cdef class CaptureTap:
     cdef Port _port
     cdef int _n_queues
     cdef rte_mempool *_fmt_mp
+    cdef unsigned int _fmt_room       # the format pool's data room (kept while it fits)
     cdef rte_mbuf *_held[FMT_POOL_SIZE]
     cdef unsigned int _n_held
     cdef readonly bint capturing
@@ -168,7 +169,10 @@ cdef class CaptureTap:
         if not (rx or tx):
             raise ConfigError("capture at least one direction (rx, tx or both)")
         self._drop_queued()
-        self._free_fmt()
+        self.release_format_buffers()
+        cdef unsigned int room = min(65535, rte_pcapng_mbuf_size(snaplen) + RTE_PKTMBUF_HEADROOM)
+        if self._fmt_mp is not NULL and self._fmt_room < room:
+            self._free_fmt()                   # too small for this snap length
         self._free_filter()
         cdef rte_bpf_jit jit
         if filter:
@@ -176,15 +180,18 @@ cdef class CaptureTap:
             # DPDK compiles eBPF to x86 at load; the interpreter is the fallback
             if rte_bpf_get_jit(self._c.filter, &jit) == 0 and jit.func is not NULL:
                 self._c.filter_jit = jit.func
-        _serial += 1
-        # the writer's pcapng blocks: one burst at a time, each in one segment
-        self._fmt_mp = rte_pktmbuf_pool_create(
-            f"dvcap{_serial}f".encode(), FMT_POOL_SIZE, 0, 0,
-            min(65535, rte_pcapng_mbuf_size(snaplen) + RTE_PKTMBUF_HEADROOM), -1)
         if self._fmt_mp is NULL:
-            self._free_filter()
-            raise_dpdk(DpdkError, dv_rte_errno(), "rte_pktmbuf_pool_create",
-                       "not enough DPDK memory for the capture writer's buffers")
+            # the writer's pcapng blocks: one burst at a time, each in one segment; kept
+            # for the next capture of this tap (making 127 blocks of up to 64 KiB costs
+            # milliseconds)
+            _serial += 1
+            self._fmt_mp = rte_pktmbuf_pool_create(
+                f"dvcap{_serial}f".encode(), FMT_POOL_SIZE, 0, 0, room, -1)
+            if self._fmt_mp is NULL:
+                self._free_filter()
+                raise_dpdk(DpdkError, dv_rte_errno(), "rte_pktmbuf_pool_create",
+                           "not enough DPDK memory for the capture writer's buffers")
+            self._fmt_room = room
         self._c.snaplen = snaplen
         self._c.tsc_hz = rte_get_tsc_hz()
         t0 = rte_rdtsc()
