@@ -82,6 +82,11 @@ class Assignment:
             out.append((self.port, self.queue, "tx"))
         return out
 
+    def copy(self) -> Assignment:
+        """The same receiver (action, queues, flow table) for another PMD, row unset."""
+        return Assignment(self.action, self.port, self.queue, self.out_port, self.out_queue,
+                          flows=self.flows)
+
     def describe(self) -> dict:
         d = {"action": self.action, "port": self.port.name, "queue": self.queue}
         if self.out_port is not None:
@@ -470,7 +475,11 @@ class Pmd:
     def move_rxq(self, port, queue: int, to: Pmd) -> Assignment:
         """Move the assignment polling (port, queue) to PMD ``to`` while traffic runs:
         removed here (after this PMD acknowledges) then added there; packets wait in the
-        ring meanwhile, none is lost."""
+        ring meanwhile, none is lost. Never two pollers at once, and never none: when ``to``
+        refuses it (closed, full, a queue its mode cannot serve) the assignment comes back
+        here (with fresh poll counters) and ``to``'s error is raised."""
+        if to is self:
+            raise ConfigError(f"rx queue {queue} of {port.name!r} is already on lcore {self.lcore}")
         with self._lock:
             found = [a for a in self._assignments if a.port is port and a.queue == queue
                      and a.uses & _datapath.USES_RX]
@@ -480,8 +489,11 @@ class Pmd:
             self._assignments.remove(a)
             self._publish()
             self._release(a)
-        return to._add(Assignment(a.action, a.port, a.queue, a.out_port, a.out_queue,
-                                  flows=a.flows))
+            try:
+                return to._add(a.copy())
+            except BaseException:
+                self._add(a.copy())             # back where it was
+                raise
 
     # -- run ----------------------------------------------------------------------------
     def start(self):

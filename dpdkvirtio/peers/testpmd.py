@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from .._process import close_pipes as _close_pipes
+from .._process import set_pdeathsig
 from .._process import stop as _stop
 from .process import OutputReader, cpus, unique_prefix
 
@@ -55,8 +56,9 @@ class Testpmd:
         # testpmd's printf output would be block-buffered on a pipe and arrive after the
         # prompts cmdline writes directly: make it unbuffered.
         self.argv = ["stdbuf", "-o0", "-e0", TESTPMD, *eal, "--", *app]
+        # ends with the thread that made it (stdbuf execs testpmd: the signal is kept)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=set_pdeathsig)
         self.out = OutputReader(self.proc.stdout)
         self.pos = 0
         end = self.out.wait_for(self.PROMPT, 0, timeout)

@@ -402,6 +402,45 @@ def test_one_owner_per_queue_and_direction(pair, pmds):
     burst.free()
 
 
+def test_a_move_the_target_refuses_leaves_the_queue_where_it_was(pair, pmds, eal):
+    """move_rxq to a PMD that cannot take the queue (full; closed; in interrupt mode with
+    an rx queue that has no interrupt) raises that PMD's error, and the queue is polled
+    where it was: its packets still arrive, nothing is lost."""
+    v, u = pair
+    a, b = pmds
+    null = dv.VdevPort("net_null0", "size=64,copy=0")
+    other = dv.VdevPort("net_null1", "size=64,copy=0")
+    closed = dv.Pmd()                          # (the spare worker lcore, freed again)
+    closed.close()
+    full = dv.Pmd(max_assignments=1)
+    try:
+        full.add_rxq(other, 0, "rxonly")
+        a.add_rxq(v, 0, "rxonly")
+        a.add_rxq(null, 0, "rxonly")
+        a.start()
+        b.mode = "interrupt"
+        sent = 0
+        for port, target, error in ((v, full, PmdError), (v, closed, PmdError),
+                                    (null, b, ConfigError)):
+            before = v.stats()["rx_packets"]
+            with pytest.raises(error):
+                a.move_rxq(port, 0, target)
+            assert port.owner(0, "rx") == a.lcore
+            assert sorted(r["port"] for r in a.rxq_show()) == sorted([v.name, null.name])
+            burst = dv.Burst(64)
+            assert burst.alloc(u.mempool, 64, dv.udp_frame(64)) == 64
+            assert u.tx_burst(0, burst) == 64
+            sent += 64
+            assert helpers.settle(v, "rx_packets", quiet=0.1, timeout=5.0) == before + 64
+        assert v.stats()["rx_packets"] == sent and sum(v.drops().values()) == 0
+    finally:
+        a.remove(v)
+        a.remove(null)
+        full.close()
+        null.close()
+        other.close()
+
+
 def test_a_generator_owns_its_tx_queue(pair, pmds):
     v, u = pair
     a, _ = pmds

@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 
+from dpdkvirtio._process import set_pdeathsig
 from dpdkvirtio.peers import cpus
 from tests.helpers import REPO, wait_still
 
@@ -60,7 +61,7 @@ class Running:
         self.proc = subprocess.Popen([sys.executable, "-m", "dpdkvirtio", "run", self.topo,
                                       *run_args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=str(REPO))
+                                     cwd=str(REPO), preexec_fn=set_pdeathsig)
         self.out = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

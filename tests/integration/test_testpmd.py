@@ -174,3 +174,24 @@ def test_client_port_reconnects_after_server_restart(eal, sockdir, pmd):
         pmd.stop()
         pmd.remove(c)
         c.close()
+
+
+def test_testpmd_ends_with_the_thread_that_started_it(sockdir):
+    """A testpmd whose starter is gone does not outlive it (its parent-death signal): made
+    on a thread that then ends without closing it, the process ends by itself."""
+    import threading
+    made = []
+
+    def start():
+        made.append(Testpmd(f"net_vhost0,iface={os.path.join(sockdir, 'pd.sock')},queues=1",
+                            "rxonly"))
+    t = threading.Thread(target=start)
+    t.start()
+    t.join(60)
+    assert made, "testpmd did not start"
+    tp = made[0]
+    try:
+        tp.proc.wait(10)
+    finally:
+        tp.close()
+    assert tp.proc.returncode is not None

@@ -41,7 +41,11 @@ MIN_CARRIED_SHARE = {
     "kick_storm": 0.5, "reconfigure": 0.05, "rx_buffers": 0.3,
 }
 MIN_CASES_FOR_SHARES = 1700       # 100 cases a family
-RSS_SLOPE_KB_PER_CASE = 0.25       # the 1 KB-a-connection leak the 10^5 run found fails it
+# the 1 KB-a-connection leak the 10^5 run found reads 1 or more; the target without a leak
+# reads 0.06-0.3 over 10^4 cases (malloc and DPDK caches still filling: a 16,000-case run
+# read 0.1 kB a case with Python drains alone and with PMD drains alone, the 10^5 run
+# 0.021 over all of it)
+RSS_SLOPE_KB_PER_CASE = 0.5
 RSS_WARM_CASES = 2000              # RSS grows while DPDK's caches fill: the slope after
 RSS_SAMPLE_CASES = 500             # the slope is fitted to a reading every this many cases
 
@@ -91,12 +95,15 @@ def _assert_the_fuzz_did_something(results):
         checked = sum(r.bytes_checked for r in rs)
         assert checked >= 16 * carried_cases, \
             f"{family}: {checked} bytes compared for {carried_cases} carried cases"
+    # the rewrites land while a Python drain reads one chain per poll; a PMD reads a case's
+    # chains within microseconds, and seldom meets a rewrite (reported, not required)
     toctou = by_family["toctou"]
-    raced = sum(r.raced for r in toctou)
     by_drain = {d: f"{sum(r.raced for r in toctou if r.drain == d)} of "
                    f"{sum(r.drain == d for r in toctou)}" for d in ringfuzz.DRAINS}
-    assert raced >= 0.05 * len(toctou), \
-        f"toctou: rewrites changed what arrived in {raced} of {len(toctou)} ({by_drain})"
+    python = [r for r in toctou if r.drain == "python"]
+    raced = sum(r.raced for r in python)
+    assert raced >= 0.05 * len(python), \
+        f"toctou: rewrites changed what arrived in {raced} of {len(python)} Python-drained cases ({by_drain})"
     # every drain ran its share of the tx cases and carried packets there, kick storms
     # included; the extra features were negotiated in their shares
     tx = [r for r in results if r.drain]
@@ -152,7 +159,8 @@ def test_hostile_guests_10000_cases(baseline, sockdir, request, record_property)
               f"disclosures; {len(controls)} positive controls flagged; outcomes "
               f"{dict(Counter(r.outcome for r in results))}, known DPDK issue {dict(known)}, "
               f"device-readable rx buffers written in {sum(r.read_only_written for r in results)} "
-              f"cases; toctou raced {sum(r.raced for r in results)}; packets of floods "
+              f"cases; toctou raced {sum(r.raced for r in results)} "
+              f"({dict(Counter(r.drain for r in results if r.raced))}); packets of floods "
               f"not kept by a PMD drain's capture {sum(r.unjudged for r in results)} of "
               f"{sum(r.packets for r in results if r.drain.startswith('pmd'))}; bytes checked "
               f"{sum(r.bytes_checked for r in results)}; target fds {res0['fds']} -> "

@@ -25,7 +25,7 @@ from posix.time cimport timespec, nanosleep
 from dpdkvirtio._core.datapath cimport (dv_capture, dv_capture_q, dv_capture_drain, dv_port,
     DV_DIR_RX, DV_DIR_TX)
 from dpdkvirtio._core.port cimport Port
-from dpdkvirtio._core.errors cimport raise_dpdk
+from dpdkvirtio._core.errors cimport dpdk_reason, raise_dpdk
 from dpdkvirtio.errors import ConfigError, PortStateError, DpdkError
 
 import os
@@ -130,13 +130,13 @@ cdef class CaptureTap:
         pcap_freecode(&prog)
         pcap_close(pc)
         if prm is NULL:
-            raise_dpdk(ConfigError, dv_rte_errno(), "rte_bpf_convert",
-                       f"DPDK could not convert the capture filter {expr!r}")
+            raise ConfigError(f"capture filter {expr!r}: DPDK could not convert it to eBPF "
+                              f"({dpdk_reason(dv_rte_errno(), 'rte_bpf_convert')})")
         bpf = rte_bpf_load(prm)
         rte_free(prm)
         if bpf is NULL:
-            raise_dpdk(ConfigError, dv_rte_errno(), "rte_bpf_load",
-                       f"DPDK could not load the capture filter {expr!r}")
+            raise ConfigError(f"capture filter {expr!r}: DPDK could not load its eBPF "
+                              f"({dpdk_reason(dv_rte_errno(), 'rte_bpf_load')})")
         return bpf
 
     cdef void _free_fmt(self) noexcept:

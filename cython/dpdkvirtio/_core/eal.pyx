@@ -6,6 +6,7 @@ Policy (argv contents, defaults, file prefixes) lives in dpdkvirtio.eal (L2).
 import os
 from libc.stdlib cimport calloc
 from libc.string cimport strdup
+from libc.errno cimport EALREADY
 from dpdkvirtio._dpdk.rte_eal cimport (rte_eal_init, rte_eal_cleanup, rte_eal_has_hugepages,
     rte_eal_iova_mode, rte_eal_get_runtime_dir, rte_version)
 from dpdkvirtio._dpdk.rte_lcore cimport (RTE_MAX_LCORE, ROLE_RTE, ROLE_SERVICE, ROLE_NON_EAL,
@@ -67,7 +68,7 @@ def init(list args):
     if g_forked:
         raise ForkedProcessError()
     if g_state != 0:
-        raise_dpdk(EalError, 114, "rte_eal_init",      # EALREADY
+        raise_dpdk(EalError, EALREADY, "rte_eal_init",
                    "DPDK can be initialised once per process; start a new process "
                    "for other EAL arguments")
     cdef int argc = len(args)

@@ -6,7 +6,9 @@ NULL with ``rte_errno``, or a bare -1. Callers read ``rte_errno`` on the failing
 thread, inside the same ``nogil`` block, and pass it here.
 """
 from dpdkvirtio._dpdk.rte_eal cimport rte_strerror
-from dpdkvirtio.errors import error_class
+import errno as _errno
+
+from dpdkvirtio.errors import DpdkError, error_class
 
 
 cdef str _strerror(int err):
@@ -15,9 +17,20 @@ cdef str _strerror(int err):
     return rte_strerror(err).decode("utf-8", "replace")
 
 
+cdef str dpdk_reason(int err, str function):
+    """``function: text [ENAME]`` for an error a caller reports in another exception
+    class (a ConfigError about the user's input that DPDK refused)."""
+    if err <= 0:
+        return f"{function}: failed without an error code"
+    return f"{function}: {_strerror(err)} [{_errno.errorcode.get(err, str(err))}]"
+
+
 cdef int raise_dpdk(object exc_type, int err, str function, str hint=None) except -1:
     """Raise ``exc_type`` (a DpdkError subclass) for positive ``err``; err <= 0 means
-    the function set no errno."""
+    the function set no errno. Any other class is a programming error (TypeError): its
+    constructor would not take (errno, message, function, hint)."""
+    if not (isinstance(exc_type, type) and issubclass(exc_type, DpdkError)):
+        raise TypeError(f"raise_dpdk takes a DpdkError class, not {exc_type!r}")
     if err > 0:
         raise error_class(exc_type, err)(err, _strerror(err), function, hint)
     raise exc_type(None, "failed without an error code", function, hint)
