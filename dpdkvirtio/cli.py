@@ -136,50 +136,24 @@ def _run(args) -> int:
 # ------------------------------------------------------------------------------ ctl
 
 def _ctl(args) -> int:
-    from .control import find_socket, request
+    from .control import bind_ctl_words, find_socket, request
     path = find_socket(args.socket)
     a = args.ctl_args
     cmd = args.ctl_cmd
-    need = {"show": 0, "add-port": 2, "del-port": 1, "set": 2, "add-flow": 2, "del-flow": 1,
-            "pmd-rxq-show": 0, "pmd-perf-show": 0, "pmd-sleep-show": 0, "port-stats": 0, "stop": 0,
-            "flow-stats": 0, "add-generator": 2, "del-generator": 1, "generators": 0,
-            "capture": 1, "capture-stop": 1}
-    if len(a) < need[cmd]:
-        raise UsageError(f"ctl {cmd}: needs {need[cmd]} argument(s); see dpdkvirtio ctl --help")
     if cmd != "capture" and (args.cap_write or args.cap_direction or args.cap_count
                              or args.cap_duration or args.cap_snaplen != 65535
                              or args.cap_filter):
         raise UsageError(f"ctl {cmd}: -w, --rx/--tx/--both, -c, -s, --duration and -f are "
                          "options of ctl capture")
-    if cmd == "add-port":
-        res = request(path, cmd, name=a[0], type=a[1], options=a[2:])
-    elif cmd == "del-port":
-        res = request(path, cmd, name=a[0])
-    elif cmd == "set":
-        res = request(path, cmd, name=a[0], options=a[1:])
-    elif cmd == "add-flow":
-        res = request(path, cmd, in_port=a[0], out_port=a[1])
-    elif cmd == "del-flow":
-        res = request(path, cmd, in_port=a[0])
-    elif cmd == "port-stats":
-        res = request(path, cmd, name=a[0] if a else None)
-    elif cmd == "flow-stats":
-        res = request(path, cmd, port=a[0] if a else None)
-    elif cmd == "add-generator":
-        res = request(path, cmd, name=a[0], port=a[1], options=a[2:])
-    elif cmd == "del-generator":
-        res = request(path, cmd, name=a[0])
-    elif cmd in ("capture", "capture-stop"):
+    if cmd == "capture":
         if len(a) != 1:
-            raise UsageError(f"ctl {cmd} needs one PORT")
-        if cmd == "capture-stop":
-            res = request(path, cmd, port=a[0])
-        else:
-            return _ctl_capture(path, a[0], args)
-    else:
-        if a:
-            raise UsageError(f"ctl {cmd} takes no arguments")
-        res = request(path, cmd)
+            raise UsageError("ctl capture needs one PORT")
+        return _ctl_capture(path, a[0], args)
+    try:
+        kwargs = bind_ctl_words(cmd, a)
+    except ConfigError as e:
+        raise UsageError(f"{e}; see dpdkvirtio ctl --help") from None
+    res = request(path, cmd, **kwargs)
     if args.json:
         _print_json(res)
         return 0
@@ -305,6 +279,7 @@ def _flow_table(rows, rates: dict | None = None) -> str:
 
 def _top(args) -> int:
     from .control import ControlError, find_socket, request
+    from .stats import packets_handled
     path = find_socket(args.socket)
     tty = sys.stdout.isatty()
     prev = None
@@ -334,7 +309,8 @@ def _top(args) -> int:
             for cur, old in zip(perf, pperf):
                 busy = cur["busy_cycles"] - old["busy_cycles"]
                 idle = cur["idle_cycles"] - old["idle_cycles"]
-                pkts = cur["rx_packets"] + cur["tx_packets"] - old["rx_packets"] - old["tx_packets"]
+                pkts = packets_handled(cur["rx_packets"] - old["rx_packets"],
+                                       cur["tx_packets"] - old["tx_packets"])
                 # busy/idle are TSC cycles of poll rounds; sleeping and waiting are neither
                 pmds.append([cur["cpu"], cur["mode"], f"{100 * busy / max(1, busy + idle):.1f}",
                              f"{busy / pkts:.1f}" if pkts else "-", f"{pkts / dt / 1e6:.3f}",
@@ -445,13 +421,11 @@ def _hugepages(args) -> int:
 
 # ------------------------------------------------------------------------------ parser
 
-CTL_COMMANDS = ["show", "add-port", "del-port", "set", "add-flow", "del-flow", "pmd-rxq-show",
-                "pmd-perf-show", "pmd-sleep-show", "port-stats", "flow-stats", "add-generator",
-                "del-generator", "generators", "capture", "capture-stop", "stop"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import demo
+    from .control import CTL_COMMANDS
     p = argparse.ArgumentParser(prog="dpdkvirtio", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -474,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "count=N]; del-generator NAME; generators; capture PORT -w FILE|- "
                        "[--rx|--tx|--both] [-c N] [-s SNAPLEN] [--duration S] [-f FILTER]; "
                        "capture-stop PORT; stop")
-    c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")
+    c.add_argument("ctl_cmd", choices=CTL_COMMANDS, metavar="COMMAND")       # the server's
     c.add_argument("ctl_args", nargs="*", metavar="ARG")
     c.add_argument("--socket", help="control socket (default: the one in /run/dpdkvirtio)")
     c.add_argument("--json", action="store_true")

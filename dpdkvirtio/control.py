@@ -195,6 +195,40 @@ class ControlServer:
 
 
 COMMANDS = [n[4:].replace("_", "-") for n in dir(ControlServer) if n.startswith("cmd_")]
+# what `dpdkvirtio ctl` offers: every command but the liveness probe, in the order of the
+# class (its help lists them so)
+CTL_COMMANDS = [n[4:].replace("_", "-") for n in vars(ControlServer)
+                if n.startswith("cmd_") and n != "cmd_ping"]
+
+
+def ctl_arguments(cmd: str) -> list[tuple[str, bool]]:
+    """The server's parameters of ``cmd`` as ctl takes them on the command line, in order:
+    (name, required). A parameter named ``options`` takes every word left (key=value)."""
+    import inspect
+    fn = getattr(ControlServer, "cmd_" + cmd.replace("-", "_"))
+    return [(p.name, p.default is inspect.Parameter.empty)
+            for p in list(inspect.signature(fn).parameters.values())[1:]]
+
+
+def bind_ctl_words(cmd: str, words: list[str]) -> dict:
+    """The request arguments for ``ctl CMD WORDS...``: required parameters take one word
+    each, optional ones a word if one is left, ``options`` the rest. Raises ConfigError
+    naming the command's usage when words are missing or left over."""
+    params = ctl_arguments(cmd)
+    usage = " ".join(n.upper() if req else ("[key=value ...]" if n == "options" else f"[{n.upper()}]")
+                     for n, req in params)
+    out: dict = {}
+    rest = list(words)
+    for name, required in params:
+        if name == "options":
+            out[name], rest = rest, []
+        elif rest:
+            out[name] = rest.pop(0)
+        elif required:
+            raise ConfigError(f"ctl {cmd} needs {name.upper()}: ctl {cmd} {usage}".rstrip())
+    if rest:
+        raise ConfigError(f"ctl {cmd}: too many arguments {rest}; usage: ctl {cmd} {usage}".rstrip())
+    return out
 
 
 def request(path: str, cmd: str, timeout_s: float = 30.0, **args):

@@ -39,7 +39,7 @@ from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError
 from .placement import parse_rxq_affinity, place_rxqs
-from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array
+from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array, cycles_per_packet
 from .streams import MAX_VARS, Stream
 
 log = logging.getLogger("dpdkvirtio.pmd")
@@ -562,7 +562,6 @@ class Pmd:
         cycles that ``busy_cycles`` includes (they fell in rounds that moved packets)."""
         c = self.counters[0]
         busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
-        pkts = int(c["rx_packets"]) + int(c["tx_packets"])
         hist = c["hist"].astype(np.int64)
         polls = int(hist.sum())
         moved = int((hist * np.arange(len(hist))).sum())
@@ -572,7 +571,7 @@ class Pmd:
             "iterations": int(c["iterations"]), "busy_cycles": busy, "idle_cycles": idle,
             "busy_pct": 100.0 * busy / (busy + idle) if busy + idle else 0.0,
             "rx_packets": int(c["rx_packets"]), "tx_packets": int(c["tx_packets"]),
-            "cycles_per_packet": busy / pkts if pkts else 0.0,
+            "cycles_per_packet": cycles_per_packet(busy, int(c["rx_packets"]), int(c["tx_packets"])),
             "packets_per_poll": moved / polls if polls else 0.0,
             "empty_iterations": int(c["empty_iterations"]),
             "sleep_max_us": self.sleep_max_us, "sleeps": int(c["sleeps"]),

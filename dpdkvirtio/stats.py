@@ -104,6 +104,20 @@ def port_stats(port: Any) -> dict[str, int]:
     return out
 
 
+def packets_handled(rx_packets: int, tx_packets: int) -> int:
+    """The packets a PMD handled: each received, or made and sent (a generator), once. A
+    forwarder receives and sends each packet, so it is the larger of the two counts (the
+    one definition behind every cycles-per-packet figure: Pmd.perf, ctl top, and DPDK
+    telemetry's ``busy_cycles_per_packet``, which computes it in C the same way)."""
+    return max(int(rx_packets), int(tx_packets))
+
+
+def cycles_per_packet(busy_cycles: int, rx_packets: int, tx_packets: int) -> float:
+    """Busy TSC cycles per packet handled (``packets_handled``); 0.0 with none."""
+    n = packets_handled(rx_packets, tx_packets)
+    return busy_cycles / n if n else 0.0
+
+
 def drops_by_reason(arr: np.ndarray) -> dict[str, int]:
     """Drops of a port's queues by reason (the tx reasons, then rx_malformed)."""
     return {reason: int(arr[field].sum())

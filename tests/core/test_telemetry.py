@@ -3,10 +3,12 @@ against this test process; a port leaves the telemetry when it is closed."""
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 
 import dpdkvirtio as dv
+from dpdkvirtio import stats
 from dpdkvirtio._core import telemetry
 from tests.core.conftest import drain
 
@@ -54,3 +56,29 @@ def test_closed_ports_and_freed_tables_leave_telemetry(eal, sockdir):
     names, tables, gone = ask(eal.file_prefix, "/dpdkvirtio/ports", "/dpdkvirtio/flows",
                               "/dpdkvirtio/flows,probe-table")
     assert v.path not in names and "probe-table" not in tables and gone is None
+
+
+def test_a_forwarding_pmd_has_one_cycles_per_packet_everywhere(eal, pair, pmds):
+    """An io PMD receives and sends each packet once: Pmd.perf and DPDK telemetry give the
+    same busy cycles per packet (telemetry once divided by rx, Pmd.perf by rx + tx: half),
+    from the same counters, by stats.packets_handled's definition."""
+    v, u = pair
+    a, b = pmds
+    out = dv.VdevPort("net_null0", "size=64,copy=0")
+    try:
+        b.add_rxq(v, 0, "io", out_port=out)
+        g = a.add_generator(u, 0, dv.Stream(dv.udp_frame(64), count=50_000))
+        b.start(); a.start()
+        assert g.wait_done(30)
+        time.sleep(0.2)
+        b.stop(); a.stop()
+        perf = b.perf()
+        rx, tx = perf["rx_packets"], perf["tx_packets"]
+        assert rx == tx > 0
+        tel, = ask(eal.file_prefix, f"/dpdkvirtio/pmd,{b.lcore}")
+        assert (tel["busy_cycles"], tel["rx_packets"], tel["tx_packets"]) == (perf["busy_cycles"], rx, tx)
+        assert tel["busy_cycles_per_packet"] == perf["busy_cycles"] // stats.packets_handled(rx, tx)
+        assert abs(perf["cycles_per_packet"] - tel["busy_cycles_per_packet"]) < 1
+    finally:
+        b.remove(v)
+        out.close()

@@ -479,3 +479,13 @@ def test_ctl_capture_to_a_pipe_and_to_a_file(d, tmp_path):
         assert bad.returncode != 0 and "options of ctl capture" in bad.stderr
     finally:
         assert sw.stop() == 0
+
+
+def test_ctl_offers_the_servers_commands():
+    """`dpdkvirtio ctl`'s command choices are the control server's (control.CTL_COMMANDS,
+    derived from its cmd_* methods)."""
+    from dpdkvirtio import cli, control
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    ctl = sub.choices["ctl"]
+    choices = next(a.choices for a in ctl._actions if a.dest == "ctl_cmd")
+    assert list(choices) == control.CTL_COMMANDS and "add-port" in choices
