@@ -11,7 +11,7 @@ import socket
 import threading
 
 from . import rpc, sockets
-from .errors import ConfigError
+from .errors import ConfigError, remote_error
 
 log = logging.getLogger("dpdkvirtio.control")
 MAX_REQUEST = rpc.MAX_MESSAGE_BYTES
@@ -250,7 +250,7 @@ def request(path: str, cmd: str, timeout_s: float = 30.0, **args):
         conn = rpc.Connection(s.fileno(), s.fileno(), name="the switch")
         return conn.call(cmd, timeout_s=timeout_s, **args)
     except rpc.RpcError as e:
-        raise ControlError(e.message) from None
+        raise remote_error(ControlError, e.kind, e.message) from None
     finally:
         s.close()
 

@@ -178,6 +178,39 @@ def error_class(base: type[DpdkError], err: int | None) -> type[DpdkError]:
     return cls
 
 
+_remote: dict[tuple[type[BaseException], type[BaseException]], type[BaseException]] = {}
+
+
+def remote_error(base: type[Exception], class_name: str, message: str, **attrs: Any) -> Exception:
+    """The exception to raise for an error another process (a switch, an agent) reported
+    by class name ``class_name`` (JSON-RPC ``data.type``): an instance of ``base`` (the client's
+    own error class, e.g. ControlError) that is also the dpdkvirtio.errors class of that
+    name, so callers catch either (``except ConfigError``, ``except PortError``) without
+    reading the text; plain ``base`` for any other name. Its text is the remote
+    ``message``; ``attrs`` are set on it (e.g. ``kind``). The one helper every RPC client
+    uses."""
+    name = class_name.split("[", 1)[0]               # an errno class: "PortError[EEXIST]"
+    cls = globals().get(name) if name in __all__ else None
+    if not (isinstance(cls, type) and issubclass(cls, Exception)) or issubclass(base, cls):
+        exc: Exception = base.__new__(base)
+        Exception.__init__(exc, message)
+    else:
+        combo = _remote.get((base, cls))
+        if combo is None:
+            combo = type(f"{base.__name__}[{name}]", (base, cls),
+                         {"__module__": base.__module__, "__qualname__": f"{base.__name__}[{name}]"})
+            _remote[(base, cls)] = combo
+        exc = combo.__new__(combo)
+        if issubclass(cls, DpdkError):
+            OSError.__init__(exc, message)
+            exc.function, exc.hint, exc.message = None, None, message  # type: ignore[attr-defined]
+        else:
+            Exception.__init__(exc, message)
+    for key, value in attrs.items():
+        setattr(exc, key, value)
+    return exc
+
+
 def make_error(base: type[DpdkError], err: int | None, message: str, function: str | None = None,
                hint: str | None = None) -> DpdkError:
     """The one way to build an error that carries an errno: ``base`` (a DpdkError

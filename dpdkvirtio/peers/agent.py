@@ -11,6 +11,7 @@ import sys
 from .. import rpc
 from .._process import close_pipes as _close_pipes
 from .._process import stop as _stop
+from ..errors import remote_error
 from .process import OutputReader, cpus
 
 # Run first by an agent of another build: meson-python's editable finder sits on
@@ -89,7 +90,7 @@ class Agent:
                 pass
             raise RuntimeError(f"agent exited ({self.proc.returncode}): {self.stderr()}") from None
         except rpc.RpcError as e:
-            raise AgentError(e.kind, e.message) from None
+            raise remote_error(AgentError, e.kind, f"{e.kind}: {e.message}", kind=e.kind) from None
 
     def stderr(self) -> str:
         """The last 3000 characters of the agent's stderr (drained on a thread all along)."""
@@ -138,6 +139,9 @@ class Agent:
 
 
 class AgentError(Exception):
+    """The agent's op raised: ``kind`` is its class name; an AgentError for a
+    dpdkvirtio.errors class is that class too (errors.remote_error)."""
+
     def __init__(self, kind, message):
         super().__init__(f"{kind}: {message}")
         self.kind = kind

@@ -99,3 +99,23 @@ def test_errors_cross_a_multiprocessing_pipe():
         assert type(b) is type(a) and str(b) == text
         if not isinstance(a, errors.ForkedProcessError):      # (its message names the pid)
             _same(a, b)
+
+
+def test_an_error_another_process_reported_is_its_class_here_too():
+    """errors.remote_error: the client's class and the named dpdkvirtio.errors class at
+    once, with the remote text; an unknown name gives the client's class alone."""
+    from dpdkvirtio import errors
+    from dpdkvirtio.control import ControlError
+    from dpdkvirtio.peers.agent import AgentError
+    e = errors.remote_error(ControlError, "ConfigError", "flow statistics are off")
+    assert isinstance(e, ControlError) and isinstance(e, errors.ConfigError)
+    assert str(e) == "flow statistics are off"
+    e = errors.remote_error(ControlError, "PortError[EEXIST]", "port x exists")
+    assert isinstance(e, errors.PortError) and isinstance(e, errors.DpdkError)
+    assert str(e) == "port x exists" and e.errno is None
+    e = errors.remote_error(ControlError, "KeyError", "'x'")
+    assert type(e) is ControlError and str(e) == "'x'"
+    e = errors.remote_error(AgentError, "PmdError", "PmdError: closed", kind="PmdError")
+    assert isinstance(e, AgentError) and isinstance(e, errors.PmdError) and e.kind == "PmdError"
+    assert errors.remote_error(ControlError, "ConfigError", "a").__class__ is \
+        errors.remote_error(ControlError, "ConfigError", "b").__class__
