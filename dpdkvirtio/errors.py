@@ -178,7 +178,7 @@ def error_class(base: type[DpdkError], err: int | None) -> type[DpdkError]:
     return cls
 
 
-_remote: dict[tuple[type[BaseException], type[BaseException]], type[BaseException]] = {}
+_remote: dict[tuple[type[Exception], type[Exception]], type[Exception]] = {}
 
 
 def remote_error(base: type[Exception], class_name: str, message: str, **attrs: Any) -> Exception:

@@ -18,9 +18,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from dpdkvirtio.peers import Agent, OvsDpdk, Testpmd, cpus
+from dpdkvirtio.peers import Agent, OvsDpdk, Testpmd, front_back
 
-FRONT, BACK = cpus()[0], cpus()[-1]
+FRONT, BACK = front_back()
 
 
 class Unsupported(Exception):

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dpdkvirtio.peers import TESTPMD, Agent, AgentError, Testpmd, cpus, unique_prefix  # noqa: F401
+from dpdkvirtio.peers import TESTPMD, Agent, AgentError, Testpmd, cpus, front_back, unique_prefix  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

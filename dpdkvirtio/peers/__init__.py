@@ -4,8 +4,9 @@ Runtime code does not import this package; perf/ and tests/ do."""
 
 from .agent import Agent, AgentError
 from .ovs import OvsDpdk, ovs_dpdk_available
-from .process import cpus, unique_prefix
+from .process import cpus, front_back, unique_prefix
 from .testpmd import TESTPMD, Testpmd
 
-__all__ = ["Agent", "AgentError", "OvsDpdk", "ovs_dpdk_available", "cpus", "unique_prefix",
+__all__ = ["Agent", "AgentError", "OvsDpdk", "ovs_dpdk_available", "cpus", "front_back",
+           "unique_prefix",
            "TESTPMD", "Testpmd"]

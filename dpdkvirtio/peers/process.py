@@ -21,6 +21,14 @@ def cpus() -> list[int]:
     return c if len(c) >= 2 else c * 2
 
 
+def front_back() -> tuple[int, int]:
+    """(front, back): the first and the last of this process's CPUs, where a test or a
+    benchmark puts the sending side and the side under measurement (one CPU twice on a
+    1-CPU host)."""
+    c = cpus()
+    return c[0], c[-1]
+
+
 class OutputReader:
     """Collects a process's output on a thread, so that a chatty child never blocks on a
     full pipe. ``tail_chars``: keep only the last that many characters (for output that is

@@ -23,7 +23,8 @@ def pmds(eal):
     """Two PMDs: one on the first CPU (senders), one on the last (receivers)."""
     import dpdkvirtio as dv
     from tests import helpers
-    a, b = dv.Pmd(cpu=helpers.cpus()[0]), dv.Pmd(cpu=helpers.cpus()[-1])
+    front, back = helpers.front_back()
+    a, b = dv.Pmd(cpu=front), dv.Pmd(cpu=back)
     yield a, b
     a.close()
     b.close()

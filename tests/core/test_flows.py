@@ -12,7 +12,7 @@ from dpdkvirtio import marker, packets
 from dpdkvirtio.errors import ConfigError, PmdError
 from tests import helpers
 
-FRONT, BACK = helpers.cpus()[0], helpers.cpus()[-1]
+FRONT, BACK = helpers.front_back()
 REL_ERROR = 1 / 128            # the histogram's stated bound (half of a 1/64-wide bucket)
 
 

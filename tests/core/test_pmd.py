@@ -23,7 +23,7 @@ def _quiesce(port, key="rx_packets"):
     return helpers.settle(port, key, quiet=0.3, timeout=20.0)
 
 
-FRONT, BACK = helpers.cpus()[0], helpers.cpus()[-1]
+FRONT, BACK = helpers.front_back()
 NOT_OURS = max(os.sched_getaffinity(0)) + 1          # a CPU this process may not use
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.peers import cpus
+from dpdkvirtio.peers import front_back
 from tests import helpers
 from tests.guest import guestlib
 
 pytestmark = [pytest.mark.slow, pytest.mark.guest]
-FRONT, BACK = cpus()[0], cpus()[-1]
+FRONT, BACK = front_back()
 
 
 @pytest.fixture(scope="module")

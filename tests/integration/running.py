@@ -9,10 +9,10 @@ import threading
 import time
 
 from dpdkvirtio._process import set_pdeathsig
-from dpdkvirtio.peers import cpus
+from dpdkvirtio.peers import front_back
 from tests.helpers import REPO, wait_still
 
-FRONT, BACK = cpus()[0], cpus()[-1]
+FRONT, BACK = front_back()
 
 
 def cli(*args, timeout=60):

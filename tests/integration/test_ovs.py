@@ -12,12 +12,12 @@ import time
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.peers import OvsDpdk, cpus, ovs_dpdk_available
+from dpdkvirtio.peers import OvsDpdk, front_back, ovs_dpdk_available
 from tests.integration.conftest import quiesce
 
 pytestmark = pytest.mark.skipif(not ovs_dpdk_available(),
                                 reason="openvswitch-switch-dpdk is not installed (make host)")
-FRONT, BACK = cpus()[0], cpus()[-1]
+FRONT, BACK = front_back()
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import time
 import pytest
 
 import dpdkvirtio as dv
-from dpdkvirtio.peers import cpus
+from dpdkvirtio.peers import front_back
 from tests.helpers import settle  # noqa: F401  (the reliability tests import it from here)
 
-FRONT, BACK = cpus()[0], cpus()[-1]
+FRONT, BACK = front_back()
 UNTOUCHED_PPS = 100_000
 
 

@@ -32,7 +32,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tests.helpers import cpus
+from tests.helpers import cpus, front_back
 from tests.reliability import hostile as H
 from tests.reliability import oracle
 from tests.reliability.ringcases import (
@@ -351,7 +351,7 @@ def target_agent():
     """The target process: its PMD on the last CPU, its control thread (Python drains)
     on the first, a spare lcore there for the interrupt-mode PMD of pmd_interrupt."""
     from dpdkvirtio.peers import Agent
-    front, back = cpus()[0], cpus()[-1]
+    front, back = front_back()
     return Agent("no-huge", cpu=back, control_cpus=[front], spare_cpus=[front])
 
 
