@@ -332,8 +332,8 @@ cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) no
     if nb:
         st.packets += nb
         st.bursts += 1
-        if DV_INJECT_BUSY_CYCLES != 0:       # a calibration build only (perf calibrate)
-            dv_spin_cycles(<uint64_t>DV_INJECT_BUSY_CYCLES * nb)
+        if DV_INJECT_BUSY_CYCLES != 0:       # a calibration build only (perf calibrate):
+            dv_spin_cycles(<uint64_t>DV_INJECT_BUSY_CYCLES * nb)   # per packet received
         if p.capture is not NULL:
             _capture_burst(p, q, DV_DIR_RX, pkts, nb)
     else:
@@ -769,6 +769,8 @@ cdef uint16_t _engine_generator(dv_poll *pl, rte_mbuf **pkts, uint16_t burst,
             pl.port.stats[pl.queue].tx.nombuf_drops += want
             _after_sent(g, want, now)
         return 0
+    if DV_INJECT_BUSY_CYCLES != 0:           # a calibration build only (perf calibrate):
+        dv_spin_cycles(<uint64_t>DV_INJECT_BUSY_CYCLES * n)     # per packet handled, as rx
     dv_port_tx(pl.port, pl.queue, pkts, n, True)
     g.built += n
     st.tx_packets += n
