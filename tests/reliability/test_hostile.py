@@ -102,7 +102,9 @@ def _assert_the_fuzz_did_something(results):
                    f"{sum(r.drain == d for r in toctou)}" for d in ringfuzz.DRAINS}
     python = [r for r in toctou if r.drain == "python"]
     raced = sum(r.raced for r in python)
-    assert raced >= 0.05 * len(python), \
+    # (Python-drained rates measured 4.8-8.7 % over runs: 3 % proves the race happens
+    # without sitting inside that spread; no race at all fails)
+    assert raced >= 0.03 * len(python), \
         f"toctou: rewrites changed what arrived in {raced} of {len(python)} Python-drained cases ({by_drain})"
     # every drain ran its share of the tx cases and carried packets there, kick storms
     # included; the extra features were negotiated in their shares
