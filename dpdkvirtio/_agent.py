@@ -338,13 +338,14 @@ def op_pmd_drain(name, dump, mode="poll", action="rxonly", idle_s=0.05, max_s=1.
     PMD in interrupt mode, as ``rxonly`` or ``io`` into a null port, with a FlowStats table
     and a capture of everything received written to ``dump`` (pcapng, whole packets up
     to 65,535 bytes), until rx_packets stays still for ``idle_s`` (at most ``max_s``);
-    then the assignment is removed and the capture stopped. Returns the packets received,
-    the capture's result, the table's unmeasured count and, in interrupt mode, whether
+    then the assignment is removed and the capture stopped. Returns the packets and bytes
+    received, the capture's result, the table's unmeasured count and, in interrupt mode, whether
     the PMD went back to waiting for a kick while the port was still assigned."""
     port = state["ports"][name]
     pmd = _pmd() if mode == "poll" else _spare_pmd()
     flows = dv.FlowStats(4)
-    rx0 = port.stats()["rx_packets"]
+    s0 = port.stats()
+    rx0 = s0["rx_packets"]
     cap = port.capture(dump, direction="rx", snaplen=65535)
     try:
         pmd.add_rxq(port, 0, action, out_port=_sink() if action == "io" else None, flows=flows)
@@ -370,7 +371,9 @@ def op_pmd_drain(name, dump, mode="poll", action="rxonly", idle_s=0.05, max_s=1.
             pmd.remove(port)
     finally:
         result = cap.stop()
-    return {"packets": port.stats()["rx_packets"] - rx0, "capture": result,
+    s1 = port.stats()
+    return {"packets": s1["rx_packets"] - rx0, "bytes": s1["rx_bytes"] - s0["rx_bytes"],
+            "capture": result,
             "unmeasured": flows.unmeasured, "asleep": asleep, "drops": port.drops(),
             "status": _status(port)}
 
@@ -414,7 +417,8 @@ def op_ping():
 
 
 def op_resources():
-    """Open fds, resident memory, and mbufs in use per pool of this process's ports."""
+    """Open fds, resident memory, mbufs in use per pool of this process's ports, and per
+    port with a capture tap, its (copies, format buffers) in use."""
     fds = len(os.listdir("/proc/self/fd"))
     with open("/proc/self/statm") as f:
         rss_kb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -422,7 +426,10 @@ def op_resources():
     for p in state["ports"].values():
         if not p.closed and p.mempool is not None:
             pools[p.mempool.name] = p.mempool.in_use
-    return {"fds": fds, "rss_kb": rss_kb, "in_use": pools}
+    taps = {name: list(p.core.capture_tap.buffers_in_use())
+            for name, p in state["ports"].items()
+            if not p.closed and p.core.capture_tap is not None}
+    return {"fds": fds, "rss_kb": rss_kb, "in_use": pools, "capture_in_use": taps}
 
 
 def op_port_status(name):

@@ -220,7 +220,7 @@ def test_copies_that_cannot_be_formatted_are_counted_not_written(pair, tmp_path)
     """The writer's format buffers are all taken (as a formatting that used them up would):
     the 200 copies drained meanwhile are counted in ``format_failed``, none is written;
     given back, the next 100 are written, and written + dropped + format_failed == seen,
-    in the result and in what tshark reads."""
+    in the result and in what tshark reads; no buffer of either pool stays taken."""
     v, u = pair
     path = tmp_path / "fmt.pcapng"
     cap = v.capture(path)
@@ -231,9 +231,11 @@ def test_copies_that_cannot_be_formatted_are_counted_not_written(pair, tmp_path)
     while tap.queued():                               # the writer took them all
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    assert tap.buffers_in_use() == (0, 127)          # the copies went back unformatted
     tap.release_format_buffers()
     _send_rows(u, _rows(100), drain_port=v)
     result = cap.stop()
+    assert tap.buffers_in_use() == (0, 0)
     st = result["interfaces"]["rx"]
     assert (result["format_failed"], result["written"], st) == (200, 100, {"seen": 300, "dropped": 0}), result
     rows = _tshark(path, "frame.number")

@@ -54,9 +54,20 @@ CONTROLS = ("wrong_offset", "stale", "zero_page")
 # port, on the PMD that serves the untouched pair, or alone on a PMD in interrupt mode
 DRAINS = {"python": 0.6, "pmd_rxonly": 0.15, "pmd_io": 0.1, "pmd_interrupt": 0.15}
 # a PMD dequeues a flood (an avail index moved by thousands: one chain again and again)
-# faster than the capture's writer takes copies (8,192 in flight): past this many
-# packets in a case the copies it dropped are counted as unjudged, below it none may be
-FLOOD_PACKETS = 4096
+# faster than the capture's writer takes copies. Even with a writer that took none, the
+# capture keeps every packet while its ring (RING_SIZE) and its copy pool (POOL_SIZE
+# buffers of COPY_DATA_ROOM bytes, less CAPTURE_CACHE_SLACK that mempool caches of the
+# other threads may hold) have room: a packet of L bytes takes at most 1 + L / room
+# buffers. Within that, a dropped copy fails the case; past it, dropped copies are counted
+# as unjudged.
+CAPTURE_CACHE_SLACK = 4 * 384
+
+
+def capture_must_keep(packets: int, nbytes: int) -> bool:
+    """Whether a capture must have kept all ``packets`` (``nbytes`` in all) of a case."""
+    from dpdkvirtio._core import capture as C
+    buffers = packets + -(-nbytes // C.COPY_DATA_ROOM)
+    return packets < C.RING_SIZE and buffers <= C.POOL_SIZE - CAPTURE_CACHE_SLACK
 # features negotiated besides INDIRECT_DESC and MRG_RXBUF, in a share of cases each
 # (IN_ORDER on tx cases only: its used ring may name only a batch's last chain, which
 # the rx oracle does not read)
@@ -252,9 +263,9 @@ class Runner:
         if cap["written"] + dropped != out["packets"] or cap["format_failed"]:
             res.problems.append(f"{out['packets']} packets received, but the capture "
                                 f"accounts for {cap}")
-        elif dropped and out["packets"] <= FLOOD_PACKETS:
+        elif dropped and capture_must_keep(out["packets"], out["bytes"]):
             res.problems.append(f"the capture dropped {dropped} of {out['packets']} packets "
-                                "(not every packet judged)")
+                                f"({out['bytes']} bytes; not every packet judged)")
         res.unjudged = dropped
         if out["unmeasured"] != out["packets"]:
             res.problems.append(f"the FlowStats table counted {out['unmeasured']} unmeasured "

@@ -12,7 +12,7 @@ from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring
     RING_F_SC_DEQ)
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
                                        rte_pktmbuf_free_bulk, RTE_PKTMBUF_HEADROOM)
-from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free
+from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free, rte_mempool_in_use_count
 from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
 from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_jit, rte_bpf_get_jit,
     rte_bpf_convert, rte_bpf_load,
@@ -257,6 +257,14 @@ cdef class CaptureTap:
 
     def queued(self):
         return rte_ring_count(self._c.ring) if self._c is not NULL else 0
+
+    def buffers_in_use(self):
+        """(copies, format buffers) taken from the tap's two pools and not given back:
+        copies waiting in the ring count, as do held format buffers. Both are 0 once a
+        capture's writer has emptied the ring; more is a leak."""
+        copies = rte_mempool_in_use_count(self._c.mp) if self._c is not NULL else 0
+        fmt = rte_mempool_in_use_count(self._fmt_mp) if self._fmt_mp is not NULL else 0
+        return copies, fmt
 
     def stop_writer(self):
         """Make a running ``write`` return (from any thread)."""
