@@ -38,8 +38,8 @@ _EXPORTS = {
     **{name: ".stats" for name in ("QUEUE_STATS_DTYPE", "PMD_STATS_DTYPE", "POLL_STATS_DTYPE",
                                    "RateMeter", "port_stats", "queue_counters")},
     **{name: ".pmd" for name in (
-        "ENGINES", "PMD_MAX_BURST", "Assignment", "GeneratorHandle", "Pmd", "assign_rxqs")},
-    **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream")},
+        "ENGINES", "PMD_MAX_BURST", "Assignment", "Pmd", "assign_rxqs")},
+    **{name: ".streams" for name in ("FieldVar", "SizeVar", "Stream", "GeneratorHandle")},
     "Capture": ".capture", "read_capture": ".pcapfile",
     "serve_metrics": ".metrics", "MetricsServer": ".metrics",
     "parse_rxq_affinity": ".placement",

@@ -3,7 +3,7 @@ pipe: ``ctl capture -w -``) or memory, at runtime, whoever polls the queues.
 
 While a capture is on, the data path copies every packet of the chosen directions (up to
 ``snaplen`` bytes, with the TSC of when it saw it) into the port's capture ring
-(_core/capture.pyx, datapath.pyx); a writer thread here drains the ring. Each copy is
+(_core/capture.pyx, dp_capture.pyx); a writer thread here drains the ring. Each copy is
 formatted by DPDK's ``rte_pcapng_copy`` (an Enhanced Packet Block: nanosecond timestamp,
 original length, direction flag, queue); the section header, one interface description
 per (port, direction) named ``<port>:rx`` / ``<port>:tx``, and at the end one interface

@@ -11,7 +11,7 @@ lcores move the packets.
     pmd.start()
     print(pmd.perf())                                # like ovs-appctl dpif-netdev/pmd-perf-show
 
-Engines (testpmd's forwarding modes) are C functions in ``_core/datapath.pyx``, named
+Engines (testpmd's forwarding modes) are C functions in ``_core/dp_hot.pyx``, named
 once in its engine table (``ENGINES`` here comes from it): ``rxonly`` (count and free),
 ``io`` (forward to another port/queue), ``macswap`` (swap Ethernet addresses, send back),
 ``generator`` (templates + field engine + TSC pacing; ``Stream.replay`` /
@@ -26,26 +26,25 @@ import logging
 import threading
 import time
 import warnings
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import eal as _eal_mod
-from ._core import datapath as _datapath
+from ._core import dp_hot as _engines
 from ._core import eal as _core_eal
 from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError
 from .placement import parse_rxq_affinity, place_rxqs
 from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array, cycles_per_packet
-from .streams import MAX_VARS, Stream
+from .streams import MAX_VARS, GeneratorHandle, Stream
 
 log = logging.getLogger("dpdkvirtio.pmd")
 
-ENGINES: dict[str, int] = {name: uses for name, (_i, uses) in _datapath.ENGINES.items()}
-ACTIONS = tuple(n for n, uses in ENGINES.items() if uses & _datapath.USES_RX)
+ENGINES: dict[str, int] = {name: uses for name, (_i, uses) in _engines.ENGINES.items()}
+ACTIONS = tuple(n for n, uses in ENGINES.items() if uses & _engines.USES_RX)
 PMD_MAX_BURST = _pmd.PMD_MAX_BURST      # the largest Pmd.burst_size (dv.MAX_BURST is a Burst's capacity)
 
 if MAX_VARS != _pmd.MAX_VARS:
@@ -74,11 +73,11 @@ class Assignment:
     def queues(self) -> list[tuple[Any, int, str]]:
         """(port, queue, direction) this assignment owns while it is in a PMD."""
         out = []
-        if self.uses & _datapath.USES_RX:
+        if self.uses & _engines.USES_RX:
             out.append((self.port, self.queue, "rx"))
-        if self.uses & _datapath.USES_TX_OUT:
+        if self.uses & _engines.USES_TX_OUT:
             out.append((self.out_port, self.out_queue, "tx"))
-        if self.uses & _datapath.USES_TX_OWN:
+        if self.uses & _engines.USES_TX_OWN:
             out.append((self.port, self.queue, "tx"))
         return out
 
@@ -92,82 +91,6 @@ class Assignment:
         if self.out_port is not None:
             d.update(out_port=self.out_port.name, out_queue=self.out_queue)
         return d
-
-
-class GeneratorHandle:
-    """A running generator: rate changes, pause/resume, progress."""
-
-    def __init__(self, pmd, assignment):
-        self._pmd = weakref.ref(pmd)
-        self._a = assignment
-        self.stream = assignment.stream
-
-    @property
-    def port(self):
-        return self._a.port
-
-    @property
-    def queue(self):
-        return self._a.queue
-
-    @property
-    def flow_id(self) -> int | None:
-        """The measured flow this generator stamps (None: unmeasured)."""
-        return self._a.generator.flow_id
-
-    @property
-    def built(self) -> int:
-        """Packets built and handed to the port (sent, or dropped and counted there); for
-        a measured stream, the ``sent`` of FlowStats.flow()."""
-        return self._a.generator.built
-
-    @property
-    def nombuf(self) -> int:
-        return self._a.generator.nombuf
-
-    @property
-    def done(self) -> bool:
-        return self._a.generator.done
-
-    @property
-    def pps(self) -> float:
-        return self._a.generator.pps
-
-    def set_rate(self, pps: float | None = None, *, bps: float | None = None,
-                 percent: float | None = None) -> float:
-        """Change the rate while running (one of pps, bps, percent; all None: unlimited).
-        Returns the new rate in packets per second."""
-        given = [(k, v) for k, v in (("pps", pps), ("bps", bps), ("percent", percent)) if v is not None]
-        if len(given) > 1:
-            raise ConfigError("give one of pps, bps or percent")
-        for k, v in given:
-            if not v > 0:
-                raise ConfigError(f"{k} must be > 0, got {v!r}")
-        if given and given[0][0] == "percent" and not self.stream.line_rate_bps:
-            raise ConfigError("percent needs the stream's line_rate_bps")
-        rate = self.stream.pps_for(given[0] if given else (None, None))
-        self._a.generator.set_rate(rate)
-        return rate
-
-    def pause(self, timeout_s: float = 5.0):
-        """Stop building packets. Returns once the PMD has finished the poll round it was
-        in, so ``built`` stays final until resume(). Raises PmdError when a running PMD
-        did not complete a round within ``timeout_s``."""
-        self._a.generator.paused = True
-        pmd = self._pmd()
-        if pmd is not None:
-            pmd._wait_rounds(2, timeout_s)
-
-    def resume(self):
-        self._a.generator.paused = False
-
-    def wait_done(self, timeout_s: float | None = None) -> bool:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while not self.done:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
 
 
 _control_lock = threading.RLock()         # PMD creation and queue claims, across PMDs
@@ -423,11 +346,11 @@ class Pmd:
         elif flows is not None and not hasattr(flows, "table"):
             raise ConfigError(f"flows must be a dv.FlowStats (or True), got {type(flows).__name__}")
         uses = ENGINES[action]
-        if uses & _datapath.USES_TX_OUT and out_port is None:
-            if not uses & _datapath.OUT_DEFAULTS_TO_IN:
+        if uses & _engines.USES_TX_OUT and out_port is None:
+            if not uses & _engines.OUT_DEFAULTS_TO_IN:
                 raise ConfigError(f"the {action} engine needs out_port")
             out_port = port
-        if not uses & _datapath.USES_TX_OUT and out_port is not None:
+        if not uses & _engines.USES_TX_OUT and out_port is not None:
             raise ConfigError(f"{action} sends nothing: no out_port")
         if out_queue is None:
             out_queue = queue if out_port is not None and queue < out_port.n_queues else 0
@@ -450,7 +373,7 @@ class Pmd:
         with self._lock:
             gone = [a for a in self._assignments
                     if (a.port is port and (queue is None or a.queue == queue)
-                        and (generators or a.uses & _datapath.USES_RX))
+                        and (generators or a.uses & _engines.USES_RX))
                     or (a.out_port is port and queue is None)]
             if not gone:
                 return 0
@@ -482,7 +405,7 @@ class Pmd:
             raise ConfigError(f"rx queue {queue} of {port.name!r} is already on lcore {self.lcore}")
         with self._lock:
             found = [a for a in self._assignments if a.port is port and a.queue == queue
-                     and a.uses & _datapath.USES_RX]
+                     and a.uses & _engines.USES_RX]
             if not found:
                 raise ConfigError(f"rx queue {queue} of {port.name!r} is not on lcore {self.lcore}")
             a = found[0]
@@ -630,7 +553,7 @@ def assign_rxqs(port, pmds: list[Pmd], affinity: str | dict | None = None, actio
     amap: dict[int, int] = {}
     if affinity is not None:
         amap = parse_rxq_affinity(affinity) if isinstance(affinity, str) else dict(affinity)
-    load = {int(p.cpu or 0): sum(1 for a in p.assignments() if a.uses & _datapath.USES_RX)
+    load = {int(p.cpu or 0): sum(1 for a in p.assignments() if a.uses & _engines.USES_RX)
             for p in pmds}
     placement = place_rxqs(port.n_queues, amap, load, set())
     out = []

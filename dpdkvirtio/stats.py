@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._core import counters as _counters  # noqa: F401  (buffer owner type)
-from ._core import datapath as _datapath
+from ._core import counters as _layouts
 from ._core import flows as _flows
 
 
@@ -32,7 +32,7 @@ def _dtype_from_layout(layout: tuple[int, list[tuple[str, int]]]) -> np.dtype[np
 
 
 def _pmd_dtype() -> np.dtype[np.void]:
-    size, fields, hist_off, bins = _datapath.pmd_stats_layout()
+    size, fields, hist_off, bins = _layouts.pmd_stats_layout()
     dt = np.dtype({"names": [n for n, _ in fields] + ["hist"],
                    "formats": ["<u8"] * len(fields) + [("<u8", (bins,))],
                    "offsets": [o for _, o in fields] + [hist_off], "itemsize": size})
@@ -44,9 +44,9 @@ def _pmd_dtype() -> np.dtype[np.void]:
 
 # Every counter block the data path writes, as numpy dtypes tied to the C structs' sizeof
 # and offsets (checked here, at import).
-QUEUE_STATS_DTYPE = _dtype_from_layout(_datapath.queue_stats_layout())
+QUEUE_STATS_DTYPE = _dtype_from_layout(_layouts.queue_stats_layout())
 PMD_STATS_DTYPE = _pmd_dtype()
-POLL_STATS_DTYPE = _dtype_from_layout(_datapath.poll_stats_layout())
+POLL_STATS_DTYPE = _dtype_from_layout(_layouts.poll_stats_layout())
 FLOW_STATS_DTYPE = _dtype_from_layout(_flows.flow_layout())
 
 # Drop counters, by reason, as the demo and the switch report them.

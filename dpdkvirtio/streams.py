@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -387,3 +389,79 @@ class Stream:
         stream.due_ns = due
         stream.loop_ns = int(due[-1]) + max(mean_gap, 1)
         return stream
+
+
+class GeneratorHandle:
+    """A running generator: rate changes, pause/resume, progress."""
+
+    def __init__(self, pmd, assignment):
+        self._pmd = weakref.ref(pmd)
+        self._a = assignment
+        self.stream = assignment.stream
+
+    @property
+    def port(self):
+        return self._a.port
+
+    @property
+    def queue(self):
+        return self._a.queue
+
+    @property
+    def flow_id(self) -> int | None:
+        """The measured flow this generator stamps (None: unmeasured)."""
+        return self._a.generator.flow_id
+
+    @property
+    def built(self) -> int:
+        """Packets built and handed to the port (sent, or dropped and counted there); for
+        a measured stream, the ``sent`` of FlowStats.flow()."""
+        return self._a.generator.built
+
+    @property
+    def nombuf(self) -> int:
+        return self._a.generator.nombuf
+
+    @property
+    def done(self) -> bool:
+        return self._a.generator.done
+
+    @property
+    def pps(self) -> float:
+        return self._a.generator.pps
+
+    def set_rate(self, pps: float | None = None, *, bps: float | None = None,
+                 percent: float | None = None) -> float:
+        """Change the rate while running (one of pps, bps, percent; all None: unlimited).
+        Returns the new rate in packets per second."""
+        given = [(k, v) for k, v in (("pps", pps), ("bps", bps), ("percent", percent)) if v is not None]
+        if len(given) > 1:
+            raise ConfigError("give one of pps, bps or percent")
+        for k, v in given:
+            if not v > 0:
+                raise ConfigError(f"{k} must be > 0, got {v!r}")
+        if given and given[0][0] == "percent" and not self.stream.line_rate_bps:
+            raise ConfigError("percent needs the stream's line_rate_bps")
+        rate = self.stream.pps_for(given[0] if given else (None, None))
+        self._a.generator.set_rate(rate)
+        return rate
+
+    def pause(self, timeout_s: float = 5.0):
+        """Stop building packets. Returns once the PMD has finished the poll round it was
+        in, so ``built`` stays final until resume(). Raises PmdError when a running PMD
+        did not complete a round within ``timeout_s``."""
+        self._a.generator.paused = True
+        pmd = self._pmd()
+        if pmd is not None:
+            pmd._wait_rounds(2, timeout_s)
+
+    def resume(self):
+        self._a.generator.paused = False
+
+    def wait_done(self, timeout_s: float | None = None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.done:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True

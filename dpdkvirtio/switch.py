@@ -32,9 +32,9 @@ from .mempools import Mempool
 from .metrics import Sources
 from .packets import udp_frame
 from .placement import parse_rxq_affinity, place_rxqs
-from .pmd import GeneratorHandle, Pmd
+from .pmd import Pmd
 from .ports import VdevPort, VhostUserClientPort, VhostUserPort
-from .streams import Stream
+from .streams import GeneratorHandle, Stream
 from .switchconfig import (
     PORT_OPTIONS,
     PORT_TYPES,

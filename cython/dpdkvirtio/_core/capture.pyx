@@ -1,17 +1,19 @@
 # cython: language_level=3
 """CaptureTap (L1): a port's capture resources — the C ``dv_capture`` the data path
-copies into (datapath.pyx: ``_capture_*`` in dv_port_rx/dv_port_tx), its ring and the
-copies' mempool — and the writer-side drain. One tap per port, made at its first capture
-and kept until the port is freed (a poller may still hold the pointer between captures;
-only a closed port has no poller). Captures take turns on it: ``start`` raises while one
-is on. The file format and the writer thread are dpdkvirtio/capture.py's."""
+copies into (dp_capture.pyx, from dv_port_rx/dv_port_tx), its ring and the copies'
+mempool — and the writer-side drain (pcapng blocks written to a file). One tap per port,
+made at its first capture and kept until the port is freed (a poller may still hold the
+pointer between captures; only a closed port has no poller). Captures take turns on it:
+``start`` raises while one is on. The file format and the writer thread are
+dpdkvirtio/capture.py's."""
 cimport cython
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from dpdkvirtio._dpdk.rte_ring cimport (rte_ring_create, rte_ring_free, rte_ring_count,
     RING_F_SC_DEQ)
 from dpdkvirtio._dpdk.rte_mbuf cimport (rte_mbuf, rte_pktmbuf_pool_create, rte_pktmbuf_alloc,
-                                       rte_pktmbuf_free_bulk, RTE_PKTMBUF_HEADROOM)
+                                       rte_pktmbuf_free_bulk, rte_pktmbuf_free, rte_pktmbuf_adj,
+                                       RTE_PKTMBUF_HEADROOM)
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool, rte_mempool_free, rte_mempool_in_use_count
 from dpdkvirtio._dpdk.rte_pcapng cimport rte_pcapng_mbuf_size
 from dpdkvirtio._dpdk.rte_bpf cimport (rte_bpf, rte_bpf_prm, rte_bpf_jit, rte_bpf_get_jit,
@@ -22,8 +24,17 @@ from dpdkvirtio._dpdk.rte_lcore cimport rte_pause, rte_rdtsc, rte_get_tsc_hz
 from dpdkvirtio._dpdk.dv_shim cimport (dv_aligned_zalloc, dv_store_seq_int, dv_load_seq_int,
     dv_rte_errno, dv_load_acquire_int, dv_store_release_int)
 from posix.time cimport timespec, nanosleep
-from dpdkvirtio._core.datapath cimport (dv_capture, dv_capture_q, dv_capture_drain, dv_port,
+from dpdkvirtio._core.dp_types cimport (dv_capture, dv_capture_q, dv_capture_meta, dv_port,
     DV_DIR_RX, DV_DIR_TX)
+from dpdkvirtio._dpdk.rte_ring cimport rte_ring_dequeue_burst
+from dpdkvirtio._dpdk.rte_pcapng cimport (rte_pcapng_copy, RTE_PCAPNG_DIRECTION_IN,
+    RTE_PCAPNG_DIRECTION_OUT)
+from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
+    pthread_mutex_lock, pthread_mutex_unlock)
+from dpdkvirtio._dpdk.dv_shim cimport dv_mbuf_data
+from posix.uio cimport iovec, writev
+from libc.errno cimport errno, EINTR
+from libc.string cimport memcpy
 from dpdkvirtio._core.port cimport Port
 from dpdkvirtio._core.errors cimport dpdk_reason, raise_dpdk
 from dpdkvirtio.errors import ConfigError, PortStateError, DpdkError
@@ -38,6 +49,107 @@ SNAPLEN_MAX = 65535
 cdef enum:
     FMT_POOL_SIZE = 127             # the writer's format buffers (a burst of 64 at a time)
 _serial = 0
+
+
+# ---- the writer's drain: copies from the ring to pcapng blocks in a file -------------
+
+cdef pthread_mutex_t g_pcapng_lock
+pthread_mutex_init(&g_pcapng_lock, NULL)
+
+
+cdef inline uint64_t _capture_ns(const dv_capture *cap, uint64_t tsc) noexcept nogil:
+    """Wall-clock ns of a TSC reading, from the pair sampled at capture start (whole
+    seconds first: no overflow for any uptime)."""
+    cdef uint64_t d
+    if tsc >= cap.tsc0:
+        d = tsc - cap.tsc0
+        return cap.ns0 + (d // cap.tsc_hz) * 1000000000 + (d % cap.tsc_hz) * 1000000000 // cap.tsc_hz
+    d = cap.tsc0 - tsc
+    return cap.ns0 - (d // cap.tsc_hz) * 1000000000 - (d % cap.tsc_hz) * 1000000000 // cap.tsc_hz
+
+
+cdef int _write_all(int fd, iovec *iov, int niov, uint64_t *nbytes) noexcept nogil:
+    """writev until everything is written (a pipe may take part of it). 0 or -errno."""
+    cdef Py_ssize_t w
+    while niov > 0:
+        w = writev(fd, iov, niov)
+        if w < 0:
+            if errno == EINTR:
+                continue
+            return -errno
+        nbytes[0] += <uint64_t>w
+        while niov > 0 and <size_t>w >= iov[0].iov_len:
+            w -= iov[0].iov_len
+            iov += 1
+            niov -= 1
+        if niov > 0:
+            iov[0].iov_base = <char *>iov[0].iov_base + w
+            iov[0].iov_len -= w
+    return 0
+
+
+cdef long dv_capture_drain(dv_capture *cap, int fd, rte_mempool *fmt_mp,
+                           const uint32_t *iface, uint64_t limit, uint64_t *nbytes,
+                           uint64_t *lost) noexcept nogil:
+    """Writer side: take up to 64 copies from the ring, format each as a pcapng Enhanced
+    Packet Block with rte_pcapng_copy (interface iface[direction], the data path's TSC as
+    its timestamp, the original length), and write them to fd. Copies of an older
+    generation (or all, without fmt_mp) are freed unwritten; at most ``limit`` packets
+    are written (0: no limit), the others freed; a copy that cannot be formatted (no
+    mbuf) is counted in ``lost``. Returns packets written (adds their bytes to nbytes),
+    or -errno when the write failed. rte_pcapng_copy keeps a process-wide TSC-to-time
+    state it updates without a lock: every call is made here, under g_pcapng_lock."""
+    cdef void *objs[64]
+    cdef rte_mbuf *blocks[64]
+    cdef iovec iov[64]
+    cdef unsigned int got, i
+    cdef int nblocks = 0, k, rc = 0
+    cdef rte_mbuf *mc
+    cdef rte_mbuf *blk
+    cdef dv_capture_meta meta
+    cdef uint32_t *epb
+    cdef uint64_t ns
+    got = rte_ring_dequeue_burst(cap.ring, objs, 64, NULL)
+    if got == 0:
+        return 0
+    pthread_mutex_lock(&g_pcapng_lock)
+    for i in range(got):
+        mc = <rte_mbuf *>objs[i]
+        memcpy(&meta, dv_mbuf_data(mc), sizeof(dv_capture_meta))
+        if (fmt_mp is NULL or meta.generation != cap.generation
+                or (limit and <uint64_t>nblocks >= limit)):
+            rte_pktmbuf_free(mc)
+            continue
+        rte_pktmbuf_adj(mc, sizeof(dv_capture_meta))
+        blk = rte_pcapng_copy(
+            0, meta.queue, mc, fmt_mp, mc.pkt_len, meta.tsc,
+            RTE_PCAPNG_DIRECTION_IN if meta.direction == DV_DIR_RX else RTE_PCAPNG_DIRECTION_OUT)
+        rte_pktmbuf_free(mc)
+        if blk is NULL or blk.nb_segs != 1:        # (the format pool holds a block whole)
+            if blk is not NULL:
+                rte_pktmbuf_free(blk)
+            lost[0] += 1
+            continue
+        # the EPB: type, total length, interface id, ts hi, ts lo, captured, original.
+        # The timestamp is ours: rte_pcapng_copy (22.11) sets its time base at its first
+        # call and wraps a TSC older than that base (a packet copied before the writer's
+        # first call, or older than one converted from another queue) to ~7.5e9 s ahead.
+        epb = <uint32_t *>dv_mbuf_data(blk)
+        epb[2] = iface[meta.direction]
+        ns = _capture_ns(cap, meta.tsc)
+        epb[3] = <uint32_t>(ns >> 32)
+        epb[4] = <uint32_t>ns
+        epb[6] = meta.orig_len
+        iov[nblocks].iov_base = epb
+        iov[nblocks].iov_len = blk.data_len
+        blocks[nblocks] = blk
+        nblocks += 1
+    pthread_mutex_unlock(&g_pcapng_lock)
+    if nblocks:
+        rc = _write_all(fd, iov, nblocks, nbytes)
+    for k in range(nblocks):
+        rte_pktmbuf_free(blocks[k])
+    return rc if rc < 0 else nblocks
 
 
 @cython.final

@@ -22,7 +22,7 @@ from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME
 from dpdkvirtio._dpdk.rte_ethdev cimport *
 from dpdkvirtio._dpdk.rte_alarm cimport rte_eal_alarm_set
 from dpdkvirtio._dpdk.posix_extra cimport sem_t, sem_init, sem_post, sem_timedwait, sem_destroy
-from dpdkvirtio._core.datapath cimport DV_KIND_ETHDEV
+from dpdkvirtio._core.dp_types cimport DV_KIND_ETHDEV
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport check_neg_errno, raise_dpdk

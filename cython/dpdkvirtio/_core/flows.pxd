@@ -1,6 +1,6 @@
 # L1: per-flow accounting tables (measured streams); the loop is dv_flows_account.
 from libc.stdint cimport uint64_t
-from dpdkvirtio._core.datapath cimport dv_flow_table
+from dpdkvirtio._core.dp_types cimport dv_flow_table
 from dpdkvirtio._core.counters cimport Counters
 
 cdef class FlowTable:

@@ -2,14 +2,15 @@
 """Flow tables (L1): the per-flow counters and latency histograms of measured streams,
 C rows that one writer fills (a PMD's rx assignment, or the Python thread through
 ``account``) and Python reads live as numpy (dpdkvirtio.flows, L2). The loop over the
-packets is ``dv_flows_account`` in datapath.pyx."""
+packets is ``dv_flows_account`` in dp_flows.pyx."""
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
 from dpdkvirtio._dpdk.rte_lcore cimport (rte_get_tsc_hz, rte_rdtsc, rte_eal_get_lcore_state,
     RUNNING)
 from dpdkvirtio._dpdk.dv_shim cimport dv_load_acquire_u64, dv_store_release_u64
-from dpdkvirtio._core.datapath cimport (dv_flow, dv_flow_table, dv_flows_account, dv_ticks_to_ns,
-    DV_LAT_BUCKETS, DV_LAT_SUB, DV_SEQ_WINDOW, DV_MARK_OFFSET, DV_MARK_MIN_FRAME)
+from dpdkvirtio._core.dp_types cimport (dv_flow, dv_flow_table, DV_LAT_BUCKETS, DV_LAT_SUB,
+    DV_SEQ_WINDOW, DV_MARK_OFFSET, DV_MARK_MIN_FRAME)
+from dpdkvirtio._core.dp_flows cimport dv_flows_account, dv_ticks_to_ns
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.telemetry cimport dv_tel_add_flows, dv_tel_forget_flows, dv_tel_name
 from dpdkvirtio._core.mbuf cimport Burst

@@ -14,8 +14,8 @@ from dpdkvirtio._dpdk.dv_shim cimport dv_mbuf_data
 from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_BURST
 from dpdkvirtio._core.eal cimport eal_alive, eal_check_usable
 from dpdkvirtio._core.mempool cimport Mempool
-from dpdkvirtio._core.datapath cimport (DV_MAX_BURST, dv_fill_template, dv_fill_rows,
-    dv_copy_out, dv_lengths)
+from dpdkvirtio._core.dp_types cimport DV_MAX_BURST
+from dpdkvirtio._core.dp_burst cimport dv_fill_template, dv_fill_rows, dv_copy_out, dv_lengths
 from dpdkvirtio.errors import ConfigError
 
 import numpy as np

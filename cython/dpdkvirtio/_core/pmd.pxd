@@ -1,6 +1,6 @@
 # L1: PMD threads (worker lcores running dv_pmd_main) and generators.
 from libc.stdint cimport uint64_t
-from dpdkvirtio._core.datapath cimport dv_pmd_ctx, dv_plan, dv_gen
+from dpdkvirtio._core.dp_types cimport dv_pmd_ctx, dv_plan, dv_gen
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.mempool cimport Mempool
 

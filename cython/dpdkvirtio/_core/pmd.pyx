@@ -20,11 +20,11 @@ from dpdkvirtio._core.debug cimport (dv_debug_track, DV_RES_GENERATOR, DV_RES_PM
 from posix.unistd cimport close, write
 from dpdkvirtio._dpdk.posix_extra cimport (epoll_create1, epoll_ctl, epoll_event, eventfd,
     EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLIN, EPOLLET, EFD_NONBLOCK, EFD_CLOEXEC)
-from dpdkvirtio._core.datapath cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
-    dv_poll_stats, dv_pmd_main, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
+from dpdkvirtio._core.dp_types cimport (dv_pmd_ctx, dv_plan, dv_poll, dv_gen, dv_pmd_stats,
+    dv_poll_stats, DV_PMD_MAX_BURST, DV_MAX_VARS, DV_USES_RX, DV_USES_TX_OUT,
     DV_USES_GEN, DV_MARK_MIN_FRAME, DV_MODE_POLL, DV_MODE_INTERRUPT, DV_KIND_VHOST,
-    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, DV_STALL_US, dv_devices_changed_fd,
-    DV_GEN_CATCHUP_NS)
+    DV_INTR_TIMEOUT_MS, DV_INTR_TIMEOUT_MS_MAX, DV_STALL_US, DV_GEN_CATCHUP_NS)
+from dpdkvirtio._core.dp_hot cimport dv_pmd_main, dv_devices_changed_fd
 from dpdkvirtio._core.port cimport Port, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.telemetry cimport dv_tel_add_pmd, dv_tel_forget_pmd
@@ -32,7 +32,7 @@ from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.flows cimport FlowTable
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
 from dpdkvirtio.errors import PmdError, ConfigError
-from dpdkvirtio._core.datapath import ENGINES as _ENGINES
+from dpdkvirtio._core.dp_hot import ENGINES as _ENGINES
 
 import time
 

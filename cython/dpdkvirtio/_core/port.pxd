@@ -1,7 +1,7 @@
 # L1: what every port kind shares: the C dv_port the data path works on, its counters,
 # its mempool, who owns each queue, a state machine and the Python burst API.
 from libc.stdint cimport uint16_t
-from dpdkvirtio._core.datapath cimport dv_port
+from dpdkvirtio._core.dp_types cimport dv_port
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters
 

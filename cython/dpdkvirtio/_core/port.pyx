@@ -4,7 +4,7 @@
 burst API: rx_burst / tx_burst on a queue pair index.
 
 **Where a port's state lives.** Everything the data path or a DPDK callback may read is
-in the C struct ``dv_port`` (datapath.pxd): the queue counters, the vhost vid and
+in the C struct ``dv_port`` (dp_types.pxd): the queue counters, the vhost vid and
 enabled vrings, and the *owner* of each (queue, direction): Python or one PMD lcore.
 ``claim``/``release`` are the only writers of the owner field (the PMD module calls them
 when it adds, moves or removes an assignment); the burst API refuses a queue a PMD owns,
@@ -15,8 +15,9 @@ cimport cython
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint8_t, uint16_t
 from dpdkvirtio._core.debug cimport dv_debug_track, DV_RES_PORT
-from dpdkvirtio._core.datapath cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_port_rx,
-    dv_port_tx, dv_queue_owner, DV_KIND_VHOST, DV_OWNER_PYTHON, DV_DIR_RX, DV_DIR_TX)
+from dpdkvirtio._core.dp_types cimport (dv_port, dv_queue_stats, dv_vq_sync, dv_queue_owner,
+    DV_KIND_VHOST, DV_OWNER_PYTHON, DV_DIR_RX, DV_DIR_TX)
+from dpdkvirtio._core.dp_hot cimport dv_port_rx, dv_port_tx
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.counters cimport Counters

@@ -1,7 +1,7 @@
 # L1: the process's ports, PMDs and flow tables as DPDK telemetry sees them. The data
 # structures register themselves when made and leave when freed; the telemetry thread
 # reads their C structs under one mutex, without the GIL.
-from dpdkvirtio._core.datapath cimport dv_port, dv_pmd_ctx, dv_flow_table
+from dpdkvirtio._core.dp_types cimport dv_port, dv_pmd_ctx, dv_flow_table
 
 cdef void dv_tel_add_port(dv_port *p, const char *name) noexcept nogil
 cdef void dv_tel_forget_port(dv_port *p) noexcept nogil

@@ -33,7 +33,7 @@ from dpdkvirtio._dpdk.rte_telemetry cimport (rte_tel_data, rte_telemetry_registe
     rte_tel_data_add_dict_string, rte_tel_data_add_dict_int, rte_tel_data_add_dict_u64,
     rte_tel_data_add_dict_container, rte_tel_data_alloc, rte_tel_data_free,
     RTE_TEL_STRING_VAL, RTE_TEL_INT_VAL, RTE_TEL_U64_VAL)
-from dpdkvirtio._core.datapath cimport (dv_port, dv_pmd_ctx, dv_pmd_stats, dv_queue_stats,
+from dpdkvirtio._core.dp_types cimport (dv_port, dv_pmd_ctx, dv_pmd_stats, dv_queue_stats,
     dv_flow_table, dv_flow, DV_KIND_VHOST, DV_MODE_INTERRUPT, DV_HIST_BINS, DV_LAT_BUCKETS,
     DV_LAT_SUB)
 from dpdkvirtio.errors import ConfigError, DpdkError

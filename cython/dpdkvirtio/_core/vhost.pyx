@@ -16,8 +16,8 @@ from dpdkvirtio._dpdk.posix_extra cimport (pthread_mutex_t, pthread_mutex_init,
 from dpdkvirtio._dpdk.rte_vhost cimport *
 from dpdkvirtio._dpdk.rte_lcore cimport rte_rdtsc, rte_get_tsc_hz
 from dpdkvirtio._dpdk.dv_shim cimport dv_store_seq_int, dv_load_acquire_int
-from dpdkvirtio._core.datapath cimport (dv_port, dv_vhost_quiesce, dv_devices_changed,
-    DV_KIND_VHOST)
+from dpdkvirtio._core.dp_types cimport dv_port, DV_KIND_VHOST
+from dpdkvirtio._core.dp_hot cimport dv_vhost_quiesce, dv_devices_changed
 from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_CLOSED
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport raise_dpdk

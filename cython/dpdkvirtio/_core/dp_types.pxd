@@ -1,4 +1,5 @@
-# L1: C structures shared by the control plane and the hot loops in datapath.pyx.
+# L1: the C structures the control plane prepares and the data path modules (dp_*.pyx)
+# work on. Declarations only: each dp_ module's .pxd declares its functions.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
@@ -100,22 +101,10 @@ cdef struct dv_port:
     int rx_intr                   # ethdev: configured with Rx interrupts (intr_conf.rxq)
     dv_capture *capture           # NULL until the port's first capture
 
-cdef uint16_t dv_port_rx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n) noexcept nogil
-cdef uint16_t dv_port_tx(dv_port *p, uint16_t q, rte_mbuf **pkts, uint16_t n,
-                         bint drop_unsent) noexcept nogil
-cdef void dv_vhost_quiesce(dv_port *p) noexcept nogil
-cdef uint32_t dv_fill_template(rte_mempool *mp, rte_mbuf **pkts, uint32_t n,
-                               const uint8_t *tmpl, uint32_t length) noexcept nogil
-cdef uint32_t dv_fill_rows(rte_mempool *mp, rte_mbuf **pkts, uint32_t n, const uint8_t *data,
-                           Py_ssize_t row_stride, const uint32_t *lengths,
-                           uint32_t fixed_length) noexcept nogil
-cdef uint32_t dv_copy_out(rte_mbuf **pkts, uint32_t n, uint8_t *out, Py_ssize_t row_stride,
-                          uint32_t width, uint32_t *lengths) noexcept nogil
-cdef void dv_lengths(rte_mbuf **pkts, uint32_t n, uint32_t *out) noexcept nogil
 
 # ---- PMD threads ------------------------------------------------------------------------
 
-# Engines: one C function each, in the table DV_ENGINES (datapath.pyx) indexed by this
+# Engines: one C function each, in the table DV_ENGINES (dp_hot.pyx) indexed by this
 # enum. Adding an engine = one function + one enum value + one table row.
 cdef enum dv_engine_id:
     DV_ENGINE_RXONLY = 0          # count and free
@@ -264,9 +253,6 @@ cdef struct dv_flow_table:
     uint64_t unknown_flow         # measured packets with flow id >= n_flows
     uint64_t unmeasured           # packets without the marker
 
-cdef uint64_t dv_ticks_to_ns(const dv_flow_table *t, uint64_t ticks) noexcept nogil
-cdef void dv_flows_account(dv_flow_table *t, rte_mbuf **pkts, uint32_t n,
-                           uint64_t now) noexcept nogil
 
 cdef struct dv_poll:
     int engine                    # dv_engine_id
@@ -309,10 +295,7 @@ cdef enum:
     DV_INTR_TIMEOUT_MS_MAX = 60000
     DV_GEN_CATCHUP_NS = 1000000   # 1 ms: how late a paced generator's poll may be made up for
 
-cdef int dv_pmd_main(void *arg) noexcept nogil
-cdef long dv_capture_drain(dv_capture *cap, int fd, rte_mempool *fmt_mp,
-                           const uint32_t *iface, uint64_t limit, uint64_t *nbytes,
-                           uint64_t *lost) noexcept nogil
-cdef int dv_devices_changed_fd() noexcept nogil
-cdef void dv_devices_changed() noexcept nogil
-cdef uint16_t dv_gen_build(dv_gen *g, rte_mbuf **pkts, uint16_t n) noexcept nogil
+
+cdef inline uint32_t dv_load16(const uint8_t *p) noexcept nogil:
+    """A big-endian 16-bit field (network order)."""
+    return (<uint32_t>p[0] << 8) | p[1]

@@ -1,0 +1,1 @@
+# (no Python API: C functions for the other L1 modules)
