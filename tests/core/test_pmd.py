@@ -280,13 +280,18 @@ def test_start_stop_repin_50_times_under_traffic(pair, pmds):
         _wait(lambda before=before: v.stats()["rx_packets"] > before + 1000, timeout=5.0)
     # A stopped or co-located receiver drops what the generator builds meanwhile (ring
     # full: tx_failure, nothing else); afterwards the drops must stop.
-    w = helpers.steady_window(lambda: g.built, lambda: v.stats()["rx_packets"],
-                              lambda: sum(u.drops().values()))
-    # (a 256-slot ring holds 128 us at 2 Mpps: host noise alone drops ~0.1-3 % here, so
-    # the window after the restarts is held to the one before them)
-    assert w["built"] > 0.25 * 2_000_000 * 0.5, w         # traffic at a real rate
+    # (a 256-slot ring holds 128 us at 2 Mpps: host noise alone drops ~0.1-3 % here, and a
+    # window the hypervisor hit up to 7 %, so the window after the restarts is held to the
+    # one before them, and up to three windows are taken: a receiver the restarts broke
+    # drops in every one, the host's noise does not last through three)
     share_before = window_before["received"] / window_before["built"]
-    share_after = w["received"] / w["built"]
+    for _ in range(3):
+        w = helpers.steady_window(lambda: g.built, lambda: v.stats()["rx_packets"],
+                                  lambda: sum(u.drops().values()))
+        share_after = w["received"] / w["built"]
+        if share_after >= share_before - 0.05:
+            break
+    assert w["built"] > 0.25 * 2_000_000 * 0.5, w         # traffic at a real rate
     assert share_after > 0.5 and share_after >= share_before - 0.05, \
         f"still dropping after the restarts: before {window_before}, after {w}"
     g.pause()
