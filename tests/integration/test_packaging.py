@@ -71,11 +71,12 @@ def test_sdist_and_wheel_install_and_run_in_a_fresh_venv(tmp_path):
     import zipfile
     with tarfile.open(sdists[0]) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    assert {"meson.build", "pyproject.toml", "cython/dpdkvirtio/_core/datapath.pyx",
+    assert {"meson.build", "pyproject.toml", "cython/dpdkvirtio/_core/dp_hot.pyx",
+            "cython/dpdkvirtio/_core/dp_types.pxd",
             "dpdkvirtio/__init__.py"} <= names
     with zipfile.ZipFile(wheels[0]) as z:
         members = set(z.namelist())
-    assert any(m.startswith("dpdkvirtio/_core/datapath.cpython") for m in members)
+    assert any(m.startswith("dpdkvirtio/_core/dp_hot.cpython") for m in members)
     assert "dpdkvirtio/py.typed" in members and "dpdkvirtio/_core/port.pyi" in members
 
     r = _run(["/usr/bin/python3", "-m", "venv", str(venv)])
