@@ -29,8 +29,8 @@ _EXPORTS = {
     "Eal": ".eal", "current": ".eal", "dpdk_version": ".eal", "init": ".eal",
     **{name: ".errors" for name in (
         "ConfigError", "DpdkError", "EalError", "ForkedProcessError", "MempoolBusyError",
-        "MempoolError", "PeerTimeoutError", "PmdError", "PortError", "PortStateError",
-        "SocketPathError", "VhostError")},
+        "MempoolError", "PeerTimeoutError", "PmdError", "PmdStateError", "PortError",
+        "PortStateError", "StateError", "SocketPathError", "VhostError")},
     **{name: ".ports" for name in (
         "VdevPort", "VhostUserClientPort", "VhostUserPort", "VirtioUserPort")},
     **{name: ".events" for name in ("VhostEvent", "events_fd", "poll_events")},

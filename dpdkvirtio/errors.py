@@ -20,8 +20,10 @@ __all__ = [
     "MempoolBusyError",
     "PortError",
     "PortStateError",
+    "StateError",
     "VhostError",
     "PmdError",
+    "PmdStateError",
     "ConfigError",
     "SocketPathError",
     "PeerTimeoutError",
@@ -101,15 +103,22 @@ class MempoolBusyError(MempoolError):
         super().__init__(_errno.EBUSY, message, None, hint)
 
 
+class StateError(DpdkError):
+    """An object is in the wrong state for the operation (closed, running, busy, full, owned
+    by another thread): nothing was changed. ``hint`` says what to do. The base of every
+    such error, whichever object raised it (PortStateError, PmdStateError; a closed Switch
+    raises it itself)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        DpdkError.__init__(self, None, message, None, hint)
+
+
 class PortError(DpdkError):
     """A port operation failed."""
 
 
-class PortStateError(PortError):
+class PortStateError(PortError, StateError):
     """The port is in the wrong state for the operation (e.g. used after close)."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(None, message, None, hint)
 
 
 class VhostError(PortError):
@@ -118,6 +127,11 @@ class VhostError(PortError):
 
 class PmdError(DpdkError):
     """A PMD thread (poll-mode lcore) could not be started or reconfigured."""
+
+
+class PmdStateError(PmdError, StateError):
+    """The PMD, its lcore or what it was given is in the wrong state (closed, running,
+    busy, full; a queue or flow table it does not own)."""
 
 
 class PeerTimeoutError(DpdkError, TimeoutError):

@@ -36,7 +36,7 @@ from ._core import dp_hot as _engines
 from ._core import eal as _core_eal
 from ._core import pmd as _pmd
 from .config import available_cpus
-from .errors import ConfigError, PmdError
+from .errors import ConfigError, PmdError, PmdStateError
 from .placement import parse_rxq_affinity, place_rxqs
 from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array, cycles_per_packet
 from .streams import MAX_VARS, GeneratorHandle, Stream
@@ -152,17 +152,17 @@ class Pmd:
             if lcore is None:
                 free = _free_worker_lcores()
                 if not free:
-                    raise PmdError(None, "no free worker lcore for another PMD (workers: "
-                                   f"{_pmd.worker_lcores()})",
-                                   None, "Close a PMD, or initialise DPDK with more worker lcores "
-                                   "(EalConfig(workers={lcore: cpu, ...}))")
+                    raise PmdStateError("no free worker lcore for another PMD (workers: "
+                                        f"{_pmd.worker_lcores()})",
+                                        "Close a PMD, or initialise DPDK with more worker lcores "
+                                        "(EalConfig(workers={lcore: cpu, ...}))")
                 if cpu is not None:
                     exact = [lc for lc in free if _core_eal.lcore_cpus(lc) == [cpu]]
                     lcore = exact[0] if exact else free[0]
                 else:
                     lcore = free[0]
             elif lcore in {p.lcore for p in eal.objects(Pmd) if not p.closed}:
-                raise PmdError(None, f"lcore {lcore} already runs a PMD")
+                raise PmdStateError(f"lcore {lcore} already runs a PMD")
             self._t = _pmd.PmdThread(lcore, burst_size, max_assignments)
             self._t.sleep_max_us = sleep_max_us
             self._t.mode = mode
@@ -239,7 +239,7 @@ class Pmd:
 
     def _check_open(self):
         if self._closed:
-            raise PmdError(None, f"PMD on lcore {self.lcore} is closed")
+            raise PmdStateError(f"PMD on lcore {self.lcore} is closed")
 
     def __repr__(self):
         state = "closed" if self._closed else ("running" if self.running else "stopped")
@@ -316,8 +316,8 @@ class Pmd:
                                   f"{a.out_port.name!r} has {a.out_port.n_queues} queue(s)")
         with self._lock:
             if not self._rows_free:
-                raise PmdError(None, f"the PMD on lcore {self.lcore} has no room for more "
-                               "assignments")
+                raise PmdStateError(f"the PMD on lcore {self.lcore} has no room for more "
+                                    "assignments")
             a.row = self._rows_free.pop(0)
             self._claim(a)
             self._assignments.append(a)

@@ -26,7 +26,7 @@ from typing import Any
 from . import eal as _eal_mod
 from . import sockets
 from .config import mempool_size
-from .errors import ConfigError, DpdkError, PortError
+from .errors import ConfigError, DpdkError, StateError
 from .flows import FlowStats
 from .mempools import Mempool
 from .metrics import Sources
@@ -119,7 +119,7 @@ class Switch:
     # -- helpers ------------------------------------------------------------------------
     def _check_open(self):
         if self._closed:
-            raise PortError(None, f"switch {self.name!r} is closed")
+            raise StateError(f"switch {self.name!r} is closed", "make a new Switch")
 
     def _pmd_for_cpu(self, cpu: int) -> Pmd:
         for p in self.pmds:

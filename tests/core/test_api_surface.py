@@ -24,3 +24,17 @@ def test_two_burst_limits_have_two_names(eal):
             p.burst_size = dv.PMD_MAX_BURST + 1
     finally:
         p.close()
+
+
+def test_a_closed_switch_and_a_closed_pmd_raise_the_one_wrong_state_error(eal):
+    """dv.StateError is the base of every wrong-state error: a closed Switch raises it,
+    a closed Pmd a PmdStateError (a PmdError too), each with a hint."""
+    sw = dv.Switch("brstate")
+    sw.close()
+    with pytest.raises(dv.StateError, match="closed. make a new Switch"):
+        sw.add_port("a", "dpdkvhostuser")
+    p = dv.Pmd()
+    p.close()
+    with pytest.raises(dv.PmdStateError, match="closed") as info:
+        p.start()
+    assert isinstance(info.value, dv.StateError) and isinstance(info.value, dv.PmdError)

@@ -431,7 +431,7 @@ def test_a_move_the_target_refuses_leaves_the_queue_where_it_was(pair, pmds, eal
         a.start()
         b.mode = "interrupt"
         sent = 0
-        for port, target, error in ((v, full, PmdError), (v, closed, PmdError),
+        for port, target, error in ((v, full, dv.PmdStateError), (v, closed, dv.PmdStateError),
                                     (null, b, ConfigError)):
             before = v.stats()["rx_packets"]
             with pytest.raises(error):

@@ -41,6 +41,14 @@ def test_specialised_errors():
     assert "spawn" in str(errors.ForkedProcessError())
 
 
+def test_wrong_state_errors_share_one_base_and_keep_their_subsystem():
+    for e, subsystem in ((errors.PortStateError("closed", "open it"), errors.PortError),
+                         (errors.PmdStateError("running", "stop it"), errors.PmdError)):
+        assert isinstance(e, errors.StateError) and isinstance(e, subsystem)
+        assert e.errno is None and str(e) == f"{e.message}. {e.hint}"
+    assert not isinstance(errors.PmdError(None, "x"), errors.StateError)
+
+
 def _every_error():
     """One instance of every exception class of the hierarchy (and errno classes)."""
     out = [errors.DpdkError(errno.EIO, "io", "rte_x", "hint"),
@@ -51,6 +59,8 @@ def _every_error():
            errors.PortStateError("closed", "Create a new port"),
            errors.VhostError(errno.EEXIST, "exists", "rte_vhost_driver_register"),
            errors.PmdError(None, "lcore busy"),
+           errors.PmdStateError("closed", "make a new Pmd"),
+           errors.StateError("switch closed", "make a new Switch"),
            errors.PeerTimeoutError("no peer within 1 s", "start the peer"),
            errors.ForkedProcessError(),
            errors.ConfigError("bad value"),
@@ -117,5 +127,7 @@ def test_an_error_another_process_reported_is_its_class_here_too():
     assert type(e) is ControlError and str(e) == "'x'"
     e = errors.remote_error(AgentError, "PmdError", "PmdError: closed", kind="PmdError")
     assert isinstance(e, AgentError) and isinstance(e, errors.PmdError) and e.kind == "PmdError"
+    e = errors.remote_error(ControlError, "PmdStateError", "the PMD is closed")
+    assert isinstance(e, errors.StateError) and isinstance(e, errors.PmdError)
     assert errors.remote_error(ControlError, "ConfigError", "a").__class__ is \
         errors.remote_error(ControlError, "ConfigError", "b").__class__

@@ -27,7 +27,7 @@ from dpdkvirtio._core.port cimport Port, PORT_CREATED, PORT_STARTED, PORT_STOPPE
 from dpdkvirtio._core.mempool cimport Mempool
 from dpdkvirtio._core.errors cimport check_neg_errno, raise_dpdk
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
-from dpdkvirtio.errors import PortError, ConfigError
+from dpdkvirtio.errors import PortError, PortStateError, ConfigError
 
 
 cdef enum:
@@ -104,7 +104,7 @@ cdef class EthPort(Port):
         (intr_conf.rxq), so that an interrupt-mode PMD can wait on this port's queues."""
         eal_check_usable()
         if self._state != PORT_CREATED or self._probed:
-            raise PortError(None, "port already set up")
+            raise PortStateError("port already set up")
         if n_queues < 1:
             raise ConfigError("a port needs at least one queue pair")
         self.name = devname

@@ -15,7 +15,7 @@ from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.telemetry cimport dv_tel_add_flows, dv_tel_forget_flows, dv_tel_name
 from dpdkvirtio._core.mbuf cimport Burst
 from dpdkvirtio._core.eal cimport eal_check_usable
-from dpdkvirtio.errors import ConfigError, PmdError
+from dpdkvirtio.errors import ConfigError, PmdError, PmdStateError
 
 import time
 
@@ -112,8 +112,8 @@ cdef class FlowTable:
         ``rx_tsc`` (default: now); the packets are not changed. Raises PmdError when a PMD
         writes this table."""
         if self.writer != -1:
-            raise PmdError(None, f"this flow table is written by the PMD on lcore {self.writer}; "
-                           "account Python-received bursts into a table of their own")
+            raise PmdStateError(f"this flow table is written by the PMD on lcore {self.writer}; "
+                                "account Python-received bursts into a table of their own")
         cdef uint64_t now = rte_rdtsc() if rx_tsc is None else <uint64_t>rx_tsc
         dv_flows_account(self._t, burst._pkts, burst._count, now)
 

@@ -31,7 +31,7 @@ from dpdkvirtio._core.telemetry cimport dv_tel_add_pmd, dv_tel_forget_pmd
 from dpdkvirtio._core.counters cimport Counters
 from dpdkvirtio._core.flows cimport FlowTable
 from dpdkvirtio._core.eal cimport eal_check_usable, eal_alive
-from dpdkvirtio.errors import PmdError, ConfigError
+from dpdkvirtio.errors import PmdError, PmdStateError, ConfigError
 from dpdkvirtio._core.dp_hot import ENGINES as _ENGINES
 
 import time
@@ -270,7 +270,7 @@ cdef class PmdThread:
         if not 1 <= burst_size <= DV_PMD_MAX_BURST:
             raise ConfigError(f"burst_size must be 1..{DV_PMD_MAX_BURST}")
         if rte_eal_get_lcore_state(lcore) != WAIT:
-            raise PmdError(None, f"lcore {lcore} is busy")
+            raise PmdStateError(f"lcore {lcore} is busy")
         self._ctx = <dv_pmd_ctx *>calloc(1, sizeof(dv_pmd_ctx))
         if self._ctx is NULL:
             raise MemoryError()
@@ -369,7 +369,7 @@ cdef class PmdThread:
         """Close the PMD's epoll and wake descriptors (Pmd.close; the lcore is stopped).
         Refused while running."""
         if self.running:
-            raise PmdError(None, f"lcore {self.lcore} is running: stop it first")
+            raise PmdStateError(f"lcore {self.lcore} is running: stop it first")
         self._close_wait_fds()
 
     @property
@@ -450,7 +450,7 @@ cdef class PmdThread:
                 plan.polls[i].engine, uses = _ENGINES[engine]
                 port = p
                 if port.c_port() is NULL or port._state == PORT_CLOSED:
-                    raise PmdError(None, f"port {port.name!r} is closed")
+                    raise PmdStateError(f"port {port.name!r} is closed")
                 if not 0 <= queue < port.c_port().n_queues:
                     raise ConfigError(f"queue {queue} out of range for port {port.name!r}")
                 self._require_owner(port, queue, "rx" if uses & DV_USES_RX else "tx")
@@ -467,7 +467,7 @@ cdef class PmdThread:
                 if uses & DV_USES_TX_OUT:
                     out_port = out_p
                     if out_port.c_port() is NULL or out_port._state == PORT_CLOSED:
-                        raise PmdError(None, f"port {out_port.name!r} is closed")
+                        raise PmdStateError(f"port {out_port.name!r} is closed")
                     if not 0 <= out_queue < out_port.c_port().n_queues:
                         raise ConfigError(f"queue {out_queue} out of range for port {out_port.name!r}")
                     self._require_owner(out_port, out_queue, "tx")
@@ -483,8 +483,8 @@ cdef class PmdThread:
                     if not uses & DV_USES_RX:
                         raise ConfigError(f"the {engine} engine receives nothing to account")
                     if flows.writer != self.lcore:
-                        raise PmdError(None, f"the flow table of {port.name!r} queue {queue} is "
-                                       f"not claimed by lcore {self.lcore} (FlowTable.claim first)")
+                        raise PmdStateError(f"the flow table of {port.name!r} queue {queue} is "
+                                            f"not claimed by lcore {self.lcore} (FlowTable.claim first)")
                     plan.polls[i].flows = flows.c_table()
                     refs.append(flows)
             plan.n_polls = n
@@ -502,8 +502,8 @@ cdef class PmdThread:
     def _require_owner(self, Port port, int queue, str direction):
         # The owner field is the contract: a plan only polls queues this lcore owns.
         if port.owner(queue, direction) != self.lcore:
-            raise PmdError(None, f"{direction} queue {queue} of port {port.name!r} is not "
-                           f"owned by lcore {self.lcore} (Port.claim first)")
+            raise PmdStateError(f"{direction} queue {queue} of port {port.name!r} is not "
+                                f"owned by lcore {self.lcore} (Port.claim first)")
 
     cdef int _swap(self, dv_plan *plan, double timeout_s) except -1:
         cdef dv_plan *old = self._plan
@@ -533,9 +533,9 @@ cdef class PmdThread:
         if self.running:
             return
         if self._ctx.epoll_fd < 0:
-            raise PmdError(None, f"the PMD on lcore {self.lcore} was released")
+            raise PmdStateError(f"the PMD on lcore {self.lcore} was released")
         if rte_eal_get_lcore_state(self.lcore) != WAIT:
-            raise PmdError(None, f"lcore {self.lcore} is busy with another function")
+            raise PmdStateError(f"lcore {self.lcore} is busy with another function")
         dv_store_release_int(&self._ctx.stop, 0)
         self._ctx.ack_epoch = 0
         cdef int rc = rte_eal_remote_launch(dv_pmd_main, self._ctx, self.lcore)
