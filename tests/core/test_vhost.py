@@ -406,8 +406,8 @@ def test_undrained_events_are_bounded(eal, sockdir, monkeypatch):
     """A port nobody drains keeps its last EVENTS_KEPT events and counts the rest: a
     front-end reconnecting in a loop cannot grow the process (the hostile-guest run saw
     ~1 KB per connection before)."""
-    from dpdkvirtio import ports
-    monkeypatch.setattr(ports, "EVENTS_KEPT", 8)
+    from dpdkvirtio.ports import vhost
+    monkeypatch.setattr(vhost, "EVENTS_KEPT", 8)
     v = dv.VhostUserPort(os.path.join(sockdir, "b.sock"))
     try:
         for _ in range(4):
