@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,16 @@ class _Port:
         return cap
 
     # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the port: a vhost-user server listens (its socket gets its mode and
+        owner), a client connects; an ethdev runs rte_eth_dev_start (also after stop()).
+        Raises the DPDK error, explained (eal.explain)."""
+        started = time.time()
+        try:
+            self.core.start()
+        except DpdkError as e:
+            raise _eal_mod.explain(e, started) from None
+
     def close(self) -> None:
         """Close the port (idempotent) and the mempool it made for itself; a running
         capture is stopped first. Raises PortStateError while a PMD owns one of its

@@ -79,14 +79,6 @@ class _EthPortBase(_Port):
     def port_id(self) -> int:
         return self.core.port_id
 
-    def start(self) -> None:
-        """rte_eth_dev_start (also after stop())."""
-        started = time.time()
-        try:
-            self.core.start()
-        except DpdkError as e:
-            raise _eal_mod.explain(e, started) from None
-
     def stop(self) -> None:
         """Stop the port (start() restarts it). Raises PortStateError while a PMD owns one
         of its queues: a burst on a stopped ethdev is not allowed."""

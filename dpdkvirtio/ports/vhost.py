@@ -95,14 +95,6 @@ class _VhostPortBase(_Port):
     def mode(self) -> str:
         return "client" if self._client else "server"
 
-    def start(self) -> None:
-        """Listen (server: the socket gets its mode and owner) or connect (client)."""
-        started = time.time()
-        try:
-            self.core.start()
-        except DpdkError as e:
-            raise _eal_mod.explain(e, started) from None
-
     def status(self) -> dict:
         """Live connection state: vid, running, features, n_vrings, connections, devices,
         refused, rejected, enabled_vrings."""
