@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
 
 __version__ = _metadata.version("dpdkvirtio")     # from meson.build, the one place
 MIN_SAFE_DPDK = (22, 11, 7)        # vhost CVE fixes up to CVE-2024-11614
@@ -49,6 +50,51 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["DPDK_VERSION"]
+
+if TYPE_CHECKING:      # the same names, eagerly, for type checkers and IDEs
+    # (tests/unit/test_layering.py holds this block to _EXPORTS)
+    from ._core.mbuf import MAX_BURST, Burst
+    from .capture import Capture
+    from .config import EalConfig, mempool_size
+    from .eal import Eal, current, dpdk_version, init
+    from .errors import (
+        ConfigError,
+        DpdkError,
+        EalError,
+        ForkedProcessError,
+        MempoolBusyError,
+        MempoolError,
+        PeerTimeoutError,
+        PmdError,
+        PmdStateError,
+        PortError,
+        PortStateError,
+        SocketPathError,
+        StateError,
+        VhostError,
+    )
+    from .events import VhostEvent, events_fd, poll_events
+    from .flows import FlowStats
+    from .mempools import Mempool
+    from .metrics import MetricsServer, serve_metrics
+    from .packets import udp_frame
+    from .pcapfile import read_capture
+    from .placement import parse_rxq_affinity
+    from .pmd import ENGINES, PMD_MAX_BURST, Assignment, Pmd, assign_rxqs
+    from .ports import VdevPort, VhostUserClientPort, VhostUserPort, VirtioUserPort
+    from .stats import (
+        FLOW_STATS_DTYPE,
+        PMD_STATS_DTYPE,
+        POLL_STATS_DTYPE,
+        QUEUE_STATS_DTYPE,
+        RateMeter,
+        port_stats,
+        queue_counters,
+    )
+    from .streams import FieldVar, GeneratorHandle, SizeVar, Stream
+    from .switch import Switch
+    from .switchconfig import SwitchConfig
+    from .virtio import feature_names
 
 
 def __getattr__(name: str):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -16,6 +15,19 @@ from ..capture import Capture
 from ..config import mempool_size
 from ..errors import ConfigError, DpdkError
 from ..mempools import Mempool
+
+if TYPE_CHECKING:
+    from .._core.mbuf import Burst
+
+
+class _RxBurst(Protocol):
+    def __call__(self, queue: int, burst: Burst) -> int:
+        """Receive into ``burst`` from queue pair ``queue``; returns the packets added."""
+
+
+class _TxBurst(Protocol):
+    def __call__(self, queue: int, burst: Burst, drop_unsent: bool = True) -> int:
+        """Send ``burst`` on queue pair ``queue``; returns the packets sent."""
 
 log = logging.getLogger("dpdkvirtio.ports")
 
@@ -37,8 +49,8 @@ class _Port:
     _close_rank = 1                         # closed after PMDs, before mempools, at EAL exit
     core: Any = None
     mempool: Mempool
-    rx_burst: Callable[..., int]
-    tx_burst: Callable[..., int]
+    rx_burst: _RxBurst
+    tx_burst: _TxBurst
 
     def _adopt(self, core: Any, mempool: Mempool, owns_pool: bool) -> None:
         """Take the opened L1 port: bind the burst API, register with the EAL."""

@@ -31,6 +31,64 @@ def test_mypy():
     assert "Success" in r.stdout
 
 
+USER_SCRIPT = """
+import dpdkvirtio as dv
+
+eal = dv.init(memory_mode="no-huge")
+port = dv.VhostUserPort("/tmp/dv-typing.sock")
+burst = dv.Burst(32)
+reveal_type(port.rx_burst.__call__)
+reveal_type(dv.Pmd(cpu=1).add_rxq)
+n: int = port.rx_burst(0, burst)
+port.tx_burst(0, burst, drop_unsent=False)
+port.rx_burst("zero", burst)
+"""
+
+
+def test_a_user_script_sees_the_real_types(tmp_path):
+    """mypy on a user's script: ``dv.X`` are the real classes (the TYPE_CHECKING block of
+    dpdkvirtio/__init__.py), the burst API has its signatures, a wrong argument is an
+    error."""
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    r = _run(sys.executable, "-m", "mypy", "--no-incremental", str(script))
+    out = r.stdout
+    assert 'Revealed type is "def (queue: int, burst: dpdkvirtio._core.mbuf.Burst) -> int"' \
+        in out, out
+    assert "-> dpdkvirtio.pmd.Assignment" in out, out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "user.py:11:" in errors[0] and '"str"' in errors[0], out
+
+
+def test_the_type_checking_block_names_every_export():
+    """dpdkvirtio/__init__.py loads its names lazily (_EXPORTS); its TYPE_CHECKING block
+    must import exactly those names from exactly those modules."""
+    import ast
+    tree = ast.parse((REPO / "dpdkvirtio" / "__init__.py").read_text())
+    exports = block = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_EXPORTS":
+            exports = {k: v for k, v in ast.literal_eval(_literal(node.value)).items()}
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            block = {a.name: "." * imp.level + (imp.module or "")
+                     for imp in node.body if isinstance(imp, ast.ImportFrom) for a in imp.names}
+    assert exports and block == exports
+
+
+def _literal(node):
+    """The _EXPORTS dict with its ``**{name: module for name in (...)}`` parts expanded, as
+    source for literal_eval."""
+    import ast
+    items = []
+    for k, v in zip(node.keys, node.values):
+        if k is None:                               # **{name: "mod" for name in (...)}
+            mod = ast.literal_eval(v.value)
+            items += [(n, mod) for n in ast.literal_eval(v.generators[0].iter)]
+        else:
+            items.append((ast.literal_eval(k), ast.literal_eval(v)))
+    return repr(dict(items))
+
+
 def test_stubs_match_the_built_modules():
     r = _run(sys.executable, "-m", "mypy.stubtest", "--ignore-disjoint-bases",
              "--allowlist", "tests/unit/stubtest-allowlist.txt",
