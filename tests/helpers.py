@@ -98,3 +98,34 @@ def lcore_cpu_share(lcore: int, seconds: float) -> float:
     c0, t0 = lcore_cpu_seconds(lcore), time.monotonic()
     time.sleep(seconds)
     return (lcore_cpu_seconds(lcore) - c0) / (time.monotonic() - t0)
+
+
+def drain(port, queue=0, idle_polls=2000):
+    """Receive and free until the queue has been empty for idle_polls polls."""
+    import dpdkvirtio as dv
+    b = dv.Burst(64)
+    got, idle = 0, 0
+    while idle < idle_polls:
+        n = port.rx_burst(queue, b)
+        if n:
+            got += n
+            b.free()
+            idle = 0
+        else:
+            idle += 1
+    return got
+
+
+def send_and_receive(sender, receiver, count: int, timeout_s: float = 5.0) -> int:
+    """Send ``count`` 64-byte frames from ``sender`` queue 0 (all must be taken) and
+    return how many ``receiver`` queue 0 got within ``timeout_s``."""
+    import dpdkvirtio as dv
+    b = dv.Burst(count)
+    b.alloc(sender.mempool, count, dv.udp_frame(64))
+    assert sender.tx_burst(0, b) == count
+    got, rx = 0, dv.Burst(count)
+    deadline = time.monotonic() + timeout_s
+    while got < count and time.monotonic() < deadline:
+        got += receiver.rx_burst(0, rx)
+        rx.free()
+    return got

@@ -28,19 +28,3 @@ def pmds(eal):
     yield a, b
     a.close()
     b.close()
-
-
-def drain(port, queue=0, idle_polls=2000):
-    """Receive and free until the queue has been empty for idle_polls polls."""
-    import dpdkvirtio as dv
-    b = dv.Burst(64)
-    got, idle = 0, 0
-    while idle < idle_polls:
-        n = port.rx_burst(queue, b)
-        if n:
-            got += n
-            b.free()
-            idle = 0
-        else:
-            idle += 1
-    return got

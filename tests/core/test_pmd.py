@@ -18,11 +18,6 @@ def _wait(pred, timeout=20.0):
         time.sleep(0.01)
 
 
-def _quiesce(port, key="rx_packets"):
-    """Wait until a counter stops moving."""
-    return helpers.settle(port, key, quiet=0.3, timeout=20.0)
-
-
 FRONT, BACK = helpers.front_back()
 NOT_OURS = max(os.sched_getaffinity(0)) + 1          # a CPU this process may not use
 
@@ -35,7 +30,7 @@ def test_generator_to_rxonly_exact(pair, pmds):
     b.start()
     a.start()
     assert g.wait_done(30)
-    got = _quiesce(v)
+    got = helpers.settle(v, quiet=0.3, timeout=20.0)
     a.stop(); b.stop()
     drops = u.drops()
     assert g.built == 2_000_000
@@ -54,7 +49,7 @@ def test_generator_on_vhost_to_virtio_rxonly(pair, pmds):
     g = b.add_generator(v, 0, dv.Stream(dv.udp_frame(64), count=1_000_000, mode="single_burst"))
     a.start(); b.start()
     assert g.wait_done(30)
-    got = _quiesce(u)
+    got = helpers.settle(u, quiet=0.3, timeout=20.0)
     a.stop(); b.stop()
     assert g.built == 1_000_000 == v.stats()["tx_packets"] + sum(v.drops().values())
     assert got == v.stats()["tx_packets"]
@@ -74,7 +69,7 @@ def test_io_forwarding_between_two_pairs(eal, sockdir, pmds):
         g = a.add_generator(u1, 0, dv.Stream(dv.udp_frame(64), count=500_000, mode="single_burst"))
         b.start(); a.start()
         assert g.wait_done(30)
-        _quiesce(u2)
+        helpers.settle(u2, quiet=0.3, timeout=20.0)
         a.stop(); b.stop()
         s_u1, s_v1, s_v2, s_u2 = u1.stats(), v1.stats(), v2.stats(), u2.stats()
         assert g.built == s_u1["tx_packets"] + s_u1["tx_dropped"]
@@ -233,7 +228,7 @@ def test_rate_control(pair, pmds):
     time.sleep(0.3)
     _assert_paced(g, a, 200_000, 2)
     g.pause()
-    got = _quiesce(v)
+    got = helpers.settle(v, quiet=0.3, timeout=20.0)
     a.stop(); b.stop()
     assert g.built == got + sum(u.drops().values())       # and every packet is accounted for
 
@@ -253,7 +248,7 @@ def test_pause_returns_once_the_generator_stopped(pair, pmds):
         g.resume()
         time.sleep(0.005)
     g.pause()
-    got = _quiesce(v)
+    got = helpers.settle(v, quiet=0.3, timeout=20.0)
     a.stop(); b.stop()
     assert g.built == got + sum(u.drops().values())
 
@@ -295,7 +290,7 @@ def test_start_stop_repin_50_times_under_traffic(pair, pmds):
     assert share_after > 0.5 and share_after >= share_before - 0.05, \
         f"still dropping after the restarts: before {window_before}, after {w}"
     g.pause()
-    got = _quiesce(v)
+    got = helpers.settle(v, quiet=0.3, timeout=20.0)
     a.stop(); b.stop()
     drops = u.drops()
     assert g.built == u.stats()["tx_packets"] + sum(drops.values())
@@ -487,7 +482,7 @@ def test_sleep_when_idle(pair, pmds):
     time.sleep(0.5)
     assert not g.done and a.sleep_show()["iterations_slept"] == 0   # awake while generating
     assert g.wait_done(30)
-    got = _quiesce(v)
+    got = helpers.settle(v, quiet=0.3, timeout=20.0)
     assert got == u.stats()["tx_packets"] > 0                # nothing lost by sleeping
     assert g.built == 300_000 == u.stats()["tx_packets"] + sum(u.drops().values())
     time.sleep(0.3)

@@ -10,7 +10,7 @@ import numpy as np
 import dpdkvirtio as dv
 from dpdkvirtio import stats
 from dpdkvirtio._core import telemetry
-from tests.core.conftest import drain
+from tests.helpers import drain
 
 
 def ask(prefix, *commands):

@@ -9,7 +9,7 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.errors import ConfigError, PeerTimeoutError, PortStateError, SocketPathError, VhostError
-from tests.core.conftest import drain
+from tests.helpers import drain
 
 
 def test_server_socket_created_with_mode_and_removed(eal, sockdir):

@@ -32,10 +32,6 @@ def pmd(eal):
     p.close()
 
 
-def settle(port, key="rx_packets"):
-    return helpers.settle(port, key, quiet=0.5)
-
-
 def pattern_frames(n, size=128, first_seq=0):
     """Raw frames as dvguest checks them: type 0x88B5, seq, byte i = (seq + i) & 0xff."""
     rows = np.zeros((n, size), dtype=np.uint8)
@@ -64,7 +60,7 @@ def test_guest_pktgen_to_us_exact(eal, sockdir, pmd, art):
             pmd.start()
             before = g.netstats()
             sent = g.pktgen(50_000)
-            got = settle(port)
+            got = helpers.settle(port, quiet=0.5)
             after = g.netstats()
             assert sent == 50_000
             assert got == sent == after["tx_packets"] - before["tx_packets"]
@@ -148,7 +144,7 @@ def test_multiqueue_two_vcpus(eal, sockdir, pmd, art):
             pmd.start()
             s0 = g.pktgen(20_000, queue=0, thread=0)
             s1 = g.pktgen(30_000, queue=1, thread=1)
-            settle(port)
+            helpers.settle(port, quiet=0.5)
             per_queue = port.queue_counters["rx_packets"].tolist()
             assert per_queue == [s0, s1] == [20_000, 30_000]
             pmd.stop()
@@ -166,7 +162,7 @@ def test_our_port_in_client_mode(eal, sockdir, pmd, art):
             pmd.add_rxq(port, 0)
             pmd.start()
             sent = g.pktgen(30_000)
-            assert settle(port) == sent == 30_000
+            assert helpers.settle(port, quiet=0.5) == sent == 30_000
             pmd.stop()
     finally:
         pmd.remove(port)
@@ -183,11 +179,11 @@ def test_guest_reboot_reconnects(eal, sockdir, pmd, art):
             pmd.add_rxq(port, 0)
             pmd.start()
             first = g.pktgen(20_000)
-            assert settle(port) == first
+            assert helpers.settle(port, quiet=0.5) == first
             g.reboot()
             assert port.wait_running(60)
             second = g.pktgen(20_000)
-            assert settle(port) == first + second == 40_000
+            assert helpers.settle(port, quiet=0.5) == first + second == 40_000
             assert port.status()["devices"] >= 2
             pmd.stop()
     finally:
@@ -221,7 +217,7 @@ def test_qemu_killed_mid_traffic(eal, sockdir, pmd, art):
             assert port.wait_running(30)
             rx0 = port.stats()["rx_packets"]
             assert g2.pktgen(10_000) == 10_000
-            assert settle(port) - rx0 == 10_000
+            assert helpers.settle(port, quiet=0.5) - rx0 == 10_000
         pmd.stop()
     finally:
         pmd.remove(port)
@@ -244,7 +240,7 @@ def test_more_than_16_queues(eal, sockdir, pmd, art):
             pmd.start()
             before = g.netstats()
             sent = g.pktgen(10_000, queue=17)
-            settle(port)
+            helpers.settle(port, quiet=0.5)
             per_queue = port.queue_counters["rx_packets"].tolist()
             after = g.netstats()
             # pktgen moves its queue from 0 up to queue_map_max one frame at a time: one
@@ -277,7 +273,7 @@ def test_round_trip_latency_through_the_guest_driver(eal, sockdir, pmd, art):
             pmd.start()
             m = g.expect(r"DVREFLECT reflected=(\d+) other=(\d+) failed=(\d+)", 150)
             reflected = int(m.group(1))
-            settle(port)
+            helpers.settle(port, quiet=0.5)
             pmd.stop()
             f = flows.flow(6, sent=gen.built)
             assert gen.built == n and sum(port.drops().values()) == 0
@@ -307,7 +303,7 @@ def test_guest_kicks_wake_an_interrupt_mode_pmd(eal, sockdir, pmd, art):
             assert helpers.lcore_cpu_share(pmd.lcore, 1.0) <= 0.05
             before, cpu0, t0 = pmd.sleep_show(), helpers.lcore_cpu_seconds(pmd.lcore), time.monotonic()
             sent = g.pktgen(3000, delay_ns=300_000)              # ~3 kpps
-            got = settle(port)
+            got = helpers.settle(port, quiet=0.5)
             after = pmd.sleep_show()
             share = (helpers.lcore_cpu_seconds(pmd.lcore) - cpu0) / (time.monotonic() - t0)
             assert sent == 3000 and got == 3000
@@ -316,7 +312,7 @@ def test_guest_kicks_wake_an_interrupt_mode_pmd(eal, sockdir, pmd, art):
             # and the guest helper, as fast as the guest goes: still exact
             g.send("dvguest tx eth0 2000 200")
             g.expect(r"DVTX sent=2000", 90)
-            assert settle(port) == 5000
+            assert helpers.settle(port, quiet=0.5) == 5000
             pmd.stop()
     finally:
         pmd.remove(port)

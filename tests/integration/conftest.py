@@ -3,12 +3,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import settle, short_dir
-
-
-def quiesce(port, key="rx_packets"):
-    """Wait until a port counter stops moving; return its value."""
-    return settle(port, key, quiet=0.4, timeout=30.0)
+from tests.helpers import short_dir
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.peers import OvsDpdk, front_back, ovs_dpdk_available
-from tests.integration.conftest import quiesce
+from tests.helpers import settle
 
 pytestmark = pytest.mark.skipif(not ovs_dpdk_available(),
                                 reason="openvswitch-switch-dpdk is not installed (make host)")
@@ -80,7 +80,7 @@ def test_traffic_through_ovs_both_socket_roles(ovs, sockdir):
             tx0, rx0 = src.stats()["tx_packets"], dst.stats()["rx_packets"]
             drops0 = sum(src.drops().values())
             _pump(src, dst, n, frame)
-            got = quiesce(dst) - rx0
+            got = settle(dst, timeout=30.0) - rx0
             sent = src.stats()["tx_packets"] - tx0
             drops = sum(src.drops().values()) - drops0
             assert sent + drops == n                  # every packet accepted or counted

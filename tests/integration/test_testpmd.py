@@ -6,8 +6,7 @@ import time
 import pytest
 
 import dpdkvirtio as dv
-from tests.helpers import Testpmd
-from tests.integration.conftest import quiesce
+from tests.helpers import Testpmd, settle
 
 pytestmark = pytest.mark.testpmd
 
@@ -45,7 +44,7 @@ def test_testpmd_txonly_to_our_vhost_rxonly(eal, sockdir, pmd):
             tp.start()
             time.sleep(1.5)
             st = tp.stop()
-            got = quiesce(v)
+            got = settle(v, timeout=30.0)
             pmd.stop()
             assert st["tx"] > 0 and got == st["tx"]          # exact
             assert v.stats()["rx_bytes"] == got * 64
@@ -85,7 +84,7 @@ def test_testpmd_io_loops_our_traffic_back(eal, sockdir, pmd):
                                                   pps=2_000_000))
             pmd.start()
             assert g.wait_done(30)
-            got = quiesce(v)
+            got = settle(v, timeout=30.0)
             st = tp.stop()
             pmd.stop()
             s = v.stats()
@@ -129,7 +128,7 @@ def test_testpmd_vhost_txonly_to_our_virtio_user(eal, sockdir, pmd):
             tp.start()
             time.sleep(1.5)
             st = tp.stop()
-            got = quiesce(u)
+            got = settle(u, timeout=30.0)
             pmd.stop()
             assert st["tx"] > 0 and got == st["tx"]
         finally:
@@ -155,7 +154,7 @@ def test_client_port_reconnects_after_server_restart(eal, sockdir, pmd):
                 time.sleep(1)
                 st = tp.stop()
                 total += st["tx"]
-                assert quiesce(c) == total                # traffic resumed, exact
+                assert settle(c, timeout=30.0) == total                # traffic resumed, exact
             finally:
                 if round_ == 0:
                     tp.kill()                             # the server dies without warning

@@ -10,7 +10,7 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.peers import front_back
-from tests.helpers import settle  # noqa: F401  (the reliability tests import it from here)
+from tests.helpers import settle
 
 FRONT, BACK = front_back()
 UNTOUCHED_PPS = 100_000
@@ -152,17 +152,3 @@ def pmd2(eal):
     p = dv.Pmd(cpu=BACK)
     yield p
     p.close()
-
-
-def send_and_receive(sender, receiver, count: int, timeout_s: float = 5.0) -> int:
-    """Send ``count`` 64-byte frames from ``sender`` queue 0 (all must be taken) and
-    return how many ``receiver`` queue 0 got within ``timeout_s``."""
-    b = dv.Burst(count)
-    b.alloc(sender.mempool, count, dv.udp_frame(64))
-    assert sender.tx_burst(0, b) == count
-    got, rx = 0, dv.Burst(count)
-    deadline = time.monotonic() + timeout_s
-    while got < count and time.monotonic() < deadline:
-        got += receiver.rx_burst(0, rx)
-        rx.free()
-    return got

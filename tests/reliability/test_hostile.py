@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from dpdkvirtio.peers import Agent
-from tests.helpers import wait_still
+from tests.helpers import front_back, wait_still
 from tests.reliability import hostile as H
 from tests.reliability import ringfuzz
-from tests.reliability.conftest import BACK, FRONT
 from tests.reliability.repro_rx_short_header import short_header_chain
+
+FRONT, BACK = front_back()
 
 
 def _untouched_pair(ag, sockdir):

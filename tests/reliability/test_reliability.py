@@ -14,9 +14,10 @@ import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio.peers import Agent, AgentError
-from tests.helpers import wait_still
+from tests.helpers import front_back, send_and_receive, settle, wait_still
 from tests.reliability import vhostfuzz
-from tests.reliability.conftest import BACK, FRONT, send_and_receive, settle
+
+FRONT, BACK = front_back()
 
 
 def flowing_again(port, what, packets=100, timeout_s=5.0):

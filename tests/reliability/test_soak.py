@@ -7,8 +7,7 @@ import random
 import time
 
 import dpdkvirtio as dv
-from tests.helpers import steady_window
-from tests.reliability.conftest import settle
+from tests.helpers import settle, steady_window
 from tests.reliability.test_reliability import flowing_again
 
 
