@@ -24,7 +24,8 @@ import xml.etree.ElementTree as ET
 from dpdkvirtio import decide
 from dpdkvirtio.hostinfo import steal_ms
 from perf import builds, capacity, host, report
-from perf.scenarios import BACK, FRONT, SCENARIOS, Options, Unsupported
+from perf.scenarios import SCENARIOS, Unsupported
+from perf.setups import BACK, FRONT, Options
 
 # scenarios whose measured side is an agent of ours (it can import another build)
 AB_SCENARIOS = ("vhost-rx", "vhost-tx", "vhost-tx-vary", "virtio-tx", "virtio-rx", "switch-fwd")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dpdkvirtio import decide
 from perf import ab, builds, host
-from perf.scenarios import Options
+from perf.setups import Options
 
 
 class Undecided(Exception):

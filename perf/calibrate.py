@@ -18,7 +18,7 @@ import statistics
 import time
 
 from perf import ab, builds, host, report
-from perf.scenarios import Options
+from perf.setups import Options
 
 
 def calibrate(ref: str, scenario: str, o: Options, runs: int, effects: list[float],

@@ -24,8 +24,7 @@ import tempfile
 import time
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import _pmd_cost, start_pair, warmup_s
-from perf.scenarios import BACK, FRONT
+from perf.setups import BACK, FRONT, pmd_cost, start_pair, warmup_s
 
 SIDES = ("none", "off", "rx-128", "rx-full", "rx-filter-1%")
 FILTER_1PCT = "udp src port 1000"           # one source port of the stream's 100
@@ -59,7 +58,7 @@ def loopback(dv, seconds: float, index: int, side: str) -> dict:
         if cap is not None:
             res = cap[0].stop()
             cap[1].close()
-        cpp, busy = _pmd_cost(pmd, "rx_packets")
+        cpp, busy = pmd_cost(pmd, "rx_packets")
         rx = int(pmd.counters[0]["rx_packets"])
         out_rec = {"mpps": rx / seconds / 1e6, "cycles_per_packet": cpp, "busy": busy}
         if res:

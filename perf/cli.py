@@ -25,7 +25,8 @@ import sys
 
 from dpdkvirtio.progress import Progress
 from perf import capacity, compare, host, report, stats
-from perf.scenarios import BACK, FRONT, NOT_SIDES, SCENARIOS, STANDARD, Options, Unsupported
+from perf.scenarios import NOT_SIDES, SCENARIOS, STANDARD, Unsupported
+from perf.setups import BACK, FRONT, Options
 
 
 class Refused(Exception):

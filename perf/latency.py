@@ -42,7 +42,7 @@ import time
 from dpdkvirtio.peers import Agent, OvsDpdk, ovs_dpdk_available
 from dpdkvirtio.progress import Progress
 from perf import report
-from perf.scenarios import BACK, FRONT, Options, _sockdir, _testpmd, _vh_vdev
+from perf.setups import BACK, FRONT, Options, sockdir, testpmd, vh_vdev
 
 LOADS = (("10%", 0.10), ("50%", 0.50), ("90%", 0.90), ("1mpps", None))
 SCENARIOS = ("switch-latency", "vhost-latency")
@@ -119,7 +119,7 @@ def _switch_dut(side: str, d: str, o: Options):
                 dut.call("switch_wait", name="sw")
                 yield front
     elif side == "testpmd":
-        with _testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as dut:
+        with testpmd([vh_vdev(0, pa, o), vh_vdev(1, pb, o)], "io", BACK, o) as dut:
             with _switch_front(d, o) as front:
                 dut.wait_link_up(10, 0)
                 dut.wait_link_up(10, 1)
@@ -235,7 +235,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
                  progress: Progress | None = None) -> dict:
     """Trials alternate the sides (ours, testpmd, OVS-DPDK, ours, ...); each trial sets its
     side up afresh, measures its maximum, then every load."""
-    from perf.measured import steal_ms
+    from perf.setups import steal_ms
     sides, absent = sides_of(scenario)
     stalls = host_stalls(progress)
     offset = tsc_offset_checked(progress)
@@ -243,7 +243,7 @@ def run_scenario(scenario: str, o: Options, trials: int = 1,
     maxima: dict[str, list[float]] = {side: [] for side in sides}
     for trial in range(trials):
         for side in sides:
-            with _sockdir() as d:
+            with sockdir() as d:
                 path = _hop(d, o) if scenario == "vhost-latency" else _switch_dut(side, d, o)
                 with path as front:
                     top = front.max_pps(o.pkt_size)

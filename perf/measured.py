@@ -20,31 +20,10 @@ import statistics
 import tempfile
 import time
 
-from dpdkvirtio import hostinfo
 from dpdkvirtio.peers import Agent, unique_prefix
-from perf.scenarios import BACK, FRONT
+from perf.setups import BACK, FRONT, pmd_cost, start_pair, steal_ms, warmup_s
 
 LOADS = (0.10, 0.50, 0.90)
-
-
-def warmup_s(seconds: float) -> float:
-    """The warm-up before counting: 0.5 s, or the window itself when shorter (a smoke
-    run of --seconds 0.1 checks the structure, not the figures)."""
-    return min(0.5, seconds)
-
-
-def steal_ms(cpus=(FRONT, BACK)) -> float:
-    """Time the hypervisor ran something else on our CPUs so far (/proc/stat steal), ms:
-    the difference over a run says how long our pollers were not running at all."""
-    return hostinfo.steal_ms(cpus)
-
-
-def _pmd_cost(pmd, key: str) -> tuple[float, float]:
-    """(busy cycles per packet, busy share) of a PMD's counters so far."""
-    c = pmd.counters[0]
-    busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
-    pkts = int(c[key])
-    return (busy / pkts if pkts else 0.0), (busy / (busy + idle) if busy + idle else 0.0)
 
 
 def generator_cost(dv, seconds: float, measured: bool) -> dict:
@@ -57,7 +36,7 @@ def generator_cost(dv, seconds: float, measured: bool) -> dict:
         pmd.start()
         time.sleep(seconds)
         pmd.stop()
-        cpp, busy = _pmd_cost(pmd, "tx_packets")
+        cpp, busy = pmd_cost(pmd, "tx_packets")
         return {"mpps": g.built / seconds / 1e6, "cycles_per_packet": cpp, "busy": busy}
     finally:
         pmd.close()
@@ -78,7 +57,7 @@ def loopback_cost(dv, seconds: float, index: int, *, account: bool, measured: bo
         pmd.start()
         time.sleep(seconds)
         pmd.stop()
-        cpp, busy = _pmd_cost(pmd, "rx_packets")
+        cpp, busy = pmd_cost(pmd, "rx_packets")
         out = {"mpps": int(pmd.counters[0]["rx_packets"]) / seconds / 1e6,
                "cycles_per_packet": cpp, "busy": busy}
         if flows is not None:
@@ -89,22 +68,6 @@ def loopback_cost(dv, seconds: float, index: int, *, account: bool, measured: bo
     finally:
         pmd.close()
         port.close()
-
-
-def start_pair(dv, sockdir: str):
-    """A vhost-user port and a virtio-user port connected to it, both up (closed again
-    when they do not come up)."""
-    v = dv.VhostUserPort(os.path.join(sockdir, "m.sock"))
-    try:
-        u = dv.VirtioUserPort(v.path, queue_size=1024)
-    except BaseException:
-        v.close()
-        raise
-    if not (v.wait_running(10) and u.wait_link_up(5)):
-        u.close()
-        v.close()
-        raise RuntimeError("the vhost-user/virtio-user pair did not come up")
-    return v, u
 
 
 def pair_run(dv, sockdir: str, seconds: float, *, account: bool, pps: float | None = None) -> dict:

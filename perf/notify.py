@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 from dpdkvirtio.peers import unique_prefix
-from perf.measured import start_pair, steal_ms, warmup_s
-from perf.scenarios import BACK, FRONT
+from perf.setups import BACK, FRONT, start_pair, steal_ms, warmup_s
 
 MODES = {"poll": {}, "sleep-50us": {"sleep_max_us": 50}, "sleep-300us": {"sleep_max_us": 300},
          "interrupt": {"mode": "interrupt"}}

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from dpdkvirtio.progress import Progress
 from perf import report
-from perf.scenarios import BACK, FRONT, Options, _testpmd, _vh_vdev
+from perf.setups import BACK, FRONT, Options, testpmd, vh_vdev
 
 LOADS_PCT = (10, 50, 90, 100)
 NO_LATENCY = {"testpmd": "testpmd has no end-to-end latency measurement of its own"}
@@ -76,7 +76,7 @@ class Tester:
                 self.read = lambda: self.back.call("stats", name="v")["stats"]["rx_packets"]
             else:
                 self.tp = self._stack.enter_context(
-                    _testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o))
+                    testpmd(vh_vdev(0, path, o), "rxonly", BACK, o))
                 self.read = lambda: self.tp.port_stats(0)["rx"]
             self.front = self._stack.enter_context(Agent(o.memory_mode, cpu=FRONT))
             self.front.call("port", name="u", kind="virtio-user", path=path,

@@ -13,53 +13,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
 
-from dpdkvirtio.peers import Agent, OvsDpdk, Testpmd, front_back
-
-FRONT, BACK = front_back()
+from dpdkvirtio.peers import Agent, OvsDpdk, Testpmd
+from perf.setups import BACK, FRONT, Options, sockdir, testpmd, vh_vdev, vu_vdev
 
 
 class Unsupported(Exception):
     """This side cannot run this configuration (recorded as null, with the reason)."""
-
-
-@dataclass
-class Options:
-    pkt_size: int = 64
-    queues: int = 1
-    seconds: float = 5.0
-    warmup_s: float = 1.0
-    memory_mode: str = "hugepages"
-    burst: int = 32
-    ring_size: int = 1024
-    ports: int = 1                      # scale-ports only
-    dut_package: str | None = None      # perf ab: the build our measured agent imports
-    extra: dict = field(default_factory=dict)
-
-
-def _vu_vdev(i: int, path: str, o: Options, **kw) -> str:
-    args = [f"path={path}", f"queues={o.queues}", f"queue_size={o.ring_size}"]
-    args += [f"{k}={v}" for k, v in kw.items()]
-    return f"net_virtio_user{i},{','.join(args)}"
-
-
-def _vh_vdev(i: int, path: str, o: Options, **kw) -> str:
-    args = [f"iface={path}", f"queues={o.queues}"] + [f"{k}={v}" for k, v in kw.items()]
-    return f"net_vhost{i},{','.join(args)}"
-
-
-def _testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
-    app = [f"--rxq={o.queues}", f"--txq={o.queues}", f"--txpkts={o.pkt_size}"]
-    app += kw.pop("extra_app", [])
-    n = len(vdevs) if isinstance(vdevs, list) else 1
-    mbufs = max(16384, n * o.queues * (2 * o.ring_size + 512) + 4096)
-    other = FRONT if cpu == BACK else BACK
-    return Testpmd(vdevs, fwd, fwd_cpu=cpu, main_cpu=other, memory_mode=o.memory_mode,
-                   extra_app=app, mbufs=mbufs, burst=o.burst, **kw)
 
 
 def _agent(cpu, o: Options) -> Agent:
@@ -110,7 +71,7 @@ def _cycles(ag, o: Options, switch=None, counterpart=None):
 def _dut_testpmd(vdevs, fwd, cpu, o: Options, **kw) -> Testpmd:
     """A testpmd under measurement: it records its forwarding cycles."""
     kw["extra_app"] = ["--record-core-cycles"] + list(kw.get("extra_app", []))
-    tp = _testpmd(vdevs, fwd, cpu, o, **kw)
+    tp = testpmd(vdevs, fwd, cpu, o, **kw)
     o.extra["cycles"] = tp.core_cycles
     return tp
 
@@ -140,15 +101,6 @@ def _drain(ag, name, o: Options):
     return lambda: ag.call("stats", name=name)["stats"]["rx_packets"]
 
 
-@contextlib.contextmanager
-def _sockdir():
-    d = tempfile.mkdtemp(prefix="dvperf-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _started(tp: Testpmd, tx_first: int = 0):
     if tx_first:
         tp.cmd(f"start tx_first {tx_first}", expect=r"(?:forwarding packets/burst|already started)")
@@ -161,7 +113,7 @@ def _started(tp: Testpmd, tx_first: int = 0):
 
 @contextlib.contextmanager
 def vhost_rx_ours(o: Options, pyloop: bool = False):
-    with _sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, feeder):
+    with sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, feeder):
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(feeder, "u", "virtio-user", path, o)
@@ -178,9 +130,9 @@ def vhost_rx_ours(o: Options, pyloop: bool = False):
 
 @contextlib.contextmanager
 def vhost_rx_testpmd(o: Options):
-    with _sockdir() as d:
+    with sockdir() as d:
         path = os.path.join(d, "s.sock")
-        with _dut_testpmd(_vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
+        with _dut_testpmd(vh_vdev(0, path, o), "rxonly", BACK, o) as back, \
                 _agent(FRONT, o) as feeder:
             _our_port(feeder, "u", "virtio-user", path, o)
             back.wait_link_up(10)
@@ -194,7 +146,7 @@ def vhost_rx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
-    with _sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, drain):
+    with sockdir() as d, _dut_and_counterpart(BACK, FRONT, o) as (ag, drain):
         path = os.path.join(d, "s.sock")
         ag.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(drain, "u", "virtio-user", path, o)
@@ -214,10 +166,10 @@ def vhost_tx_ours(o: Options, pyloop: bool = False, vary: bool = False):
 
 @contextlib.contextmanager
 def vhost_tx_testpmd(o: Options, vary: bool = False):
-    with _sockdir() as d:
+    with sockdir() as d:
         path = os.path.join(d, "s.sock")
         extra = ["--txonly-multi-flow"] if vary else []
-        with _dut_testpmd(_vh_vdev(0, path, o), "txonly", BACK, o, extra_app=extra) as back, \
+        with _dut_testpmd(vh_vdev(0, path, o), "txonly", BACK, o, extra_app=extra) as back, \
                 _agent(FRONT, o) as drain:
             _our_port(drain, "u", "virtio-user", path, o)
             back.wait_link_up(10)
@@ -231,7 +183,7 @@ def vhost_tx_testpmd(o: Options, vary: bool = False):
 
 @contextlib.contextmanager
 def virtio_tx_ours(o: Options):
-    with _sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, drain):
+    with sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, drain):
         path = os.path.join(d, "s.sock")
         drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)
@@ -246,10 +198,10 @@ def virtio_tx_ours(o: Options):
 
 @contextlib.contextmanager
 def virtio_tx_testpmd(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as drain:
+    with sockdir() as d, _agent(BACK, o) as drain:
         path = os.path.join(d, "s.sock")
         drain.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
-        with _dut_testpmd(_vu_vdev(0, path, o), "txonly", FRONT, o) as front:
+        with _dut_testpmd(vu_vdev(0, path, o), "txonly", FRONT, o) as front:
             drain.call("wait", name="v", what="running")
             read = _drain(drain, "v", o)
             _started(front)
@@ -259,7 +211,7 @@ def virtio_tx_testpmd(o: Options):
 
 @contextlib.contextmanager
 def virtio_rx_ours(o: Options):
-    with _sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, feeder):
+    with sockdir() as d, _dut_and_counterpart(FRONT, BACK, o) as (ag, feeder):
         path = os.path.join(d, "s.sock")
         feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
         _our_port(ag, "u", "virtio-user", path, o)
@@ -272,10 +224,10 @@ def virtio_rx_ours(o: Options):
 
 @contextlib.contextmanager
 def virtio_rx_testpmd(o: Options):
-    with _sockdir() as d, _agent(BACK, o) as feeder:
+    with sockdir() as d, _agent(BACK, o) as feeder:
         path = os.path.join(d, "s.sock")
         feeder.call("port", name="v", kind="vhost-server", path=path, queues=o.queues)
-        with _dut_testpmd(_vu_vdev(0, path, o), "rxonly", FRONT, o) as front:
+        with _dut_testpmd(vu_vdev(0, path, o), "rxonly", FRONT, o) as front:
             feeder.call("wait", name="v", what="running")
             _started(front)
             _feed(feeder, "v", o)
@@ -300,11 +252,11 @@ TX_FIRST_BURSTS = 8
 
 @contextlib.contextmanager
 def switch_fwd_ours(o: Options):
-    with _sockdir() as d, _dut_agent(BACK, o) as ag:
+    with sockdir() as d, _dut_agent(BACK, o) as ag:
         pa, pb = os.path.join(d, "a"), os.path.join(d, "b")    # vhost-sock-dir/<port name>
         ag.call("switch", name="sw", ports=[["a", "dpdkvhostuser", pa], ["b", "dpdkvhostuser", pb]],
                 flows=[["a", "b"], ["b", "a"]], cpu=BACK)
-        with _testpmd([_vu_vdev(0, pa, o), _vu_vdev(1, pb, o)], "io", FRONT, o) as front:
+        with testpmd([vu_vdev(0, pa, o), vu_vdev(1, pb, o)], "io", FRONT, o) as front:
             ag.call("switch_wait", name="sw")
             _cycles(ag, o, switch="sw")
             _started(front, TX_FIRST_BURSTS)
@@ -314,10 +266,10 @@ def switch_fwd_ours(o: Options):
 
 @contextlib.contextmanager
 def switch_fwd_testpmd(o: Options):
-    with _sockdir() as d:
+    with sockdir() as d:
         pa, pb = os.path.join(d, "a.sock"), os.path.join(d, "b.sock")
-        with _dut_testpmd([_vh_vdev(0, pa, o), _vh_vdev(1, pb, o)], "io", BACK, o) as back, \
-                _testpmd([_vu_vdev(0, pa, o), _vu_vdev(1, pb, o)], "io", FRONT, o) as front:
+        with _dut_testpmd([vh_vdev(0, pa, o), vh_vdev(1, pb, o)], "io", BACK, o) as back, \
+                testpmd([vu_vdev(0, pa, o), vu_vdev(1, pb, o)], "io", FRONT, o) as front:
             back.wait_link_up(10, 0)
             back.wait_link_up(10, 1)
             _started(back)
@@ -329,14 +281,14 @@ def switch_fwd_testpmd(o: Options):
 
 @contextlib.contextmanager
 def switch_fwd_ovs(o: Options):
-    with _sockdir() as d:
+    with sockdir() as d:
         with OvsDpdk(d, lcore_cpu=FRONT, pmd_cpu=BACK, memory_mode=o.memory_mode) as ovs:
             pa, pb = os.path.join(d, "a.sock"), os.path.join(d, "b.sock")
             ovs.add_vhost_client_port("a", pa)
             ovs.add_vhost_client_port("b", pb)
             ovs.add_flow("in_port=a,actions=output:b")
             ovs.add_flow("in_port=b,actions=output:a")
-            with _testpmd([_vu_vdev(0, pa, o, server=1), _vu_vdev(1, pb, o, server=1)], "io",
+            with testpmd([vu_vdev(0, pa, o, server=1), vu_vdev(1, pb, o, server=1)], "io",
                           FRONT, o, timeout=60) as front:
                 front.wait_link_up(20, 0)
                 front.wait_link_up(20, 1)
@@ -355,7 +307,7 @@ MAX_ETHPORTS = 32          # RTE_MAX_ETHPORTS of Debian's DPDK: a testpmd has at
 @contextlib.contextmanager
 def scale_ports_ours(o: Options):
     n = o.ports
-    with _sockdir() as d, _dut_agent(BACK, o) as ag, contextlib.ExitStack() as feeders:
+    with sockdir() as d, _dut_agent(BACK, o) as ag, contextlib.ExitStack() as feeders:
         paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
         ag.call("pmd", action="start")
         _cycles(ag, o)
@@ -366,8 +318,8 @@ def scale_ports_ours(o: Options):
         tps = []
         for k in range(0, n, MAX_ETHPORTS):
             chunk = paths[k:k + MAX_ETHPORTS]
-            tps.append(feeders.enter_context(_testpmd(
-                [_vu_vdev(i, p, o) for i, p in enumerate(chunk)], "txonly", FRONT, o, timeout=120)))
+            tps.append(feeders.enter_context(testpmd(
+                [vu_vdev(i, p, o) for i, p in enumerate(chunk)], "txonly", FRONT, o, timeout=120)))
         for i in range(n):
             if not ag.call("wait", name=f"p{i}", what="running", timeout=30)["done"]:
                 raise RuntimeError(f"vhost-user port p{i} never came up")
@@ -384,11 +336,11 @@ def scale_ports_testpmd(o: Options):
     n = o.ports
     if n > MAX_ETHPORTS:
         raise Unsupported(f"testpmd supports at most {MAX_ETHPORTS} ports (RTE_MAX_ETHPORTS)")
-    with _sockdir() as d:
+    with sockdir() as d:
         paths = [os.path.join(d, f"p{i}.sock") for i in range(n)]
-        with _dut_testpmd([_vh_vdev(i, p, o) for i, p in enumerate(paths)], "rxonly", BACK, o,
+        with _dut_testpmd([vh_vdev(i, p, o) for i, p in enumerate(paths)], "rxonly", BACK, o,
                           timeout=120) as back, \
-                _testpmd([_vu_vdev(i, p, o) for i, p in enumerate(paths)], "txonly", FRONT, o,
+                testpmd([vu_vdev(i, p, o) for i, p in enumerate(paths)], "txonly", FRONT, o,
                          timeout=120) as feeder:
             _started(back)
             _started(feeder)

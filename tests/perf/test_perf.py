@@ -13,7 +13,8 @@ import pytest
 
 from dpdkvirtio.peers import ovs_dpdk_available
 from perf import cli, compare, host
-from perf.scenarios import SCENARIOS, Options
+from perf.scenarios import SCENARIOS
+from perf.setups import Options
 from tests.helpers import REPO, free_hugepages_mb
 
 pytestmark = pytest.mark.testpmd
@@ -95,7 +96,7 @@ def _busy_loop(cpu):
 
 
 def test_busy_poller_guard_refuses():
-    from perf.scenarios import BACK
+    from perf.setups import BACK
     hog = _busy_loop(BACK)
     try:
         time.sleep(0.5)

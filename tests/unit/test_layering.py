@@ -177,3 +177,16 @@ def test_runtime_code_does_not_use_the_test_peers():
 def test_one_pdeathsig_helper():
     users = [f.relative_to(L2) for f in L2.rglob("*.py") if "prctl(" in f.read_text()]
     assert [str(u) for u in users] == ["_process.py"]
+
+
+def test_perf_modules_import_no_private_names():
+    """perf/: what benchmarks share is public (perf/setups.py); no module reaches into
+    another's private names."""
+    import ast
+    crossings = []
+    for f in (REPO / "perf").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("perf"):
+                crossings += [f"{f.name}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and a.name != "__version__"]
+    assert not crossings, crossings
