@@ -7,7 +7,7 @@ from dpdkvirtio._core.dp_types cimport dv_port, dv_capture, dv_capture_q
 
 cdef inline dv_capture_q *dv_capture_enter(dv_port *p, uint16_t q, int direction) noexcept nogil:
     """The queue's capture row when a capture of this direction is on (marked busy: the
-    caller must _capture_leave it), else NULL. Costs one load while the port never had a
+    caller must dv_capture_leave it), else NULL. Costs one load while the port never had a
     capture, two while its capture is off. Marking busy, then reading ``on`` again (both
     sequentially consistent), pairs with CaptureTap.stop: clear ``on``, wait for busy 0."""
     cdef dv_capture *cap = p.capture

@@ -1,5 +1,5 @@
 # L1: the C structures the control plane prepares and the data path modules (dp_*.pyx)
-# work on. Declarations only: each dp_ module's .pxd declares its functions.
+# work on, and one inline field reader; each dp_ module's .pxd declares its functions.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from dpdkvirtio._dpdk.rte_mbuf cimport rte_mbuf
 from dpdkvirtio._dpdk.rte_mempool cimport rte_mempool
