@@ -21,9 +21,11 @@ import threading
 import time
 from typing import Any
 
+from . import eal as _eal_mod
 from . import pcapfile
 from ._core import capture as _capture
 from .errors import ConfigError, PortStateError
+from .resource import Resource
 
 SNAPLEN_MAX = _capture.SNAPLEN_MAX
 DIRECTIONS = {"rx": (True, False), "tx": (False, True), "both": (True, True)}
@@ -38,7 +40,7 @@ def _tap(port):
     return core.capture_tap
 
 
-class Capture:
+class Capture(Resource):
     """A running capture of one port (start it with ``Port.capture``).
 
     ``path``: a file to create (its directory must exist), None for memory (read the
@@ -103,7 +105,7 @@ class Capture:
                 self._write(pcapfile.interface_description(
                     f"{self.name}:{d}", f"{d} of dpdkvirtio port {port.name}", self.snaplen,
                     filter=self.filter))
-            self._base = self._tap.counters()
+            self._base = self._tap.totals()
             self._start_ns = time.time_ns()
             self._tap.start(rx, tx, self.snaplen, self.filter)
         except BaseException:
@@ -113,6 +115,8 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name=f"capture-{port.name}",
                                         daemon=True)
         self._thread.start()
+        if _eal_mod.alive():
+            self._track(_eal_mod.current())
 
     # -- the writer ---------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -146,7 +150,7 @@ class Capture:
             self._finish()
 
     def _finish(self) -> None:
-        end = self._tap.counters()
+        end = self._tap.totals()
         now = time.time_ns()
         stats = {}
         for d, iface in self._iface.items():
@@ -178,7 +182,7 @@ class Capture:
     @property
     def dropped(self) -> int:
         """Packets the capture could not keep so far (all directions)."""
-        c = self._tap.counters()
+        c = self._tap.totals()
         return sum(c[d]["dropped"] - self._base[d]["dropped"] for d in self._iface)
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -212,23 +216,31 @@ class Capture:
 
     def close(self) -> None:
         """Stop and release the memory buffer (a file stays)."""
-        if self.running:
-            self.stop()
+        super().close()
         if self._file is not None:
             self._file.close()
             self._file = None
 
+    # a Resource while it runs: tracked (stopped first at EAL exit, its file completed),
+    # and warned about if collected running
+    _close_rank = -1
+
+    def _is_closed(self) -> bool:
+        # (a capture whose start failed never ran: nothing to stop)
+        return getattr(self, "_thread", None) is None or not self.running
+
+    def _close_resources(self) -> None:
+        self.stop()
+
     def __del__(self) -> None:
+        super().__del__()
         # the memory buffer is ours, not the caller's: freed with the object
         f = getattr(self, "_file", None)
         if f is not None:
             f.close()
 
-    def __enter__(self) -> Capture:
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.stop()                                   # (packets() still reads it back)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

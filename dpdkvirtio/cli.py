@@ -279,7 +279,7 @@ def _flow_table(rows, rates: dict | None = None) -> str:
 
 def _top(args) -> int:
     from .control import find_socket, request
-    from .stats import packets_handled
+    from .stats import pmd_interval, rates
     path = find_socket(args.socket)
     tty = sys.stdout.isatty()
     prev = None
@@ -297,23 +297,17 @@ def _top(args) -> int:
             dt = now - pt
             rows = []
             for name, s in stats.items():
-                p = pstats.get(name)
-                if p is None:
-                    continue
-                rows.append([name, f"{(s['rx_packets'] - p['rx_packets']) / dt / 1e6:.3f}",
-                             f"{(s['tx_packets'] - p['tx_packets']) / dt / 1e6:.3f}",
-                             f"{(s['tx_dropped'] - p['tx_dropped']) / dt:.0f}"])
+                if name in pstats:
+                    r = rates(s, pstats[name], dt, ("rx_packets", "tx_packets", "tx_dropped"))
+                    rows.append([name, f"{r['rx_packets'] / 1e6:.3f}",
+                                 f"{r['tx_packets'] / 1e6:.3f}", f"{r['tx_dropped']:.0f}"])
             pmds = []
             for cur, old in zip(perf, pperf):
-                busy = cur["busy_cycles"] - old["busy_cycles"]
-                idle = cur["idle_cycles"] - old["idle_cycles"]
-                pkts = packets_handled(cur["rx_packets"] - old["rx_packets"],
-                                       cur["tx_packets"] - old["tx_packets"])
-                # busy/idle are TSC cycles of poll rounds; sleeping and waiting are neither
-                pmds.append([cur["cpu"], cur["mode"], f"{100 * busy / max(1, busy + idle):.1f}",
-                             f"{busy / pkts:.1f}" if pkts else "-", f"{pkts / dt / 1e6:.3f}",
-                             f"{(cur['slept_ns'] - old['slept_ns']) / dt / 1e7:.1f}",
-                             f"{(cur['intr_wakeups'] - old['intr_wakeups']) / dt:.0f}"])
+                m = pmd_interval(cur, old, dt)
+                cpp = m["cycles_per_packet"]
+                pmds.append([cur["cpu"], cur["mode"], f"{m['busy_pct']:.1f}",
+                             "-" if cpp is None else f"{cpp:.1f}", f"{m['mpps']:.3f}",
+                             f"{m['slept_pct']:.1f}", f"{m['wakeups_per_s']:.0f}"])
             if tty:
                 print("\033[2J\033[H", end="")
             print(time.strftime("%H:%M:%S"), f"(every {args.interval:g} s)")
@@ -323,11 +317,11 @@ def _top(args) -> int:
                           "wake-ups/s"], pmds), flush=True)
             if flows:
                 before = {(r["port"], r["queue"], r["flow_id"]): r["received"] for r in pflows or []}
-                rates = {(r["port"], r["queue"], r["flow_id"]):
-                         (r["received"] - before.get((r["port"], r["queue"], r["flow_id"]), 0))
-                         / dt / 1e6 for r in flows}
+                flow_mpps = {(r["port"], r["queue"], r["flow_id"]):
+                             (r["received"] - before.get((r["port"], r["queue"], r["flow_id"]), 0))
+                             / dt / 1e6 for r in flows}
                 print()
-                print(_flow_table(flows, rates), flush=True)
+                print(_flow_table(flows, flow_mpps), flush=True)
             if not tty:
                 print()
         prev = (now, stats, perf, flows)

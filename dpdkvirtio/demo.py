@@ -87,13 +87,13 @@ class _Side:
             self.pmd = None
 
     # -- counters -------------------------------------------------------------------------
-    def counters(self) -> dict:
-        t = _stats.totals(_stats.queue_counters(self.port))
-        drops = _stats.drops_by_reason(_stats.queue_counters(self.port))
+    def totals(self) -> dict:
+        t = _stats.totals(self.port.counters)
+        drops = _stats.drops_by_reason(self.port.counters)
         return {"tx_packets": t["tx_packets"], "rx_packets": t["rx_packets"], "drops": drops}
 
     def sent(self) -> int:
-        c = self.counters()
+        c = self.totals()
         return c["tx_packets"] + sum(c["drops"].values())
 
 
@@ -195,7 +195,7 @@ def run_peer(args) -> int:
     def tick(now):
         if now >= next_tick[0]:
             next_tick[0] += 1.0
-            _emit("tick", t=now, **side.counters())
+            _emit("tick", t=now, **side.totals())
 
     if args.engine == "c":
         side.start_c()
@@ -214,7 +214,7 @@ def run_peer(args) -> int:
             _python_rx_loop(side, lambda now: words.poll(0) is not None, tick)
     duration = (side.t_stop or time.monotonic()) - (side.t_start or stop_at - args.seconds)
     _emit("done", duration=duration, t_start=side.t_start, t_stop=side.t_stop,
-          first_rx=side.first_rx, **side.counters())
+          first_rx=side.first_rx, **side.totals())
     # Keep the port (and the packets in its rings) until the parent has drained them.
     if role == "tx":
         words.wait(60)
@@ -357,7 +357,7 @@ class _Live:
         self.printed = 0                       # ticks of peer.ticks already printed
 
     def _own(self) -> int:
-        c = self.side.counters()
+        c = self.side.totals()
         return c["rx_packets"] if self.side.role == "rx" else c["tx_packets"]
 
     def own_at(self, t: float) -> float:
@@ -410,7 +410,7 @@ def _run_receiver(side, peer, live, args):
         if peer.done is None:
             peer.read_events(0)
             return False
-        count = side.counters()["rx_packets"]
+        count = side.totals()["rx_packets"]
         if count != last_count[0]:
             last_count[0] = count
             idle_since[0] = now
@@ -459,7 +459,7 @@ def _run_sender(side, peer, live, args, t0):
 def _result(side, peer, eal, args) -> dict:
     if peer.done is None:
         peer.wait_for("done", 30)
-    own = side.counters()
+    own = side.totals()
     theirs = peer.done
     if side.role == "rx":
         sent = theirs["tx_packets"] + sum(theirs["drops"].values())

@@ -11,18 +11,18 @@ open emits ResourceWarning and is closed then (if no mbuf is in use).
 from __future__ import annotations
 
 import time
-import warnings
 
 from . import eal as _eal_mod
 from ._core import mempool as _mempool
 from .config import mempool_size  # noqa: F401  (re-exported: the pool size a port needs)
 from .errors import ConfigError, DpdkError, MempoolBusyError
+from .resource import Resource
 
 MAX_CACHE_SIZE = _mempool.MAX_CACHE_SIZE
 HEADROOM = _mempool.HEADROOM
 
 
-class Mempool:
+class Mempool(Resource):
     """A pool of ``size`` packet mbufs (default: :func:`mempool_size` ()) with
     ``data_room_size`` bytes of buffer each (including the 128-byte headroom) and a
     per-lcore cache of ``cache_size``.
@@ -30,9 +30,11 @@ class Mempool:
     Raises EalError before dpdkvirtio.init(), ConfigError for bad sizes or names (before
     DPDK is called), MempoolError for
     DPDK failures, with a hint (ENOMEM: not enough hugepage / --no-huge memory; EEXIST:
-    the name is in use)."""
+    the name is in use). ``close()`` raises MempoolBusyError while ports use the pool or
+    mbufs are in use (close the ports and free the bursts first)."""
 
     _close_rank = 2                         # closed after PMDs and ports at EAL exit
+    _collect_errors = (MempoolBusyError, DpdkError)   # L1 frees it once nothing uses it
 
     def __init__(self, size: int | None = None, *, name: str | None = None,
                  cache_size: int = 256, data_room_size: int = 2048 + 128,
@@ -51,7 +53,7 @@ class Mempool:
             self.core = _mempool.Mempool(name, size, cache_size, data_room_size, socket_id)
         except DpdkError as e:
             raise _eal_mod.explain(e, started) from None
-        eal.track(self)
+        self._track(eal)
 
     # -- facts (cheap reads of state this process holds: properties) ------------------
     @property
@@ -94,31 +96,14 @@ class Mempool:
         """Open ports using this pool."""
         return self.core.users
 
-    # -- lifecycle --------------------------------------------------------------------
-    def close(self) -> None:
-        """Free the pool (idempotent). Raises MempoolBusyError while ports use it or mbufs
-        are in use (close the ports and free the bursts first)."""
-        if self.core.closed:
-            return
+    # -- lifecycle (resource.Resource: close, with, tracking, the collection warning) ----
+    def _is_closed(self) -> bool:
+        return self.core.closed
+
+    def _close_resources(self) -> None:
+        """Free the pool. Raises MempoolBusyError while ports use it or mbufs are in use
+        (close the ports and free the bursts first)."""
         self.core.close()
-        _eal_mod.untrack(self)
-
-    def __enter__(self) -> Mempool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        core = getattr(self, "core", None)
-        if core is None or core.closed or not _eal_mod.alive():
-            return
-        warnings.warn(f"unclosed {self!r}: close() it or use a with block",
-                      ResourceWarning, source=self, stacklevel=2)
-        try:
-            core.close()
-        except (MempoolBusyError, DpdkError):
-            pass                            # L1 frees it once nothing uses it, or leaks it
 
     def __repr__(self) -> str:
         core = getattr(self, "core", None)

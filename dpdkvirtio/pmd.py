@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,8 @@ from ._core import pmd as _pmd
 from .config import available_cpus
 from .errors import ConfigError, PmdError, PmdStateError
 from .placement import parse_rxq_affinity, place_rxqs
-from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array, cycles_per_packet
+from .resource import Resource
+from .stats import PMD_STATS_DTYPE, POLL_STATS_DTYPE, counters_array, pmd_derived
 from .streams import MAX_VARS, GeneratorHandle, Stream
 
 log = logging.getLogger("dpdkvirtio.pmd")
@@ -101,7 +101,7 @@ def _free_worker_lcores() -> list[int]:
     return [lc for lc in _pmd.worker_lcores() if lc not in busy]
 
 
-class Pmd:
+class Pmd(Resource):
     """A PMD thread: a worker lcore running a C poll loop over its assignments.
 
     Parameters
@@ -138,6 +138,7 @@ class Pmd:
     """
 
     _close_rank = 0                   # closed before ports at EAL exit
+    _collect_errors = (PmdError,)
 
     def __init__(self, cpu: int | None = None, *, lcore: int | None = None, burst_size: int = 32,
                  max_assignments: int = 2048, sleep_max_us: int = 0, mode: str = "poll",
@@ -179,7 +180,7 @@ class Pmd:
         if cpu is not None and cpu != self._cpu:
             self._t.request_cpu(cpu)
             self._cpu = cpu
-        eal.track(self)
+        self._track(eal)
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -439,8 +440,12 @@ class Pmd:
 
     def close(self):
         """Stop and drop every assignment (idempotent)."""
-        if self._closed:
-            return
+        super().close()
+
+    def _is_closed(self) -> bool:
+        return getattr(self, "_closed", True)
+
+    def _close_resources(self) -> None:
         try:
             self._t.stop()
         finally:
@@ -455,26 +460,6 @@ class Pmd:
                 if not self._t.running:
                     self._t.release()          # its epoll and wake descriptors
             self._closed = True
-            try:
-                _eal_mod.current().untrack(self)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_closed", True) or not _eal_mod.alive():
-            return
-        warnings.warn(f"unclosed {self!r}: close() it or use a with block", ResourceWarning,
-                      source=self, stacklevel=2)
-        try:
-            self.close()
-        except PmdError:
-            pass
 
     # -- observation -------------------------------------------------------------------
     def perf(self) -> dict:
@@ -484,26 +469,22 @@ class Pmd:
         every packet in flight then waited as long. ``stall_busy_cycles``: the stalls'
         cycles that ``busy_cycles`` includes (they fell in rounds that moved packets)."""
         c = self.counters[0]
-        busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
-        hist = c["hist"].astype(np.int64)
-        polls = int(hist.sum())
-        moved = int((hist * np.arange(len(hist))).sum())
-        hz = _pmd.tsc_hz()
+        derived = pmd_derived(c, _pmd.tsc_hz())
         return {
             "lcore": self.lcore, "cpu": self._cpu, "running": self.running,
-            "iterations": int(c["iterations"]), "busy_cycles": busy, "idle_cycles": idle,
-            "busy_pct": 100.0 * busy / (busy + idle) if busy + idle else 0.0,
+            "iterations": int(c["iterations"]), "busy_cycles": int(c["busy_cycles"]),
+            "idle_cycles": int(c["idle_cycles"]), "busy_pct": derived["busy_pct"],
             "rx_packets": int(c["rx_packets"]), "tx_packets": int(c["tx_packets"]),
-            "cycles_per_packet": cycles_per_packet(busy, int(c["rx_packets"]), int(c["tx_packets"])),
-            "packets_per_poll": moved / polls if polls else 0.0,
+            "cycles_per_packet": derived["cycles_per_packet"],
+            "packets_per_poll": derived["packets_per_poll"],
             "empty_iterations": int(c["empty_iterations"]),
             "sleep_max_us": self.sleep_max_us, "sleeps": int(c["sleeps"]),
             "slept_ns": int(c["slept_ns"]), "mode": self.mode,
             "intr_arms": int(c["intr_arms"]), "intr_wakeups": int(c["intr_wakeups"]),
-            "burst_histogram": hist.tolist(),
-            "tsc_hz": hz,
-            "stalls": int(c["stalls"]), "stalled_ns": int(c["stall_cycles"]) * 10**9 // hz,
-            "stall_max_ns": int(c["stall_max_cycles"]) * 10**9 // hz,
+            "burst_histogram": c["hist"].astype(np.int64).tolist(),
+            "tsc_hz": _pmd.tsc_hz(),
+            "stalls": int(c["stalls"]), "stalled_ns": derived["stalled_ns"],
+            "stall_max_ns": derived["stall_max_ns"],
             "stall_busy_cycles": int(c["stall_busy_cycles"]),
         }
 

@@ -1,8 +1,9 @@
 """Counters as numpy arrays, and the arithmetic on them (pure Python over L1 buffers).
 
-``queue_counters(port)`` is a live, read-only structured array, one row per queue pair,
-written by the data path while Python reads it. Snapshots and rates are computed
-here.
+``port.counters`` (the same as ``queue_counters(port)``) is a live, read-only structured
+array, one row per queue pair, written by the data path while Python reads it. Every
+figure derived from counters (totals, drops by reason, busy share, cycles per packet,
+rates) is computed here, once, for the API, the CLI, telemetry's twin and the benchmarks.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def counters_array(counters: Any, dtype: np.dtype[np.void]) -> npt.NDArray[np.vo
 
 def queue_counters(port: Any) -> npt.NDArray[np.void]:
     """Per-queue counters of ``port`` (live view; keeps the memory alive)."""
-    return counters_array(port.counters, QUEUE_STATS_DTYPE)
+    return counters_array(port.core.counter_block, QUEUE_STATS_DTYPE)
 
 
 def totals(arr: npt.NDArray[np.void]) -> dict[str, int]:
@@ -118,6 +119,55 @@ def cycles_per_packet(busy_cycles: int, rx_packets: int, tx_packets: int) -> flo
     return busy_cycles / n if n else 0.0
 
 
+def busy_pct(busy_cycles: int, idle_cycles: int) -> float:
+    """A poller's busy share, %: busy / (busy + idle) TSC cycles of its poll rounds (time
+    slept or waiting for a kick is neither); 0.0 before any round. DPDK telemetry's
+    ``busy_permille`` is the same ratio in integer per mille."""
+    total = busy_cycles + idle_cycles
+    return 100.0 * busy_cycles / total if total else 0.0
+
+
+def pmd_derived(c: Any, tsc_hz: int) -> dict[str, float | int]:
+    """What is derived from one PMD counter row (``PMD_STATS_DTYPE``), the one definition
+    that Pmd.perf, ``pmd-perf-show``, ``ctl top`` and the benchmarks use: busy %, cycles
+    per packet, packets per poll (from the burst histogram) and the stalled time in ns."""
+    busy, idle = int(c["busy_cycles"]), int(c["idle_cycles"])
+    hist = np.asarray(c["hist"], dtype=np.int64)
+    polls = int(hist.sum())
+    moved = int((hist * np.arange(len(hist))).sum())
+    return {"busy_pct": busy_pct(busy, idle),
+            "cycles_per_packet": cycles_per_packet(busy, int(c["rx_packets"]),
+                                                   int(c["tx_packets"])),
+            "packets_per_poll": moved / polls if polls else 0.0,
+            "stalled_ns": int(c["stall_cycles"]) * 10**9 // tsc_hz,
+            "stall_max_ns": int(c["stall_max_cycles"]) * 10**9 // tsc_hz}
+
+
+def rates(cur: Any, old: Any, elapsed_s: float, fields: Any) -> dict[str, float]:
+    """Per-second rates of ``fields`` between two cumulative readings (dicts, or rows
+    of a counter array, summed over rows). Raises ValueError for a non-positive interval."""
+    if elapsed_s <= 0:
+        raise ValueError(f"the interval must be positive, got {elapsed_s!r} s")
+    return {f: float(np.sum(np.asarray(cur[f], dtype=np.int64)
+                            - np.asarray(old[f], dtype=np.int64))) / elapsed_s
+            for f in fields}
+
+
+def pmd_interval(cur: dict[str, Any], old: dict[str, Any], elapsed_s: float) -> dict[str, float | None]:
+    """A PMD between two ``Pmd.perf()`` readings: busy %, cycles per packet (None when it
+    handled no packet), Mpps handled, the share of time slept (%) and kicks per second."""
+    busy = cur["busy_cycles"] - old["busy_cycles"]
+    idle = cur["idle_cycles"] - old["idle_cycles"]
+    rx = cur["rx_packets"] - old["rx_packets"]
+    tx = cur["tx_packets"] - old["tx_packets"]
+    r = rates(cur, old, elapsed_s, ("slept_ns", "intr_wakeups"))
+    return {"busy_pct": busy_pct(busy, idle),
+            "cycles_per_packet": cycles_per_packet(busy, rx, tx) if max(rx, tx) else None,
+            "mpps": packets_handled(rx, tx) / elapsed_s / 1e6,
+            "slept_pct": r["slept_ns"] / 1e7,
+            "wakeups_per_s": r["intr_wakeups"]}
+
+
 def drops_by_reason(arr: np.ndarray) -> dict[str, int]:
     """Drops of a port's queues by reason (the tx reasons, then rx_malformed)."""
     return {reason: int(arr[field].sum())
@@ -127,7 +177,7 @@ def drops_by_reason(arr: np.ndarray) -> dict[str, int]:
 class RateMeter:
     """Rates between successive readings of a counter array:
 
-        meter = RateMeter(queue_counters(port))
+        meter = RateMeter(port.counters)
         ...
         rates = meter.sample()      # {field: per-second rate} since the last sample
     """
@@ -140,8 +190,6 @@ class RateMeter:
     def sample(self) -> dict[str, float]:
         now = time.perf_counter()
         cur = self.arr.copy()
-        dt = max(now - self._t, 1e-9)
-        out = {n: float((cur[n].astype(np.int64) - self._last[n].astype(np.int64)).sum()) / dt
-               for n in cur.dtype.names or ()}
+        out = rates(cur, self._last, max(now - self._t, 1e-9), cur.dtype.names or ())
         self._last, self._t = cur, now
         return out

@@ -34,6 +34,7 @@ from .packets import udp_frame
 from .placement import parse_rxq_affinity, place_rxqs
 from .pmd import Pmd
 from .ports import VdevPort, VhostUserClientPort, VhostUserPort
+from .resource import Resource
 from .streams import GeneratorHandle, Stream
 from .switchconfig import (
     PORT_OPTIONS,
@@ -74,7 +75,7 @@ class SwitchPort:
         return d
 
 
-class Switch:
+class Switch(Resource):
     """A bridge. See the module docstring.
 
     Parameters
@@ -85,6 +86,8 @@ class Switch:
         apply when this switch initialises DPDK; if DPDK already runs, the running EAL's
         worker lcores are used for PMDs.
     """
+
+    _close_rank = -1                  # at EAL exit: closes its own PMDs, ports and pools
 
     def __init__(self, name: str = "br0", other_config: dict | None = None):
         self.name = check_port_name(name)
@@ -114,7 +117,9 @@ class Switch:
         except BaseException:
             for p in self.pmds:
                 p.close()
+            self._closed = True
             raise
+        self._track(self._eal)
 
     # -- helpers ------------------------------------------------------------------------
     def _check_open(self):
@@ -521,27 +526,30 @@ class Switch:
     def close(self) -> None:
         """Stop the PMDs, close every port (server sockets are removed) and the pools."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for p in self.pmds:
-                p.close()
-            for sp in list(self.ports.values()):
-                try:
-                    sp.port.close()
-                    self._release_pool(sp)
-                except DpdkError as e:
-                    log.warning("closing port %s: %s", sp.name, e)
-            self.ports.clear()
-            for pool, _ in self._pools:
-                try:
-                    pool.close()
-                except DpdkError as e:
-                    log.debug("pool %s freed at exit: %s", pool.name, e)
-            self._pools.clear()
+            super().close()
 
-    def __enter__(self):
-        return self
+    def _is_closed(self) -> bool:
+        return getattr(self, "_closed", True)
 
-    def __exit__(self, *exc):
-        self.close()
+    def __repr__(self) -> str:
+        if self._is_closed():
+            return f"<Switch {self.name!r} closed>"
+        return f"<Switch {self.name!r} ports={len(self.ports)} pmds={len(self.pmds)}>"
+
+    def _close_resources(self) -> None:
+        self._closed = True
+        for p in self.pmds:
+            p.close()
+        for sp in list(self.ports.values()):
+            try:
+                sp.port.close()
+                self._release_pool(sp)
+            except DpdkError as e:
+                log.warning("closing port %s: %s", sp.name, e)
+        self.ports.clear()
+        for pool, _ in self._pools:
+            try:
+                pool.close()
+            except DpdkError as e:
+                log.debug("pool %s freed at exit: %s", pool.name, e)
+        self._pools.clear()

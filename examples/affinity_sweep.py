@@ -103,7 +103,7 @@ def measure(pair: Pair, label: str, gen_cpus: list[int], rx_cpus: list[int], *,
         for t in tables.values():
             if t is not None:
                 t.reset()
-        rx = pair.backend.queue_counters                  # live numpy view
+        rx = pair.backend.counters                  # live numpy view
         r0 = _role_costs(pmds.values())
         n0 = int(rx["rx_packets"].sum())
         t0 = time.monotonic()

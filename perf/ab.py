@@ -35,9 +35,14 @@ class SideFailed(Exception):
     """A side could not be measured (its message says which and why)."""
 
 
-def trial(side: str, o: Options) -> dict:
+def _steal_ms() -> dict[int, float]:
+    return {cpu: steal_ms([cpu]) for cpu in sorted({FRONT, BACK})}
+
+
+def trial(side: str, o: Options, screen_share: float = decide.STALL_SCREEN_SHARE) -> dict:
     """One measurement of our side of ``side``'s scenario setup: busy cycles per packet,
-    busy share, Mpps and the stalls of both pollers over the window."""
+    busy share, Mpps and the stalls of both pollers over the window (the host's steal is
+    that of the CPU that lost most: each poller has a CPU of its own)."""
     setup = SCENARIOS[o.extra["scenario"]]["ours"]
     for k in ("cycles", "counterpart_stalls"):
         o.extra.pop(k, None)
@@ -46,10 +51,10 @@ def trial(side: str, o: Options) -> dict:
             cycles = o.extra.pop("cycles")
             counterpart = o.extra.pop("counterpart_stalls", None)
             time.sleep(o.warmup_s)
-            c0, k0, s0 = cycles(), counterpart() if counterpart else 0, steal_ms([FRONT, BACK])
+            c0, k0, s0 = cycles(), counterpart() if counterpart else 0, _steal_ms()
             n0, t0 = read(), time.monotonic()
             time.sleep(o.seconds)
-            c1, k1, s1 = cycles(), counterpart() if counterpart else 0, steal_ms([FRONT, BACK])
+            c1, k1, s1 = cycles(), counterpart() if counterpart else 0, _steal_ms()
             n1, t1 = read(), time.monotonic()
     except Unsupported as e:
         raise SideFailed(f"{side}: unsupported: {e}") from None
@@ -66,18 +71,19 @@ def trial(side: str, o: Options) -> dict:
     w = capacity.window(c0, {**c1, "busy": c1["busy"] - taken}, t1 - t0)
     stalls = {"dut_ns": c1["stalled_ns"] - c0["stalled_ns"],
               "counterpart_ns": k1 - k0 if counterpart else None,
-              "steal_ns": (s1 - s0) * 1e6}
+              "steal_ns": max(s1[cpu] - s0[cpu] for cpu in s0) * 1e6}
     worst = max(v for v in stalls.values() if v is not None)
     return {"side": side, "cycles_per_packet": round(w["cycles_per_packet"], 2),
             "raw_cycles_per_packet": round(raw["cycles_per_packet"], 2),
             "stalls_subtracted": counted,
             "busy_pct": round(raw["busy_pct"], 1) if raw["busy_pct"] is not None else None,
             "mpps": round((n1 - n0) / (t1 - t0) / 1e6, 3), "window_ns": round(window_ns),
-            "stalls": stalls, "screened": decide.screened_out(worst, window_ns)}
+            "stalls": stalls, "screened": decide.screened_out(worst, window_ns, screen_share)}
 
 
 def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
-                 tolerance: float, budget_s: float, log=print) -> dict:
+                 tolerance: float, budget_s: float, log=print,
+                 screen_share: float = decide.STALL_SCREEN_SHARE) -> dict:
     """Pairs A B, B A, ... until decide.should_stop; every trial kept in the record."""
     packages = {"base": base.package_dir, "candidate": cand.package_dir}
     pairs: list[dict] = []
@@ -93,11 +99,13 @@ def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
         for side in decide.order(len(pairs) + len(screened)):
             so = Options(**{**o.__dict__, "extra": {"scenario": name},
                             "dut_package": None if packages[side] is None else str(packages[side])})
-            got[side] = trial(side, so)
+            got[side] = trial(side, so, screen_share)
         pair = {"order": list(got), **got}
         if got["base"]["screened"] or got["candidate"]["screened"]:
             screened.append(pair)
-            log(f"  {name}: pair screened out (stalls {_stall_text(got)}); measuring it again")
+            log(f"  {name}: pair screened out (stalls {_stall_text(got)}; base "
+                f"{got['base']['cycles_per_packet']:.1f}, candidate "
+                f"{got['candidate']['cycles_per_packet']:.1f} cycles/packet); measuring it again")
         else:
             # one metric for both: a build that does not count stalls in busy rounds (an
             # earlier commit) is compared raw against raw
@@ -236,10 +244,15 @@ def cmd_ab(args) -> int:
     except builds.BuildError as e:
         print(f"perf ab: {e}", file=sys.stderr)
         return decide.EXIT_FAILED
+    if not 0 < args.screen_share <= 1:
+        print(f"perf ab: --screen-share must be in (0, 1], got {args.screen_share:g}",
+              file=sys.stderr)
+        return decide.EXIT_FAILED
     memory_mode = host.memory_mode_for(args.memory_mode)
     print(f"perf ab: base {base.side.spec} ({base.sha[:12]}), candidate {cand.side.spec} "
           f"({cand.sha[:12]}); memory {memory_mode}; tolerance ±{args.tolerance * 100:g} %, "
-          f"budget {args.budget_s:g} s per scenario", flush=True)
+          f"budget {args.budget_s:g} s per scenario; stall screen {args.screen_share:.0%}",
+          flush=True)
     o = Options(seconds=args.seconds, warmup_s=args.warmup, memory_mode=memory_mode,
                 pkt_size=args.pkt_size)
     fp = host.fingerprint()
@@ -247,7 +260,8 @@ def cmd_ab(args) -> int:
     for name in args.scenario:
         try:
             rec = run_scenario(name, base, cand, o, args.tolerance, args.budget_s,
-                               log=lambda m: print(m, flush=True))
+                               log=lambda m: print(m, flush=True),
+                               screen_share=args.screen_share)
         except SideFailed as e:
             rec = {"scenario": name, "error": str(e), "base": base.describe(),
                    "candidate": cand.describe(), "tolerance": args.tolerance}
@@ -283,6 +297,10 @@ def add_arguments(p) -> None:
                    help="the no-change band, a fraction (default 0.03)")
     p.add_argument("--budget-s", type=float, default=600.0,
                    help="time per scenario to reach a verdict (default 600)")
+    p.add_argument("--screen-share", type=float, default=decide.STALL_SCREEN_SHARE,
+                   help="measure a pair again when a poller or the host lost more than this "
+                        f"share of the window to stalls (default {decide.STALL_SCREEN_SHARE:g}"
+                        "; 1 keeps every pair)")
     p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per trial")
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--pkt-size", type=int, default=64)

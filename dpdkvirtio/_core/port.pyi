@@ -10,7 +10,7 @@ DIRECTIONS: dict[str, int]
 
 class Port:
     mempool: Mempool | None
-    counters: Counters
+    counter_block: Counters
     name: str
     capture_tap: Any
     def owner(self, queue: int, direction: str) -> int | None: ...

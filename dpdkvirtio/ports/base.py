@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -15,6 +14,7 @@ from ..capture import Capture
 from ..config import mempool_size
 from ..errors import ConfigError, DpdkError
 from ..mempools import Mempool
+from ..resource import Resource
 
 if TYPE_CHECKING:
     from .._core.mbuf import Burst
@@ -42,7 +42,7 @@ def _port_mempool(mempool: Mempool | None, queues: int, ring_size: int) -> tuple
     return mempool, False
 
 
-class _Port:
+class _Port(Resource):
     """What every port kind shares. ``core`` is the L1 handle that holds the port's state;
     ``rx_burst``/``tx_burst`` are its methods, bound on the instance (no extra call)."""
 
@@ -59,7 +59,7 @@ class _Port:
         self._owns_pool = owns_pool
         self.rx_burst = core.rx_burst
         self.tx_burst = core.tx_burst
-        _eal_mod.current().track(self)
+        self._track(_eal_mod.current())
 
     # -- state (cheap reads of what this process holds: properties) -------------------
     @property
@@ -89,13 +89,10 @@ class _Port:
         self.core.tx_retries_max = value
 
     @property
-    def counters(self) -> Any:
-        """The L1 counter block (buffer protocol); see queue_counters."""
-        return self.core.counters
-
-    @property
-    def queue_counters(self) -> np.ndarray:
-        """Live per-queue counters (numpy structured array, read-only)."""
+    def counters(self) -> np.ndarray:
+        """Live per-queue counters: a read-only numpy structured array over the rows the
+        data path writes (``stats.QUEUE_STATS_DTYPE``), one row per queue pair. It keeps the
+        memory alive; copy it for a snapshot."""
         return _stats.queue_counters(self)
 
     def owner(self, queue: int, direction: str) -> int | None:
@@ -110,7 +107,7 @@ class _Port:
     def drops(self) -> dict:
         """Drops by reason: tx_failure, tx_not_ready, tx_nombuf, rx_malformed (mbufs a
         driver handed out with lengths beyond their buffers)."""
-        return _stats.drops_by_reason(self.queue_counters)
+        return _stats.drops_by_reason(self.counters)
 
     # -- capture ----------------------------------------------------------------------
     def capture(self, path=None, *, direction: str = "rx", snaplen: int = 65535,
@@ -141,13 +138,16 @@ class _Port:
         """Close the port (idempotent) and the mempool it made for itself; a running
         capture is stopped first. Raises PortStateError while a PMD owns one of its
         queues (remove it from the PMD first)."""
-        if self.core is None:
-            return
+        super().close()
+
+    def _is_closed(self) -> bool:
+        return self.core is None or self.core.closed
+
+    def _close_resources(self) -> None:
         cap = getattr(self, "_capture", None)
         if cap is not None and cap.running and not self.core.pmd_owned:
             cap.stop()
         self.core.close()
-        _eal_mod.untrack(self)
         self._close_own_pool()
 
     def _close_own_pool(self) -> None:
@@ -158,22 +158,6 @@ class _Port:
             except DpdkError:
                 log.debug("%s: mempool %s still has mbufs in use; freed at exit", self.name,
                           self.mempool.name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if self.core is None or self.core.closed or not _eal_mod.alive():
-            return
-        warnings.warn(f"unclosed {self!r}: close() it or use a with block",
-                      ResourceWarning, source=self, stacklevel=2)
-        try:
-            self.close()
-        except DpdkError:
-            pass
 
     def __repr__(self) -> str:
         if self.core is None:

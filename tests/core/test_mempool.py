@@ -102,3 +102,29 @@ def test_unclosed_objects_warn_and_close(eal, sockdir):
     assert not os.path.exists(path)                  # the port was closed: socket removed
     assert not [o for o in eal.objects() if getattr(o, "name", None) == "dvleak" and not o.closed]
     dv.Pmd(lcore=lcore).close()                      # the lcore is free again
+
+
+def test_switch_and_capture_are_tracked(eal, sockdir):
+    """A switch collected while open warns like a port and closes itself (its PMDs and
+    ports with it); a running capture is tracked by the EAL until it stops."""
+    import gc
+    import os
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        sw = dv.Switch("dvleakbr", {"vhost-sock-dir": sockdir})
+        sw.add_port("p0", "dpdkvhostuser")
+        port = sw.ports["p0"].port
+        lcores = [p.lcore for p in sw.pmds]
+        assert sw in eal.objects(dv.Switch)
+        cap = port.capture()
+        assert cap in eal.objects(type(cap))
+        cap.close()
+        assert cap not in eal.objects(type(cap)) and not cap.running
+        del sw
+        gc.collect()
+    texts = [str(w.message) for w in caught if w.category is ResourceWarning]
+    assert texts == [next(t for t in texts if "unclosed <Switch 'dvleakbr'" in t)], texts
+    assert port.closed and not os.path.exists(os.path.join(sockdir, "p0"))
+    for lcore in lcores:
+        dv.Pmd(lcore=lcore).close()                  # the switch's lcores are free again

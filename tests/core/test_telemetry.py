@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 import dpdkvirtio as dv
 from dpdkvirtio import stats
@@ -82,3 +83,21 @@ def test_a_forwarding_pmd_has_one_cycles_per_packet_everywhere(eal, pair, pmds):
     finally:
         b.remove(v)
         out.close()
+
+
+def test_derived_metrics_known_answers():
+    """stats' derived figures on readings with known answers (the one place ctl top,
+    Pmd.perf and the benchmarks take them from)."""
+    old = {"busy_cycles": 1000, "idle_cycles": 3000, "rx_packets": 10, "tx_packets": 4,
+           "slept_ns": 0, "intr_wakeups": 5}
+    cur = {"busy_cycles": 5000, "idle_cycles": 7000, "rx_packets": 30, "tx_packets": 54,
+           "slept_ns": 250_000_000, "intr_wakeups": 25}
+    m = stats.pmd_interval(cur, old, 0.5)
+    # 4000 busy of 8000 cycles; 50 packets handled (a generator's 50 sent > 20 received)
+    assert m == {"busy_pct": 50.0, "cycles_per_packet": 80.0, "mpps": 100 / 1e6,
+                 "slept_pct": 50.0, "wakeups_per_s": 40.0}
+    assert stats.pmd_interval(old, old, 1.0)["cycles_per_packet"] is None
+    assert stats.rates(cur, old, 2.0, ("rx_packets",)) == {"rx_packets": 10.0}
+    with pytest.raises(ValueError, match="positive"):
+        stats.rates(cur, old, 0.0, ("rx_packets",))
+    assert stats.busy_pct(0, 0) == 0.0 and stats.busy_pct(1, 3) == 25.0

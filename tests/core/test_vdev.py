@@ -35,8 +35,8 @@ def test_net_null_generates_and_sinks(eal):
         b = dv.Burst(32)
         assert p.rx_burst(1, b) == 32 and b.lengths().tolist() == [64] * 32
         assert p.tx_burst(0, b) == 32 and len(b) == 0
-        assert p.queue_counters["rx_packets"].tolist() == [0, 32]
-        assert p.queue_counters["tx_packets"].tolist() == [32, 0]
+        assert p.counters["rx_packets"].tolist() == [0, 32]
+        assert p.counters["tx_packets"].tolist() == [32, 0]
         assert any(name.startswith("rx_q1") for name, _ in p.xstats())
 
 

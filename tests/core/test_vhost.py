@@ -133,7 +133,7 @@ def test_not_ready_drops_and_polls(eal, sockdir):
         assert v.drops() == {"tx_failure": 0, "tx_not_ready": 96, "tx_nombuf": 0, "rx_malformed": 0}
         b = dv.Burst(8)
         assert v.rx_burst(0, b) == 0
-        assert int(v.queue_counters["rx_not_ready_polls"][0]) == 1
+        assert int(v.counters["rx_not_ready_polls"][0]) == 1
         assert v.mempool.in_use == 0
 
 
@@ -150,7 +150,7 @@ def test_multiqueue(eal, sockdir):
         s0 = _send(u, 3, queue=0)
         s1 = _send(u, 5, queue=1)
         assert drain(v, 0) == s0 == 96 and drain(v, 1) == s1 == 160
-        assert v.queue_counters["rx_packets"].tolist() == [96, 160]
+        assert v.counters["rx_packets"].tolist() == [96, 160]
         assert _send(v, 2, queue=1) == 64 and drain(u, 1) == 64
     finally:
         u.close()
@@ -309,7 +309,7 @@ def test_queue_and_state_errors(eal, sockdir):
 
 def test_counters_are_live_numpy_views(pair):
     v, u = pair
-    arr = v.queue_counters
+    arr = v.counters
     assert arr.dtype == dv.QUEUE_STATS_DTYPE and arr.shape == (1,)
     assert not arr.flags.writeable
     before = int(arr["rx_packets"][0])

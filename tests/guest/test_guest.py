@@ -145,7 +145,7 @@ def test_multiqueue_two_vcpus(eal, sockdir, pmd, art):
             s0 = g.pktgen(20_000, queue=0, thread=0)
             s1 = g.pktgen(30_000, queue=1, thread=1)
             helpers.settle(port, quiet=0.5)
-            per_queue = port.queue_counters["rx_packets"].tolist()
+            per_queue = port.counters["rx_packets"].tolist()
             assert per_queue == [s0, s1] == [20_000, 30_000]
             pmd.stop()
     finally:
@@ -241,7 +241,7 @@ def test_more_than_16_queues(eal, sockdir, pmd, art):
             before = g.netstats()
             sent = g.pktgen(10_000, queue=17)
             helpers.settle(port, quiet=0.5)
-            per_queue = port.queue_counters["rx_packets"].tolist()
+            per_queue = port.counters["rx_packets"].tolist()
             after = g.netstats()
             # pktgen moves its queue from 0 up to queue_map_max one frame at a time: one
             # frame each on queues 1..16, the rest on 17 (every queue up to 17 is used)

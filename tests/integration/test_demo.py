@@ -82,7 +82,7 @@ class _FakeSide:
     def __init__(self):
         self.count = 0
 
-    def counters(self):
+    def totals(self):
         return {"rx_packets": self.count, "tx_packets": 0}
 
 

@@ -78,6 +78,7 @@ def test_telemetry_and_prometheus_read_exact_counters(d):
                 "/dpdkvirtio/pmds", f"/dpdkvirtio/pmd,{pmd['lcore']}", "/dpdkvirtio/flows",
                 "/dpdkvirtio/flows,a:0", "/dpdkvirtio/port,zz", "/dpdkvirtio/pmd,x1")
             prom = scrape(url)
+            pmd_after = sw.ctl("pmd-perf-show")[0]
         # what went in: all n sent by the peer, all n through a, b's sends seen by ub
         assert ua["stats"]["tx_packets"] == n and not any(ua["drops"].values()), ua
         a, b = stats["a"], stats["b"]
@@ -127,6 +128,52 @@ def test_telemetry_and_prometheus_read_exact_counters(d):
         assert sample(prom, "dpdkvirtio_pmd_rx_packets_total", **lab) == n
         assert sample(prom, "dpdkvirtio_pmd_busy_cycles_total", **lab) >= pmd["busy_cycles"] > 0
         assert sample(prom, "dpdkvirtio_pmd_stalls_total", **lab) >= pmd["stalls"]
+        # every PMD field the three readers share, read in turn (perf-show, telemetry,
+        # Prometheus, perf-show) while the PMD went on polling an idle port. What only
+        # traffic moves stood still and must agree exactly; what idle rounds add to
+        # (iterations, idle cycles, empty polls) lies between the two perf-show readings
+        prom_pmd = {key: sample(prom, f"dpdkvirtio_pmd_{key}_total", **lab)
+                    for key in ("iterations", "empty_iterations", "rx_packets", "tx_packets",
+                                "sleeps", "intr_arms", "intr_wakeups", "stalls",
+                                "busy_cycles", "idle_cycles", "stall_cycles")}
+        prom_pmd["slept_ns"] = round(sample(prom, "dpdkvirtio_pmd_slept_seconds_total",
+                                            **lab) * 1e9)
+        readers = {"perf-show": pmd, "telemetry": pmd_t, "prometheus": prom_pmd,
+                   "perf-show again": pmd_after}
+
+        def each(key):
+            return {name: r[key] for name, r in readers.items()}
+        for key in ("rx_packets", "tx_packets", "busy_cycles", "sleeps", "intr_arms",
+                    "intr_wakeups"):
+            assert len(set(each(key).values())) == 1, (key, each(key))
+        # rounds that moved packets stood still too, but a reader takes iterations and
+        # empty_iterations microseconds apart while idle rounds go on (telemetry builds its
+        # reply field by field): they agree up to the rounds of that gap
+        moved_rounds = {name: r["iterations"] - r["empty_iterations"]
+                        for name, r in readers.items()}
+        assert max(moved_rounds.values()) - min(moved_rounds.values()) <= 200, moved_rounds
+        assert min(moved_rounds.values()) >= sum(pmd["burst_histogram"][1:]) / 2 > 0, \
+            moved_rounds                            # (two rx queues polled in a round)
+        for key in ("iterations", "empty_iterations", "idle_cycles", "stalls", "slept_ns"):
+            assert list(each(key).values()) == sorted(each(key).values()), (key, each(key))
+        hz = pmd["tsc_hz"]
+        assert pmd_t["tsc_hz"] == hz == sample(prom, "dpdkvirtio_pmd_tsc_hz", **lab)
+        stalled = [pmd["stalled_ns"], pmd_t["stall_cycles"] * 10**9 // hz,
+                   prom_pmd["stall_cycles"] * 10**9 // hz, pmd_after["stalled_ns"]]
+        assert stalled == sorted(stalled), stalled
+        assert pmd["stall_max_ns"] <= pmd_t["stall_max_cycles"] * 10**9 // hz \
+            <= pmd_after["stall_max_ns"]
+        # (empty polls go on being counted in bin 0; the others stopped with the traffic)
+        assert pmd["burst_histogram"][1:] == pmd_t["burst_hist"][1:] \
+            == pmd_after["burst_histogram"][1:]
+        assert pmd["burst_histogram"][0] <= pmd_t["burst_hist"][0] \
+            <= pmd_after["burst_histogram"][0]
+        # the derived figures, one formula (stats.py): cycles per packet exactly; the busy
+        # share only falls as idle rounds add up
+        assert pmd_t["busy_cycles_per_packet"] == int(pmd["cycles_per_packet"]) \
+            == int(pmd_after["cycles_per_packet"])
+        assert int(pmd["busy_pct"] * 10) >= pmd_t["busy_permille"] \
+            >= int(pmd_after["busy_pct"] * 10)
         flow = {"port": "a", "queue": 0, "flow": 3}
         assert sample(prom, "dpdkvirtio_flow_received_packets_total", **flow) == f3["received"]
         assert sample(prom, "dpdkvirtio_flow_lost_packets_total", **flow) == f3["lost"]

@@ -331,7 +331,7 @@ cdef class CaptureTap:
         self._free_filter()                          # no poller can be running it now
         self.capturing = False
 
-    def counters(self):
+    def totals(self):
         """{"rx": {"seen", "accepted", "dropped"}, "tx": {...}} summed over queues, since
         the tap was made (callers take differences): packets that passed while a capture
         was on, the filter's matches among them, and matches not captured."""

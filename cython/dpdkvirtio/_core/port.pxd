@@ -14,7 +14,7 @@ cdef enum:
 cdef class Port:
     cdef dv_port *_p
     cdef readonly Mempool mempool
-    cdef readonly Counters counters
+    cdef readonly Counters counter_block
     cdef readonly str name
     cdef str _telemetry_name
     cdef int _state

@@ -46,12 +46,12 @@ cdef class Port:
         if self._p is NULL:
             raise MemoryError()
         dv_debug_track(DV_RES_PORT, 1)
-        self.counters = Counters(n_queues, sizeof(dv_queue_stats), "queue")
+        self.counter_block = Counters(n_queues, sizeof(dv_queue_stats), "queue")
         self._p.kind = kind
         self._p.n_queues = <uint16_t>n_queues
         self._p.vid = -1
         self._p.tx_retries_max = tx_retries_max
-        self._p.stats = <dv_queue_stats *>self.counters.row(0)
+        self._p.stats = <dv_queue_stats *>self.counter_block.row(0)
         self._p.mp = mempool.ptr()
         self._p.owners = <dv_queue_owner *>calloc(2 * n_queues, sizeof(dv_queue_owner))
         if self._p.owners is NULL:
