@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import statistics
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -24,8 +25,14 @@ import xml.etree.ElementTree as ET
 from dpdkvirtio import decide
 from dpdkvirtio.hostinfo import steal_ms
 from perf import builds, capacity, host, report
-from perf.scenarios import SCENARIOS, Unsupported
+from perf.scenarios import SCENARIOS, Unsupported, vhost_rx_interleaved, vhost_tx_interleaved
 from perf.setups import BACK, FRONT, Options
+
+# scenarios that can run both builds in one trial (scenarios.Interleaved), the length of
+# one side's window there, and the time a side is left to settle after switching
+INTERLEAVED = {"vhost-rx": vhost_rx_interleaved, "vhost-tx": vhost_tx_interleaved}
+INTERLEAVE_WINDOW_S = 0.2
+INTERLEAVE_SETTLE_S = 0.03
 
 # scenarios whose measured side is an agent of ours (it can import another build)
 AB_SCENARIOS = ("vhost-rx", "vhost-tx", "vhost-tx-vary", "virtio-tx", "virtio-rx", "switch-fwd")
@@ -39,31 +46,19 @@ def _steal_ms() -> dict[int, float]:
     return {cpu: steal_ms([cpu]) for cpu in sorted({FRONT, BACK})}
 
 
-def trial(side: str, o: Options, screen_share: float = decide.STALL_SCREEN_SHARE) -> dict:
-    """One measurement of our side of ``side``'s scenario setup: busy cycles per packet,
-    busy share, Mpps and the stalls of both pollers over the window (the host's steal is
-    that of the CPU that lost most: each poller has a CPU of its own)."""
-    setup = SCENARIOS[o.extra["scenario"]]["ours"]
-    for k in ("cycles", "counterpart_stalls"):
-        o.extra.pop(k, None)
-    try:
-        with setup(o) as read:
-            cycles = o.extra.pop("cycles")
-            counterpart = o.extra.pop("counterpart_stalls", None)
-            time.sleep(o.warmup_s)
-            c0, k0, s0 = cycles(), counterpart() if counterpart else 0, _steal_ms()
-            n0, t0 = read(), time.monotonic()
-            time.sleep(o.seconds)
-            c1, k1, s1 = cycles(), counterpart() if counterpart else 0, _steal_ms()
-            n1, t1 = read(), time.monotonic()
-    except Unsupported as e:
-        raise SideFailed(f"{side}: unsupported: {e}") from None
-    except (RuntimeError, OSError, TimeoutError, KeyError) as e:
-        raise SideFailed(f"{side}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+def _measure(side: str, cycles, counterpart, read, seconds: float, screen_share: float) -> dict:
+    """One window of ``seconds`` on a running side: busy cycles per packet (the stalls'
+    busy cycles taken out, and raw), busy share, Mpps and every poller's and the host's
+    stalls (the steal of the CPU that lost most: each poller has a CPU of its own)."""
+    c0, k0, s0 = cycles(), counterpart() if counterpart else 0, _steal_ms()
+    n0, t0 = read(), time.monotonic()
+    time.sleep(seconds)
+    c1, k1, s1 = cycles(), counterpart() if counterpart else 0, _steal_ms()
+    n1, t1 = read(), time.monotonic()
     window_ns = (t1 - t0) * 1e9
     raw = capacity.window(c0, c1, t1 - t0)
     if raw["cycles_per_packet"] is None:
-        raise SideFailed(f"{side}: the measured poller moved no packets in {t1 - t0:.1f} s")
+        raise SideFailed(f"{side}: the measured poller moved no packets in {t1 - t0:.2f} s")
     # the stalls' cycles that fell in busy rounds were the kernel's or the hypervisor's,
     # not the build's: taken out (a build that does not count them is measured raw)
     counted = c0.get("busy_stall") is not None and c1.get("busy_stall") is not None
@@ -81,9 +76,82 @@ def trial(side: str, o: Options, screen_share: float = decide.STALL_SCREEN_SHARE
             "stalls": stalls, "screened": decide.screened_out(worst, window_ns, screen_share)}
 
 
+def _metric(got: dict) -> str:
+    # one metric for both: a build that does not count stalls in busy rounds (an earlier
+    # commit) is compared raw against raw
+    return ("cycles_per_packet" if all(got[s]["stalls_subtracted"] for s in got)
+            else "raw_cycles_per_packet")
+
+
+def trial(side: str, o: Options, screen_share: float = decide.STALL_SCREEN_SHARE) -> dict:
+    """One measurement of our side of ``side``'s scenario setup, in processes of its own
+    (see _measure)."""
+    setup = SCENARIOS[o.extra["scenario"]]["ours"]
+    for k in ("cycles", "counterpart_stalls"):
+        o.extra.pop(k, None)
+    try:
+        with setup(o) as read:
+            cycles = o.extra.pop("cycles")
+            counterpart = o.extra.pop("counterpart_stalls", None)
+            time.sleep(o.warmup_s)
+            return _measure(side, cycles, counterpart, read, o.seconds, screen_share)
+    except Unsupported as e:
+        raise SideFailed(f"{side}: unsupported: {e}") from None
+    except (RuntimeError, OSError, TimeoutError, KeyError) as e:
+        raise SideFailed(f"{side}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+def interleaved_trial(name: str, packages: dict, o: Options, screen_share: float,
+                      window_s: float = INTERLEAVE_WINDOW_S) -> dict:
+    """One trial with both builds running at once (scenarios.Interleaved): windows of
+    ``window_s`` alternate A B B A ... for ``o.seconds`` per side; each adjacent (A, B)
+    window pair gives a ratio, and the trial's ratio is their median. Window pairs with a
+    stall over ``screen_share`` are left out; the trial is screened when none is left."""
+    n_pairs = max(2, round(o.seconds / window_s))      # (A B, B A at least: drift cancels)
+    windows: list[dict] = []
+    try:
+        with INTERLEAVED[name](o, packages) as il:
+            for side in ("base", "candidate"):              # warm both
+                il.activate(side)
+                time.sleep(o.warmup_s / 2)
+            for k in range(n_pairs):
+                for side in decide.order(k):
+                    il.activate(side)
+                    time.sleep(INTERLEAVE_SETTLE_S)
+                    windows.append(_measure(side, lambda s=side: il.reading(s),
+                                            il.counterpart_stalled_ns,
+                                            lambda s=side: il.reading(s)["packets"],
+                                            window_s, screen_share))
+    except (RuntimeError, OSError, TimeoutError, KeyError) as e:
+        raise SideFailed(f"interleaved: {type(e).__name__}: {str(e).splitlines()[0][:300]}") \
+            from None
+    sub = []
+    for k in range(n_pairs):
+        got = {w["side"]: w for w in windows[2 * k: 2 * k + 2]}
+        if not (got["base"]["screened"] or got["candidate"]["screened"]):
+            key = _metric(got)
+            sub.append(decide.paired_ratio(got["base"][key], got["candidate"][key]))
+
+    def side_summary(side: str) -> dict:
+        ws = [w for w in windows if w["side"] == side]
+        return {"side": side,
+                **{k: round(statistics.median(w[k] for w in ws), 2)
+                   for k in ("cycles_per_packet", "raw_cycles_per_packet", "mpps")},
+                "stalls_subtracted": all(w["stalls_subtracted"] for w in ws),
+                "stalls": {k: sum(w["stalls"][k] or 0 for w in ws)
+                           for k in ("dut_ns", "counterpart_ns", "steal_ns")},
+                "screened": not sub}
+    return {"base": side_summary("base"), "candidate": side_summary("candidate"),
+            "interleaved": {"window_s": window_s, "window_pairs": n_pairs,
+                            "kept": len(sub),
+                            "ratio": round(statistics.median(sub), 4) if sub else None,
+                            "windows": windows}}
+
+
 def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
                  tolerance: float, budget_s: float, log=print,
-                 screen_share: float = decide.STALL_SCREEN_SHARE) -> dict:
+                 screen_share: float = decide.STALL_SCREEN_SHARE,
+                 interleave: bool = True) -> dict:
     """Pairs A B, B A, ... until decide.should_stop; every trial kept in the record."""
     packages = {"base": base.package_dir, "candidate": cand.package_dir}
     pairs: list[dict] = []
@@ -96,27 +164,34 @@ def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
                                  budget_s, pair_s):
         t_pair = time.monotonic()
         got = {}
-        for side in decide.order(len(pairs) + len(screened)):
-            so = Options(**{**o.__dict__, "extra": {"scenario": name},
-                            "dut_package": None if packages[side] is None else str(packages[side])})
-            got[side] = trial(side, so, screen_share)
-        pair = {"order": list(got), **got}
+        if interleave and name in INTERLEAVED:
+            got = interleaved_trial(name, {s: None if p is None else str(p)
+                                           for s, p in packages.items()}, o, screen_share)
+            pair = {"order": ["interleaved"], **got}
+        else:
+            for side in decide.order(len(pairs) + len(screened)):
+                so = Options(**{**o.__dict__, "extra": {"scenario": name},
+                                "dut_package": None if packages[side] is None
+                                else str(packages[side])})
+                got[side] = trial(side, so, screen_share)
+            pair = {"order": list(got), **got}
         if got["base"]["screened"] or got["candidate"]["screened"]:
             screened.append(pair)
             log(f"  {name}: pair screened out (stalls {_stall_text(got)}; base "
                 f"{got['base']['cycles_per_packet']:.1f}, candidate "
                 f"{got['candidate']['cycles_per_packet']:.1f} cycles/packet); measuring it again")
         else:
-            # one metric for both: a build that does not count stalls in busy rounds (an
-            # earlier commit) is compared raw against raw
-            key = ("cycles_per_packet" if all(got[s]["stalls_subtracted"] for s in got)
-                   else "raw_cycles_per_packet")
-            r = decide.paired_ratio(got["base"][key], got["candidate"][key])
+            key = _metric({s: got[s] for s in ("base", "candidate")})
+            r = (got["interleaved"]["ratio"] if "interleaved" in got
+                 else decide.paired_ratio(got["base"][key], got["candidate"][key]))
             pair["ratio"], pair["metric"] = round(r, 4), key
             pairs.append(pair)
             ratios.append(r)
             est = decide.estimate(ratios)
-            log(f"  {name} pair {len(pairs)}: base {got['base'][key]:.1f}, "
+            il = got.get("interleaved")
+            log(f"  {name} pair {len(pairs)}"
+                + (f" ({il['kept']}/{il['window_pairs']} window pairs)" if il else "")
+                + f": base {got['base'][key]:.1f}, "
                 f"candidate {got['candidate'][key]:.1f} cycles/packet, ratio "
                 f"{r:.3f}" + (f"; CI [{est.ci_low:.3f}, {est.ci_high:.3f}] -> "
                               f"{decide.verdict(est, tolerance)}" if est else ""))
@@ -136,8 +211,9 @@ def run_scenario(name: str, base: builds.Build, cand: builds.Build, o: Options,
 
 
 def _stall_text(got: dict) -> str:
-    return ", ".join(f"{side} dut {t['stalls']['dut_ns'] / 1e6:.2f} ms, steal "
-                     f"{t['stalls']['steal_ns'] / 1e6:.0f} ms" for side, t in got.items())
+    return ", ".join(f"{side} dut {got[side]['stalls']['dut_ns'] / 1e6:.2f} ms, steal "
+                     f"{got[side]['stalls']['steal_ns'] / 1e6:.0f} ms"
+                     for side in ("base", "candidate"))
 
 
 def markdown(records: list[dict]) -> str:
@@ -261,7 +337,8 @@ def cmd_ab(args) -> int:
         try:
             rec = run_scenario(name, base, cand, o, args.tolerance, args.budget_s,
                                log=lambda m: print(m, flush=True),
-                               screen_share=args.screen_share)
+                               screen_share=args.screen_share,
+                               interleave=not args.separate)
         except SideFailed as e:
             rec = {"scenario": name, "error": str(e), "base": base.describe(),
                    "candidate": cand.describe(), "tolerance": args.tolerance}
@@ -302,6 +379,9 @@ def add_arguments(p) -> None:
                         f"share of the window to stalls (default {decide.STALL_SCREEN_SHARE:g}"
                         "; 1 keeps every pair)")
     p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per trial")
+    p.add_argument("--separate", action="store_true",
+                   help="measure each side in processes of its own even where both can run "
+                        f"in one trial, interleaved ({', '.join(INTERLEAVED)})")
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--pkt-size", type=int, default=64)
     p.add_argument("--memory-mode", choices=("auto", "hugepages", "no-huge"), default="auto")

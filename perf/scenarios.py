@@ -128,6 +128,76 @@ def vhost_rx_ours(o: Options, pyloop: bool = False):
         yield read
 
 
+class Interleaved:
+    """Both builds of perf ab in one trial: each has its measured agent on the same CPU,
+    and only the active one polls (the other's PMD is stopped and, where the counterpart
+    feeds it, its feed paused), so windows of A and B alternate a fraction of a second
+    apart under the same host. ``counterpart``: the one feeder or drain, on the other CPU,
+    with a port per side named after it."""
+
+    def __init__(self, duts: dict, counterpart: Agent, feeds: bool):
+        self.duts, self.counterpart, self.feeds, self.active = duts, counterpart, feeds, None
+
+    def activate(self, side: str) -> None:
+        """Make ``side`` the one polling (its PMD started, its feed resumed)."""
+        if self.active is not None:
+            if self.feeds:
+                self.counterpart.call("pause", tag=self.active, paused=True)
+            self.duts[self.active].call("pmd", action="stop")
+        self.duts[side].call("pmd", action="start")
+        if self.feeds:
+            self.counterpart.call("pause", tag=side, paused=False)
+        self.active = side
+
+    def reading(self, side: str) -> dict:
+        """``side``'s cumulative PMD reading (perf.capacity.window's input)."""
+        return _pmd_reading(self.duts[side])
+
+    def counterpart_stalled_ns(self) -> int:
+        return _pmd_reading(self.counterpart)["stalled_ns"]
+
+
+@contextlib.contextmanager
+def _interleaved(o: Options, packages: dict, role: str):
+    """Both sides of perf ab at once (``packages``: side -> the build's package
+    directory): per side a measured agent on BACK with a vhost-user port, and one
+    counterpart on FRONT with a virtio-user port per side. ``role`` "rx": the measured
+    rxonly engine, fed by a generator per side that runs while its side is active; "tx":
+    the measured generator, drained by an rxonly engine on every port."""
+    with sockdir() as d, contextlib.ExitStack() as stack:
+        duts = {side: stack.enter_context(Agent(o.memory_mode, cpu=BACK, package_dir=pkg,
+                                                started=False))
+                for side, pkg in packages.items()}
+        other = stack.enter_context(Agent(o.memory_mode, cpu=FRONT, started=False))
+        with concurrent.futures.ThreadPoolExecutor(len(duts) + 1) as pool:
+            futures = [pool.submit(a.start) for a in (*duts.values(), other)]
+        for f in futures:
+            f.result()                                  # the first failure, raised
+        for side, ag in duts.items():
+            path = os.path.join(d, f"{side}.sock")
+            ag.call("port", name="v", kind="vhost-server", path=path, queues=1)
+            _our_port(other, side, "virtio-user", path, o)
+            ag.call("wait", name="v", what="running")
+            if role == "rx":
+                ag.call("rx", name="v", queue=0, start=False)
+                other.call("gen", name=side, queue=0, pkt_size=o.pkt_size, tag=side,
+                           start=False)
+                other.call("pause", tag=side, paused=True)
+            else:
+                ag.call("gen", name="v", queue=0, pkt_size=o.pkt_size, tag="g", start=False)
+                other.call("rx", name=side, queue=0, start=False)
+        other.call("pmd", action="start")
+        yield Interleaved(duts, other, feeds=role == "rx")
+
+
+def vhost_rx_interleaved(o: Options, packages: dict):
+    return _interleaved(o, packages, "rx")
+
+
+def vhost_tx_interleaved(o: Options, packages: dict):
+    return _interleaved(o, packages, "tx")
+
+
 @contextlib.contextmanager
 def vhost_rx_testpmd(o: Options):
     with sockdir() as d:

@@ -76,7 +76,9 @@ def _verdicts(path) -> dict:
 
 def test_ab_calls_an_injected_regression_a_regression(perf_builds, tmp_path):
     out = tmp_path / "ab.json"
-    r = _perf("ab", ".", ".:inject_busy_cycles=200", "--scenario", "vhost-rx",
+    # each side in processes of its own (the A/A test below and the bisect run both
+    # builds in one trial, interleaved: every path of ab is run once)
+    r = _perf("ab", ".", ".:inject_busy_cycles=200", "--scenario", "vhost-rx", "--separate",
               "--budget-s", "60", "--json", str(out), *SHORT, builds_dir=perf_builds)
     rec = _verdicts(out)["vhost-rx"]
     assert rec["verdict"] == "regression", r.stdout[-3000:] + r.stderr[-2000:]
@@ -99,6 +101,12 @@ def test_ab_of_a_build_against_itself_is_not_a_regression(perf_builds, tmp_path)
     assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-2000:]
     assert rec["verdict"] in ("no-change", "inconclusive"), rec
     assert rec["trials"] == 6 and rec["ci_low"] is not None
+    # both builds ran in each trial, in alternating windows
+    for pair in rec["pairs"]:
+        il = pair["interleaved"]
+        assert il["kept"] >= 1 and pair["ratio"] == il["ratio"]
+        sides = [w["side"] for w in il["windows"]]
+        assert sides[:4] == ["base", "candidate", "candidate", "base"], sides
 
 
 def _git(repo, *args) -> str:
