@@ -2,9 +2,10 @@
 
 A trial pair is one measurement of the base and one of the candidate, taken back to back
 (A B B A ...: the order alternates so that a host that drifts within a round favours
-neither side). Its ratio is the candidate's cost over the base's: busy cycles per packet
-(or, when both sides were self-bound and Mpps is the metric, base Mpps over candidate
-Mpps). Above 1 the candidate is dearer.
+neither side); where both builds run in one trial (perf.ab's interleaved trials), the
+pair's ratio is the median over its alternating windows. Its ratio is the candidate's
+cost over the base's: busy cycles per packet (or, when both sides were self-bound and
+Mpps is the metric, base Mpps over candidate Mpps). Above 1 the candidate is dearer.
 
 - **Stalls.** The cost is measured with the stalls' cycles (polls of 100 us or more: the
   CPU was taken away) taken out of the busy cycles (perf.ab). A trial in which a poller

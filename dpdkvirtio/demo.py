@@ -18,7 +18,6 @@ import bisect
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from . import eal as _eal_mod
 from . import pmd as _pmd
 from . import rpc
 from . import stats as _stats
-from ._process import set_pdeathsig
+from ._process import Child, set_pdeathsig
 from .errors import ConfigError
 from .ports import Burst, VhostUserPort, VirtioUserPort
 from .streams import Stream
@@ -228,7 +227,9 @@ def run_peer(args) -> int:
 
 class _Peer:
     def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # its stderr is ours (the terminal): the peer's own errors show there
+        self.child = Child(argv, stdin=True, stdout="rpc", stderr="inherit")
+        self.proc = self.child.proc
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the virtio-user peer")
@@ -277,13 +278,10 @@ class _Peer:
             pass
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.child.running():
             self.say("quit")
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.child.wait(10)
+        self.child.stop(timeout_s=1.0, sig=signal.SIGKILL)
 
 
 def _cpus():

@@ -17,7 +17,6 @@ other ports lose nothing.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,13 +36,12 @@ from .ports import VdevPort, VhostUserClientPort, VhostUserPort
 from .resource import Resource
 from .streams import GeneratorHandle, Stream
 from .switchconfig import (
-    PORT_OPTIONS,
-    PORT_TYPES,
     SHARED_POOL_PORTS,
+    PortSpec,
     SwitchConfig,
     check_port_name,
-    check_ring_size,
     check_tx_retries,
+    port_spec,
 )
 
 log = logging.getLogger("dpdkvirtio.switch")
@@ -98,7 +96,7 @@ class Switch(Resource):
         self.ports: dict[str, SwitchPort] = {}
         self.rules: dict[str, str] = {}        # in_port -> out_port or "drop"
         self._next_ofport = 1
-        self._pools: list = []                # shared pools: [pool, ports using it]
+        self._pools: list[Mempool] = []       # shared pools (pool.users: ports using one)
         self.pmds: list[Pmd] = []
         self._load: dict[int, int] = {}       # rx queues per PMD CPU
         self._isolated: set[int] = set()      # PMD CPUs with pinned queues
@@ -134,120 +132,79 @@ class Switch(Resource):
                           f"(PMD CPUs: {[p.cpu for p in self.pmds]})")
 
     def _pool_for_new_port(self, queues: int, ring: int):
+        """(pool, owned): a pool of its own (per-port-memory), or a shared pool with room
+        for one more port (its L1 user count: the ports opened with it)."""
         if self.config.per_port_memory:
             return Mempool(mempool_size(queues=queues, rx_ring_size=ring,
                                         tx_ring_size=ring, lcores=len(self.pmds) + 1)), True
-        for entry in self._pools:
-            if entry[1] < SHARED_POOL_PORTS:
-                entry[1] += 1
-                return entry[0], False
+        for pool in self._pools:
+            if pool.users < SHARED_POOL_PORTS:
+                return pool, False
         pool = Mempool(mempool_size(ports=SHARED_POOL_PORTS, queues=1, rx_ring_size=ring,
                                     tx_ring_size=ring, lcores=len(self.pmds) + 1))
-        self._pools.append([pool, 1])
+        self._pools.append(pool)
         return pool, False
 
     def _release_pool(self, sp: SwitchPort):
-        """After sp's port is closed: close its own pool, or count it off a shared one."""
-        pool = sp.port.mempool
+        """After sp's port is closed: close its own pool (a shared one counted the port
+        off itself when the port closed)."""
         if sp.pool_owned:
+            pool = sp.port.mempool
             try:
                 pool.close()
             except DpdkError as e:
                 log.debug("pool %s of port %s freed at exit: %s", pool.name, sp.name, e)
-            return
-        for entry in self._pools:
-            if entry[0] is pool:
-                entry[1] -= 1
 
     # -- ports --------------------------------------------------------------------------
-    def add_port(self, name: str, type: str, options: dict | None = None) -> SwitchPort:
+    def add_port(self, name: str | PortSpec, type: str | None = None,
+                 options: dict | None = None) -> SwitchPort:
         """Add a port by OVS type: ``dpdkvhostuser`` (we listen on vhost-sock-dir/name),
         ``dpdkvhostuserclient`` (options vhost-server-path), ``dpdk`` (options
         dpdk-devargs, e.g. a virtio-user or any vdev). Options: n_rxq, n_rxq_desc,
-        n_txq_desc, pmd-rxq-affinity, tx-retries-max, socket-mode, socket-group.
+        n_txq_desc, pmd-rxq-affinity, tx-retries-max, socket-mode, socket-group. ``name``
+        may be a PortSpec (switchconfig.port_spec; a topology's plan hands its own).
         Nothing is left half-created on failure."""
         with self._lock:
             self._check_open()
-            check_port_name(name)
+            spec = name if isinstance(name, PortSpec) else port_spec(name, type, options,
+                                                                      self.config)
+            name, type, options = spec.name, spec.type, spec.options
             if name in self.ports:
                 raise ConfigError(f"port {name!r} already exists on {self.name}")
-            if type not in PORT_TYPES:
-                raise ConfigError(f"unknown port type {type!r}; use one of {', '.join(PORT_TYPES)}")
-            options = {str(k): v for k, v in (options or {}).items()}
-            unknown = sorted(set(options) - set(PORT_OPTIONS))
-            if unknown:
-                raise ConfigError(f"unknown option(s) {', '.join(unknown)} for port {name!r}; "
-                                  f"known: {', '.join(PORT_OPTIONS)}")
-            n_rxq = int(options.get("n_rxq", 1))
-            if not 1 <= n_rxq <= 128:
-                raise ConfigError(f"n_rxq must be 1..128, got {n_rxq}")
-            ring = check_ring_size("n_rxq_desc", options.get("n_rxq_desc", 1024))
-            if "n_txq_desc" in options:
-                check_ring_size("n_txq_desc", options["n_txq_desc"])
-            retries = check_tx_retries(options.get("tx-retries-max", self.config.tx_retries_max))
-            affinity = parse_rxq_affinity(options["pmd-rxq-affinity"]) \
-                if "pmd-rxq-affinity" in options else {}
-            for q, cpu in affinity.items():
-                if q >= n_rxq:
-                    raise ConfigError(f"pmd-rxq-affinity names queue {q}; port {name!r} has "
-                                      f"{n_rxq} (set n_rxq)")
+            for cpu in spec.affinity.values():
                 self._pmd_for_cpu(cpu)
-            if type == "dpdkvhostuser":
-                if not self.config.vhost_sock_dir:
-                    raise ConfigError("dpdkvhostuser ports need other_config:vhost-sock-dir")
-                path = os.path.join(self.config.vhost_sock_dir, name)
-                sockets.check_server_path(path)
-            elif type == "dpdkvhostuserclient":
-                path = str(options.get("vhost-server-path") or "")
-                if not path:
-                    raise ConfigError(f"port {name!r}: dpdkvhostuserclient needs "
-                                      "options:vhost-server-path")
-                sockets.check_client_path(path)
-            else:
-                devargs = options.get("dpdk-devargs")
-                if not devargs or not isinstance(devargs, str):
-                    raise ConfigError(f"port {name!r}: type dpdk needs options:dpdk-devargs, e.g. "
-                                      "net_virtio_user0,path=/tmp/x.sock")
-                from .pmdinfo import check_devargs
-                devname, _, args = devargs.partition(",")
-                for warning in check_devargs(devname, args):
-                    log.warning("port %s: %s", name, warning)
-            pool, owned = self._pool_for_new_port(n_rxq, ring)
+            if spec.socket is not None and type == "dpdkvhostuser":
+                sockets.check_server_path(spec.socket)
+            for warning in spec.warnings:
+                log.warning("port %s: %s", name, warning)
+            pool, owned = self._pool_for_new_port(spec.n_rxq, spec.ring)
             port: Any
             try:
                 if type == "dpdkvhostuser":
-                    text = str(options.get("socket-mode", "0660"))
-                    try:
-                        mode = int(text, 8)
-                    except ValueError:
-                        raise ConfigError(f"port {name!r}: socket-mode must be octal permission "
-                                          f"bits such as 0660, got {text!r}") from None
-                    port = VhostUserPort(path, queues=n_rxq, mempool=pool, tx_retries_max=retries,
+                    port = VhostUserPort(spec.socket, queues=spec.n_rxq, mempool=pool,
+                                         tx_retries_max=spec.tx_retries_max,
                                          iommu_support=self.config.iommu,
-                                         postcopy_support=self.config.postcopy, socket_mode=mode,
-                                         group=options.get("socket-group"))
+                                         postcopy_support=self.config.postcopy,
+                                         socket_mode=spec.socket_mode, group=spec.socket_group)
                 elif type == "dpdkvhostuserclient":
-                    port = VhostUserClientPort(path, queues=n_rxq, mempool=pool,
-                                               tx_retries_max=retries,
+                    port = VhostUserClientPort(spec.socket, queues=spec.n_rxq, mempool=pool,
+                                               tx_retries_max=spec.tx_retries_max,
                                                iommu_support=self.config.iommu,
                                                postcopy_support=self.config.postcopy)
                 else:
-                    port = VdevPort(devname, args, queues=n_rxq, ring_size=ring, mempool=pool,
-                                    tx_retries_max=retries)
+                    port = VdevPort(spec.devname or "", spec.devargs or "", queues=spec.n_rxq,
+                                    ring_size=spec.ring, mempool=pool,
+                                    tx_retries_max=spec.tx_retries_max)
             except BaseException:
                 if owned:
                     pool.close()
-                else:
-                    for entry in self._pools:
-                        if entry[0] is pool:
-                            entry[1] -= 1
                 raise
             sp = SwitchPort(name, type, options, port, self._next_ofport, owned)
             port.core.telemetry_name = name          # /dpdkvirtio/port,NAME
             self._next_ofport += 1
             self.ports[name] = sp
             try:
-                self._placement[name] = place_rxqs(port.n_queues, affinity, self._load,
+                self._placement[name] = place_rxqs(port.n_queues, spec.affinity, self._load,
                                                    self._isolated)
                 self._assign(sp)
             except BaseException:
@@ -547,7 +504,7 @@ class Switch(Resource):
             except DpdkError as e:
                 log.warning("closing port %s: %s", sp.name, e)
         self.ports.clear()
-        for pool, _ in self._pools:
+        for pool in self._pools:
             try:
                 pool.close()
             except DpdkError as e:

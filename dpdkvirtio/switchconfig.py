@@ -4,6 +4,7 @@ applies them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -260,3 +261,89 @@ def check_sleep_max(v: object) -> int:
     if not 0 <= n <= 10000:
         raise ConfigError(f"pmd-sleep-max must be 0..10000 us, got {n}")
     return n
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One port as the switch makes it: what ``port_spec`` parsed from (name, type,
+    options) and the switch's config. ``topology.plan`` and ``Switch.add_port`` both take
+    it, so a port is refused the same way, with the same message, in a plan and at
+    runtime. ``socket``: the vhost-user socket (ours for dpdkvhostuser, the peer's for
+    dpdkvhostuserclient); ``devname``/``devargs``: a dpdk port's vdev; ``warnings``:
+    devargs the driver does not list."""
+    name: str
+    type: str
+    options: dict[str, Any]
+    n_rxq: int
+    ring: int
+    tx_retries_max: int
+    affinity: dict[int, int]
+    socket: str | None = None
+    socket_mode: int | None = None
+    socket_group: str | None = None
+    devname: str | None = None
+    devargs: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def port_spec(name: object, type: object, options: dict | None, config: SwitchConfig) -> PortSpec:
+    """Parse and check one port against ``config`` without touching anything (a
+    dpdkvhostuser socket's directory and stale socket are the switch's to check when it
+    listens). Raises ConfigError (SocketPathError for a bad client path) naming the port
+    and the option."""
+    from .placement import parse_rxq_affinity
+    from .pmdinfo import check_devargs
+    name = check_port_name(name)
+    if type not in PORT_TYPES:
+        raise ConfigError(f"port {name!r}: unknown port type {type!r}; type must be one of "
+                          f"{', '.join(PORT_TYPES)}")
+    opts = {str(k): v for k, v in (options or {}).items()}
+    unknown = sorted(set(opts) - set(PORT_OPTIONS))
+    if unknown:
+        raise ConfigError(f"port {name!r}: unknown option(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(PORT_OPTIONS)}")
+    try:
+        n_rxq = int(opts.get("n_rxq", 1))
+    except (TypeError, ValueError):
+        raise ConfigError(f"port {name!r}: options:n_rxq must be an integer, got "
+                          f"{opts.get('n_rxq')!r}") from None
+    if not 1 <= n_rxq <= 128:
+        raise ConfigError(f"port {name!r}: options:n_rxq must be 1..128, got {n_rxq}")
+    ring = check_ring_size("n_rxq_desc", opts.get("n_rxq_desc", 1024))
+    if "n_txq_desc" in opts:
+        check_ring_size("n_txq_desc", opts["n_txq_desc"])
+    retries = check_tx_retries(opts.get("tx-retries-max", config.tx_retries_max))
+    affinity = (parse_rxq_affinity(str(opts["pmd-rxq-affinity"]))
+                if "pmd-rxq-affinity" in opts else {})
+    for q in affinity:
+        if q >= n_rxq:
+            raise ConfigError(f"port {name!r}: options:pmd-rxq-affinity names queue {q}; the "
+                              f"port has {n_rxq} (set options:n_rxq)")
+    base = PortSpec(name, type, opts, n_rxq, ring, retries, affinity)
+    if type == "dpdkvhostuser":
+        if not config.vhost_sock_dir:
+            raise ConfigError(f"port {name!r}: dpdkvhostuser ports need "
+                              "other_config:vhost-sock-dir")
+        text = str(opts.get("socket-mode", "0660"))
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            raise ConfigError(f"port {name!r}: options:socket-mode must be octal permission "
+                              f"bits such as 0660, got {text!r}") from None
+        group = opts.get("socket-group")
+        return dataclasses.replace(base, socket=os.path.join(config.vhost_sock_dir, name),
+                                   socket_mode=mode,
+                                   socket_group=None if group is None else str(group))
+    if type == "dpdkvhostuserclient":
+        path = str(opts.get("vhost-server-path") or "")
+        if not path:
+            raise ConfigError(f"port {name!r}: dpdkvhostuserclient needs "
+                              "options:vhost-server-path")
+        return dataclasses.replace(base, socket=sockets.check_client_path(path))
+    devargs = opts.get("dpdk-devargs")
+    if not devargs or not isinstance(devargs, str):
+        raise ConfigError(f"port {name!r}: type dpdk needs options:dpdk-devargs, e.g. "
+                          "net_virtio_user0,path=/tmp/x.sock")
+    devname, _, args = devargs.partition(",")
+    return dataclasses.replace(base, devname=devname, devargs=args,
+                               warnings=tuple(check_devargs(devname, args)))

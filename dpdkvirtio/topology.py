@@ -43,16 +43,14 @@ from typing import Any
 from . import sockets
 from .config import available_cpus, mempool_size
 from .errors import ConfigError
-from .placement import parse_rxq_affinity, place_rxqs
+from .placement import place_rxqs
 from .switchconfig import (
     DEFAULT_RUN_DIR,
-    PORT_OPTIONS,
-    PORT_TYPES,
     SHARED_POOL_PORTS,
+    PortSpec,
     SwitchConfig,
     check_port_name,
-    check_ring_size,
-    check_tx_retries,
+    port_spec,
 )
 
 MBUF_BYTES = 2304                 # one 2 KB-data mbuf with its header and mempool overhead
@@ -86,6 +84,7 @@ class PortPlan:
     placement: dict = field(default_factory=dict)
     mempool: str = ""
     warnings: list = field(default_factory=list)
+    spec: PortSpec | None = None          # what Switch.add_port makes it from
 
 
 @dataclass
@@ -195,51 +194,18 @@ def plan(topology: dict) -> Plan:
         if extra:
             raise ConfigError(f"[[port]] #{i + 1}: unknown key(s) {', '.join(extra)} "
                               "(known: name, type, options)")
-        pname = check_port_name(raw.get("name", ""))
-        if pname in seen:
-            raise ConfigError(f"port {pname!r} appears twice")
-        seen.add(pname)
-        ptype = raw.get("type")
-        if ptype not in PORT_TYPES:
-            raise ConfigError(f"port {pname!r}: type must be one of {', '.join(PORT_TYPES)}, "
-                              f"got {ptype!r}")
-        opts = {str(k): v for k, v in (raw.get("options") or {}).items()}
-        bad = sorted(set(opts) - set(PORT_OPTIONS))
-        if bad:
-            raise ConfigError(f"port {pname!r}: unknown option(s) {', '.join(bad)}; known: "
-                              f"{', '.join(PORT_OPTIONS)}")
-        try:
-            n_rxq = int(opts.get("n_rxq", 1))
-        except (TypeError, ValueError):
-            raise ConfigError(f"port {pname!r}: n_rxq must be an integer") from None
-        if not 1 <= n_rxq <= 128:
-            raise ConfigError(f"port {pname!r}: n_rxq must be 1..128")
-        ring = check_ring_size("n_rxq_desc", opts.get("n_rxq_desc", 1024))
-        if "n_txq_desc" in opts:
-            check_ring_size("n_txq_desc", opts["n_txq_desc"])
-        check_tx_retries(opts.get("tx-retries-max", cfg.tx_retries_max))
-        aff = parse_rxq_affinity(str(opts["pmd-rxq-affinity"])) if "pmd-rxq-affinity" in opts else {}
-        pp = PortPlan(pname, ptype, opts, n_rxq, ring, None)
-        if ptype == "dpdkvhostuser":
-            if not cfg.vhost_sock_dir:
-                raise ConfigError(f"port {pname!r}: dpdkvhostuser ports need "
-                                  "other_config:vhost-sock-dir")
-            pp.socket = os.path.join(cfg.vhost_sock_dir, pname)
-            pp.socket_state = _server_socket_state(pp.socket)
-        elif ptype == "dpdkvhostuserclient":
-            path = opts.get("vhost-server-path")
-            if not path:
-                raise ConfigError(f"port {pname!r}: dpdkvhostuserclient needs options.vhost-server-path")
-            pp.socket = sockets.check_client_path(path)
-            pp.socket_state = "exists" if os.path.exists(path) else "not there yet (will reconnect)"
-        else:
-            devargs = opts.get("dpdk-devargs")
-            if not devargs:
-                raise ConfigError(f"port {pname!r}: type dpdk needs options.dpdk-devargs")
-            from .pmdinfo import check_devargs
-            devname, _, args = str(devargs).partition(",")
-            pp.warnings = check_devargs(devname, args)
-        pp.placement = place_rxqs(n_rxq, aff, load, isolated)
+        spec = port_spec(raw.get("name", ""), raw.get("type"), raw.get("options"), cfg)
+        if spec.name in seen:
+            raise ConfigError(f"port {spec.name!r} appears twice")
+        seen.add(spec.name)
+        pp = PortPlan(spec.name, spec.type, spec.options, spec.n_rxq, spec.ring, spec.socket,
+                      warnings=list(spec.warnings), spec=spec)
+        if spec.type == "dpdkvhostuser" and spec.socket is not None:
+            pp.socket_state = _server_socket_state(spec.socket)
+        elif spec.type == "dpdkvhostuserclient" and spec.socket is not None:
+            pp.socket_state = ("exists" if os.path.exists(spec.socket)
+                               else "not there yet (will reconnect)")
+        pp.placement = place_rxqs(spec.n_rxq, spec.affinity, load, isolated)
         ports.append(pp)
     flows = []
     names = {p.name for p in ports}
@@ -343,7 +309,8 @@ def build(p: Plan):
     sw = Switch(p.name, p.other_config)
     try:
         for port in p.ports:
-            sw.add_port(port.name, port.type, port.options)
+            assert port.spec is not None              # (plan() made every port's)
+            sw.add_port(port.spec)
         for a, b in p.flows:
             sw.add_flow(a, b)
         for g in p.generators:

@@ -1,18 +1,16 @@
-"""A second dpdkvirtio process (``python -m dpdkvirtio._agent``) driven with JSON-RPC
+"""A second dpdkvirtio process (``python -m dpdkvirtio.peers.agent_main``) driven with JSON-RPC
 requests (dpdkvirtio.rpc): the peer "of our own" in tests and benchmarks."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 
 from .. import rpc
-from .._process import close_pipes as _close_pipes
-from .._process import stop as _stop
+from .._process import Child
 from ..errors import remote_error
-from .process import OutputReader, cpus
+from .process import cpus
 
 # Run first by an agent of another build: meson-python's editable finder sits on
 # sys.meta_path ahead of sys.path and would hand out this checkout's package instead.
@@ -23,12 +21,16 @@ _FROM_PACKAGE_DIR = (
     "import dpdkvirtio\n"
     "if not dpdkvirtio.__file__.startswith(os.environ['DV_PACKAGE_DIR']):\n"
     "    sys.exit(f'agent: imported {dpdkvirtio.__file__}, not the build asked for')\n"
-    "runpy.run_module('dpdkvirtio._agent', run_name='__main__', alter_sys=True)\n"
+    "import importlib.util\n"
+    "main = 'dpdkvirtio.peers.agent_main'\n"
+    "if importlib.util.find_spec(main) is None:\n"
+    "    main = 'dpdkvirtio._agent'              # a build from before the move\n"
+    "runpy.run_module(main, run_name='__main__', alter_sys=True)\n"
 )
 
 
 class Agent:
-    """A second process of our own (dpdkvirtio._agent) driven with JSON commands.
+    """A second process of our own (peers.agent_main) driven with JSON commands.
     ``package_dir``: a directory holding another build's ``dpdkvirtio`` package, which the
     agent imports instead of the running one (perf ab). ``started=False``: the process is
     made but not initialised; call ``start()`` (from any thread: several agents can
@@ -41,17 +43,18 @@ class Agent:
                  started: bool = True, spare_cpus=None):
         c = cpus()
         self.cpu = c[0] if cpu is None else cpu
-        argv = [sys.executable, "-m", "dpdkvirtio._agent"]
+        argv = [sys.executable, "-m", "dpdkvirtio.peers.agent_main"]
         if package_dir is not None:
             argv = [sys.executable, "-c", _FROM_PACKAGE_DIR]
             env = dict(os.environ if env is None else env, DV_PACKAGE_DIR=str(package_dir))
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+        # stderr drained all along: DPDK logs a line per malformed message, and an agent
+        # whose stderr pipe filled up once hung in its log thread (and on 'exit')
+        self.child = Child(argv, stdin=True, stdout="rpc", env=env, err_tail_chars=1 << 16)
+        self.proc = self.child.proc
         self.timeout = timeout
         assert self.proc.stdout is not None and self.proc.stdin is not None
-        # drained all along: DPDK logs a line per malformed message, and an agent whose
-        # stderr pipe filled up once hung in its log thread (and on 'exit')
-        self._err = OutputReader(self.proc.stderr, tail_chars=1 << 16)
+        assert self.child.err is not None
+        self._err = self.child.err
         self._conn = rpc.Connection(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
                                     name="the agent")
         self._init = {"memory_mode": memory_mode, "cpu": self.cpu, "control_cpus": control_cpus}
@@ -67,9 +70,8 @@ class Agent:
             self.call("init", **self._init)
         except BaseException as e:
             # an agent that did not come up is never handed out, so nobody else would end it
-            _stop(self.proc)
+            self.child.stop()
             why = self.stderr().strip()
-            self._close_pipes()
             if isinstance(e, TimeoutError):
                 raise TimeoutError(f"agent did not start within {self.timeout:g} s (stopped it)"
                                    + (f"; its stderr:\n{why}" if why else "")) from None
@@ -84,10 +86,7 @@ class Agent:
         except rpc.RpcTimeout:
             raise TimeoutError(f"agent did not answer {op!r} in time") from None
         except rpc.RpcClosed:
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+            self.child.wait(5)
             raise RuntimeError(f"agent exited ({self.proc.returncode}): {self.stderr()}") from None
         except rpc.RpcError as e:
             raise remote_error(AgentError, e.kind, f"{e.kind}: {e.message}", kind=e.kind) from None
@@ -108,11 +107,8 @@ class Agent:
                 failure = e
             except RuntimeError:
                 pass                                  # it had died: nothing left to stop
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                _stop(self.proc)
-        self._close_pipes()
+            self.child.wait(15)
+        self.child.stop()
         if isinstance(failure, TimeoutError):
             raise TimeoutError(f"{failure} (stopped it); its stderr:\n{self.stderr()}")
         if failure is not None:
@@ -120,16 +116,8 @@ class Agent:
 
     def kill(self):
         """Kill -9 (a crash); remove the runtime directory it could not."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._close_pipes()
+        self.child.kill()
         shutil.rmtree(f"/var/run/dpdk/dv{self.proc.pid}", ignore_errors=True)
-
-    def _close_pipes(self):
-        if self.proc.poll() is not None:
-            self._err.t.join(2.0)                 # EOF follows the exit
-        _close_pipes(self.proc)
 
     def __enter__(self):
         return self

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 
-from .._process import set_pdeathsig
+from .._process import Child
 from ..hostinfo import OVS_SCHEMA, OVS_VSWITCHD_DPDK, ovs_dpdk_available
 from .process import unique_prefix
 
@@ -32,7 +33,7 @@ class OvsDpdk:
         os.makedirs(self.dir, exist_ok=True)
         self.bridge = bridge
         self.prefix = unique_prefix("ovs")
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[Child] = []
         self.env = dict(os.environ, OVS_RUNDIR=self.dir, OVS_LOGDIR=self.dir, OVS_DBDIR=self.dir,
                         OVS_SYSCONFDIR=self.dir, OVS_PKGDATADIR="/usr/share/openvswitch")
         self.db = f"unix:{self.dir}/db.sock"
@@ -59,7 +60,7 @@ class OvsDpdk:
                          "--unixctl", f"{self.dir}/vswitchd.ctl"])
             deadline = time.monotonic() + timeout
             while self.vsctl("get", "Open_vSwitch", ".", "dpdk_initialized").strip() != "true":
-                if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                if time.monotonic() > deadline or any(not p.running() for p in self.procs):
                     raise RuntimeError(f"OVS-DPDK did not initialise DPDK:\n{self.log_tail()}")
                 time.sleep(0.2)
             self.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev")
@@ -68,10 +69,8 @@ class OvsDpdk:
             raise
 
     def _spawn(self, argv):
-        log = open(os.path.join(self.dir, os.path.basename(argv[0]) + ".out"), "w")
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                           env=self.env, preexec_fn=set_pdeathsig))
-        log.close()
+        with open(os.path.join(self.dir, os.path.basename(argv[0]) + ".out"), "w") as log:
+            self.procs.append(Child(argv, stdout=log, env=self.env))
 
     @staticmethod
     def _wait_path(path, timeout):
@@ -158,13 +157,7 @@ class OvsDpdk:
 
     def close(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            p.stop(15, signal.SIGTERM)
         self.procs.clear()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
 

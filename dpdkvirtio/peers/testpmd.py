@@ -14,10 +14,8 @@ import shutil
 import subprocess
 import time
 
-from .._process import close_pipes as _close_pipes
-from .._process import set_pdeathsig
-from .._process import stop as _stop
-from .process import OutputReader, cpus, unique_prefix
+from .._process import Child
+from .process import cpus, unique_prefix
 
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
 
@@ -57,9 +55,10 @@ class Testpmd:
         # prompts cmdline writes directly: make it unbuffered.
         self.argv = ["stdbuf", "-o0", "-e0", TESTPMD, *eal, "--", *app]
         # ends with the thread that made it (stdbuf execs testpmd: the signal is kept)
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, preexec_fn=set_pdeathsig)
-        self.out = OutputReader(self.proc.stdout)
+        self.child = Child(self.argv, stdin=True)
+        self.proc = self.child.proc
+        assert self.child.out is not None
+        self.out = self.child.out
         self.pos = 0
         end = self.out.wait_for(self.PROMPT, 0, timeout)
         if end is None:
@@ -75,15 +74,13 @@ class Testpmd:
         assert self.proc.stdin is not None               # (Popen with stdin=PIPE)
         self.proc.stdin.write((text + "\n").encode())
         self.proc.stdin.flush()
-        start = self.pos
+        start: int | None = self.pos
         if expect_count:
             start = self.out.wait_count(expect_count[0], expect_count[1], self.pos, timeout)
-            if start is None:
-                raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
         elif expect:
             start = self.out.wait_for(expect, self.pos, timeout)
-            if start is None:
-                raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
+        if start is None:
+            raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
         end = self.out.wait_for(self.PROMPT, start, timeout)
         if end is None:
             raise RuntimeError(f"testpmd did not answer {text!r}:\n{self.out.buf[self.pos:][-3000:]}")
@@ -149,20 +146,13 @@ class Testpmd:
                 self.proc.stdin.flush()
                 self.proc.wait(15)
             except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
-                _stop(self.proc)
-        self._close_pipes()
+                pass
+        self.child.stop()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
-
-    def _close_pipes(self):
-        self.out.t.join(5)                  # the reader ends at EOF (the process is gone)
-        _close_pipes(self.proc)
 
     def kill(self):
         """Kill -9 (a crash, from the peer's point of view)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._close_pipes()
+        self.child.kill()
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
 
     def __enter__(self):

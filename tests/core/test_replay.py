@@ -180,19 +180,17 @@ class _Hog:
     (SCHED_FIFO, busy) and exits by itself."""
 
     def __init__(self, cpu: int, ms: float):
-        import subprocess
         import sys
-        self.proc = subprocess.Popen([sys.executable, "-c", HOG, str(cpu), str(ms)],
-                                     stdin=subprocess.PIPE)
+
+        from dpdkvirtio._process import Child
+        self.child = Child([sys.executable, "-c", HOG, str(cpu), str(ms)], stdin=True)
 
     def go(self):
-        self.proc.stdin.write(b"g")
-        self.proc.stdin.close()
+        self.child.proc.stdin.write(b"g")
+        self.child.proc.stdin.close()
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        self.child.kill()
 
 
 STALL_MS = 20

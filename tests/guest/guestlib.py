@@ -17,11 +17,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from dpdkvirtio._process import close_pipes
+from dpdkvirtio._process import Child
 from dpdkvirtio.progress import Progress
 
 HERE = Path(__file__).resolve().parent
@@ -194,40 +192,25 @@ class Guest:
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu)] + argv
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.buf = ""
-        self.cond = threading.Condition()
+        self.child = Child(argv, stdin=True)
+        self.proc = self.child.proc
+        self.out = self.child.out
         self.pos = 0
         self._n = 0
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
         self.wait_ready(boot_timeout)
 
-    def _read(self):
-        while True:
-            chunk = self.proc.stdout.read1(4096)
-            with self.cond:
-                if not chunk:
-                    self.cond.notify_all()
-                    return
-                self.buf += chunk.decode("utf-8", "replace")
-                self.cond.notify_all()
+    @property
+    def buf(self) -> str:
+        """The console output so far."""
+        return self.out.text()
 
     def _wait(self, pattern: str, timeout: float) -> re.Match:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                m = rx.search(self.buf, self.pos)
-                if m:
-                    self.pos = m.end()
-                    return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise TimeoutError(f"guest: no {pattern!r} within {timeout:g} s; console:\n"
-                                       f"{self.buf[-2000:]}")
-                self.cond.wait(min(left, 0.2))
+        m = self.out.wait_match(pattern, self.pos, timeout)
+        if m is None:
+            raise TimeoutError(f"guest: no {pattern!r} within {timeout:g} s; console:\n"
+                               f"{self.buf[-2000:]}")
+        self.pos = m.end()
+        return m
 
     def wait_ready(self, timeout: float = 90.0):
         m = self._wait(READY + r" ([0-9a-f:]+)", timeout)
@@ -295,32 +278,16 @@ class Guest:
         self.wait_ready(timeout)
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self._close_pipes()
-
-    def _close_pipes(self):
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.join(10)                     # it ends at EOF: QEMU is gone
-        close_pipes(self.proc)
+        self.child.kill()
 
     def close(self):
-        if self.proc.poll() is None:
+        if self.child.running():
             try:
                 self.send("poweroff -f")
-                self.proc.wait(10)
-            except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
+            except (BrokenPipeError, OSError):
                 pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_pipes()
+            self.child.wait(10)
+        self.child.stop(10, signal.SIGTERM)
 
     def __enter__(self):
         return self

@@ -5,10 +5,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
-from dpdkvirtio._process import set_pdeathsig
+from dpdkvirtio._process import Child
 from dpdkvirtio.peers import front_back
 from tests.helpers import REPO, wait_still
 
@@ -58,24 +56,17 @@ class Running:
     def _start(self, topo, control_socket, run_args):
         self.topo = topo
         self.sock = control_socket
-        self.proc = subprocess.Popen([sys.executable, "-m", "dpdkvirtio", "run", self.topo,
-                                      *run_args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=str(REPO), preexec_fn=set_pdeathsig)
-        self.out = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + 60
-        while not any("running" in l for l in self.out):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read() if not self.proc.stderr.closed else ""
-                self.stop()
-                raise RuntimeError(f"dpdkvirtio run did not start: {err}")
-            time.sleep(0.05)
+        self.child = Child([sys.executable, "-m", "dpdkvirtio", "run", self.topo, *run_args],
+                           stderr="read", cwd=str(REPO))
+        self.proc = self.child.proc
+        if self.child.out.wait_for("running", 0, 60) is None:
+            self.stop()
+            raise RuntimeError(f"dpdkvirtio run did not start: {self.child.err.text()}")
 
-    def _read(self):
-        for line in self.proc.stdout:
-            self.out.append(line)
+    @property
+    def out(self) -> list[str]:
+        """Its stdout so far, in lines."""
+        return self.child.out.text().splitlines(keepends=True)
 
     def ctl(self, *args, json_out=True, check=True):
         r = cli("ctl", "--socket", self.sock, *args, *(["--json"] if json_out else []))
@@ -91,15 +82,4 @@ class Running:
         return wait_still(lambda: self.stats()[port][key], 0.5, 30, 0.1)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(10)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if not pipe.closed and not (pipe is self.proc.stdout and self._reader.is_alive()):
-                pipe.close()
-        return self.proc.returncode
+        return self.child.stop(30, signal.SIGTERM)

@@ -137,7 +137,7 @@ def _agents_of_this_process() -> set[int]:
                 cmd = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"dpdkvirtio._agent" in cmd:
+        if ppid == os.getpid() and b"dpdkvirtio.peers.agent_main" in cmd:
             mine.add(int(d))
     return mine
 

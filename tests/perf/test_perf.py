@@ -112,7 +112,7 @@ def test_busy_poller_guard_refuses():
 
 def _is_agent(pid) -> bool:
     try:
-        return b"dpdkvirtio._agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"dpdkvirtio.peers.agent_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

@@ -1,4 +1,5 @@
-"""A second dpdkvirtio process for tests and benchmarks (``python -m dpdkvirtio._agent``):
+"""A second dpdkvirtio process for tests and benchmarks (``python -m
+dpdkvirtio.peers.agent_main``):
 JSON-RPC 2.0 (dpdkvirtio.rpc) requests on stdin, replies on stdout; the methods are the
 ``op_*`` functions. It ends (closing everything) on "exit", on EOF and when its parent
 dies. Driven by dpdkvirtio.peers.Agent."""
@@ -87,15 +88,6 @@ def op_io(a, b, queue=0, both=True, start=True):
     return {}
 
 
-def op_rx_all(names, start=True):
-    """rxonly on queue 0 of every named port, one PMD."""
-    for n in names:
-        _pmd().add_rxq(state["ports"][n], 0, "rxonly")
-    if start:
-        _pmd().start()
-    return {}
-
-
 def op_total(names, key):
     return {"value": sum(state["ports"][n].stats()[key] for n in names)}
 
@@ -134,7 +126,7 @@ def op_pyloop(name, role="rx", cpu=0, burst=32, pkt_size=64):
     return {}
 
 
-def op_pyloop_stop():
+def _pyloop_stop():
     loop = state.pop("loop", None)
     state["loop"] = None
     if loop is not None:
@@ -165,10 +157,6 @@ def op_switch(name, ports, flows=(), cpu=None, other_config=None):
 
 def op_switch_wait(name, timeout=30.0):
     return {"done": state["switches"][name].wait_connected(timeout_s=timeout)}
-
-
-def op_switch_stats(name):
-    return {"stats": state["switches"][name].all_port_stats()}
 
 
 def op_add_vhost_ports(paths, queues=1):
@@ -451,7 +439,7 @@ def op_sleep(seconds):
 def op_exit():
     """Close everything this agent made; the agent ends after the reply."""
     state["exiting"] = True
-    op_pyloop_stop()
+    _pyloop_stop()
     for sw in state.get("switches", {}).values():
         sw.close()
     for key in ("pmd", "spare_pmd"):
