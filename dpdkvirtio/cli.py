@@ -97,17 +97,15 @@ def _run(args) -> int:
             from .metrics import serve_metrics
             metrics = serve_metrics(args.metrics, switch=sw)
             print(f"metrics: {metrics.url}", flush=True)
-        if sw._eal.config.telemetry:
-            print(f"telemetry: dpdk-telemetry.py -f {sw._eal.file_prefix} "
+        if sw.eal.config.telemetry:
+            print(f"telemetry: dpdk-telemetry.py -f {sw.eal.file_prefix} "
                   "(commands /dpdkvirtio/ports, /dpdkvirtio/port,NAME, /dpdkvirtio/pmds, ...)",
                   flush=True)
-        print(f"switch {sw.name} running ({sw._eal.version}, memory {sw._eal.memory_mode}); "
+        print(f"switch {sw.name} running ({sw.eal.version}, memory {sw.eal.memory_mode}); "
               f"control socket {plan.control_socket}; Ctrl-C or SIGTERM stops it", flush=True)
-        names = {}
         while not stop.wait(0.5):
-            names = {id(sp.port): n for n, sp in list(sw.ports.items())}
             for ev in poll_events():
-                name = names.get(id(ev.port))
+                name = sw.port_name(ev.port)
                 if name is None:
                     continue
                 if ev.kind == "new_device":

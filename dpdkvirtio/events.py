@@ -56,9 +56,7 @@ def poll_events() -> list[VhostEvent]:
             ev = VhostEvent(kind, port, vid, queue, enable, features, tsc)
             out.append(ev)
             if port is not None:
-                if len(port._events) == port._events.maxlen:
-                    port.events_dropped += 1
-                port._events.append(ev)
+                port.deliver_event(ev)
                 if kind == "new_device" and queue > 2 * port.n_queues:
                     log.warning("%s: the front-end uses %d queue pairs, the port serves %d; "
                                 "the others are not polled", port.name, queue // 2, port.n_queues)

@@ -27,8 +27,9 @@ class Mempool(Resource):
     ``data_room_size`` bytes of buffer each (including the 128-byte headroom) and a
     per-lcore cache of ``cache_size``.
 
-    Raises EalError before dpdkvirtio.init(), ConfigError for bad sizes or names (before
-    DPDK is called), MempoolError for
+    Initialises DPDK with the defaults when nothing did (as ports and PMDs do; call
+    dpdkvirtio.init() first to choose). Raises ConfigError for bad sizes or names (before
+    DPDK is called), EalError after the EAL was cleaned up, MempoolError for
     DPDK failures, with a hint (ENOMEM: not enough hugepage / --no-huge memory; EEXIST:
     the name is in use). ``close()`` raises MempoolBusyError while ports use the pool or
     mbufs are in use (close the ports and free the bursts first)."""
@@ -39,7 +40,7 @@ class Mempool(Resource):
     def __init__(self, size: int | None = None, *, name: str | None = None,
                  cache_size: int = 256, data_room_size: int = 2048 + 128,
                  socket_id: int = -1):
-        eal = _eal_mod.current()
+        eal = _eal_mod.ensure()
         size = mempool_size() if size is None else size
         for key, value in (("size", size), ("cache_size", cache_size),
                            ("data_room_size", data_room_size)):

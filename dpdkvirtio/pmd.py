@@ -261,11 +261,12 @@ class Pmd(Resource):
 
     # -- assignments -------------------------------------------------------------------
     def _publish(self):
-        self._t.set_plan([(a.action, a.port.core, a.queue,
-                           a.out_port.core if a.out_port is not None else None,
-                           a.out_queue, a.generator, a.row,
-                           a.flows.table if a.flows is not None else None)
-                          for a in self._assignments])
+        self._t.set_plan([_pmd.PlanEntry(
+            engine=a.action, port=a.port.core, queue=a.queue,
+            out_port=a.out_port.core if a.out_port is not None else None,
+            out_queue=a.out_queue, generator=a.generator, poll_row=a.row,
+            flow_table=a.flows.table if a.flows is not None else None)
+            for a in self._assignments])
 
     def _claim(self, a: Assignment):
         """Record this PMD as the owner of every queue ``a`` touches (in the C ports),

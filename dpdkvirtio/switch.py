@@ -155,6 +155,16 @@ class Switch(Resource):
             except DpdkError as e:
                 log.debug("pool %s of port %s freed at exit: %s", pool.name, sp.name, e)
 
+    @property
+    def eal(self) -> Any:
+        """The Eal this switch runs on (file prefix, memory mode, version)."""
+        return self._eal
+
+    def port_name(self, port: object) -> str | None:
+        """The name under which ``port`` (a port object, e.g. an event's) is on this
+        switch, or None."""
+        return next((n for n, sp in list(self.ports.items()) if sp.port is port), None)
+
     # -- ports --------------------------------------------------------------------------
     def add_port(self, name: str | PortSpec, type: str | None = None,
                  options: dict | None = None) -> SwitchPort:

@@ -1,4 +1,4 @@
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from .counters import Counters
 from .flows import FlowTable
@@ -12,6 +12,16 @@ DEFAULT_INTR_AFTER_ROUNDS: int
 INTR_TIMEOUT_MS: int
 INTR_TIMEOUT_MS_MAX: int
 OPS: dict[str, int]
+
+class PlanEntry(NamedTuple):
+    engine: str
+    port: Port
+    queue: int
+    out_port: Port | None
+    out_queue: int
+    generator: Generator | None
+    poll_row: int
+    flow_table: FlowTable | None
 
 def worker_lcores() -> list[int]: ...
 def tsc_hz() -> int: ...
@@ -73,9 +83,7 @@ class PmdThread:
     def _check_interruptible(self, port: Port, queue: int) -> None: ...
     @property
     def epoch(self) -> int: ...
-    def set_plan(self, assignments: list[tuple[str, Port, int, Port | None, int, Generator | None, int,
-                                               FlowTable | None]],
-                 timeout_s: float = 5.0) -> None: ...
+    def set_plan(self, assignments: list[PlanEntry], timeout_s: float = 5.0) -> None: ...
     def _require_owner(self, port: Port, queue: int, direction: str) -> None: ...
     def start(self) -> None: ...
     def release(self) -> None: ...

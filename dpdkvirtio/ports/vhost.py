@@ -108,6 +108,14 @@ class _VhostPortBase(_Port):
         """Features offered on this socket (before negotiation)."""
         return self.core.socket_features()
 
+    def deliver_event(self, event: VhostEvent) -> None:
+        """Queue ``event`` for ``events()`` (events.poll_events calls it for each event of
+        this port; the oldest undrained one makes room and is counted in
+        ``events_dropped``)."""
+        if len(self._events) == self._events.maxlen:
+            self.events_dropped += 1
+        self._events.append(event)
+
     def events(self) -> list[VhostEvent]:
         """Events of this port since the last call (drains the ring first). A port keeps
         the last EVENTS_KEPT undrained events; older ones are counted in

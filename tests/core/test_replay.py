@@ -216,7 +216,7 @@ def test_a_replay_stalled_by_a_competing_process_catches_up_on_schedule(pair, pm
             got, want, stolen, _stalled = _replay_gaps(
                 pair, pmds, timed_pcapng, speed=1.0,
                 during=lambda hog=hog: (time.sleep(0.15), hog.go()))
-            assert hog.proc.wait(10) == 0
+            assert hog.child.wait(10) == 0
         finally:
             hog.close()
         receiver_ms = (pmds[1].perf()["stalled_ns"] - b0) / 1e6

@@ -83,12 +83,22 @@ def test_arguments_that_would_exit_are_refused(args):
     assert "refused:" in r.stdout and "alive uninitialised" in r.stdout
 
 
-def test_use_before_init_and_after_cleanup():
+def test_every_object_initialises_dpdk_when_needed():
+    """One rule for entering the EAL: a mempool, like a port or a PMD, initialises DPDK
+    with the defaults when nothing did (dpdkvirtio.init() first to choose settings)."""
     r = run("""
-        try:
-            dv.Mempool(255, name="x", cache_size=0)
-        except dv.EalError as x:
-            print("before:", x)
+        from dpdkvirtio import eal
+        assert not eal.alive()
+        pool = dv.Mempool(255, name="x", cache_size=0)
+        print("pool:", pool.name, eal.alive(), eal.current().memory_mode)
+        pool.close()
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("pool: x True "), r.stdout
+
+
+def test_use_after_cleanup():
+    r = run("""
         e = dv.init(memory_mode="no-huge", log_level="warning")
         mp = dv.Mempool(255, cache_size=0)
         e.close()
@@ -108,7 +118,6 @@ def test_use_before_init_and_after_cleanup():
             print("reinit:", x)
     """)
     assert r.returncode == 0, r.stderr
-    assert "before: DPDK is not initialised" in r.stdout
     assert "pool: mempool 'dvpool0' is closed" in r.stdout
     assert r.stdout.count("after: EalError") == 2 and r.stdout.count("after: MempoolError") == 1
     assert "reinit:" in r.stdout and "cleaned-up" in r.stdout

@@ -35,6 +35,7 @@ from dpdkvirtio.errors import PmdError, PmdStateError, ConfigError
 from dpdkvirtio._core.dp_hot import ENGINES as _ENGINES
 
 import time
+from collections import namedtuple
 
 PMD_MAX_BURST = DV_PMD_MAX_BURST        # packets per PMD poll or generator burst (Pmd.burst_size)
 MAX_VARS = DV_MAX_VARS
@@ -43,6 +44,13 @@ DEFAULT_INTR_AFTER_ROUNDS = 100         # empty rounds before an interrupt-mode 
 INTR_TIMEOUT_MS = DV_INTR_TIMEOUT_MS    # default of Pmd.interrupt_timeout_ms
 INTR_TIMEOUT_MS_MAX = DV_INTR_TIMEOUT_MS_MAX
 OPS = {"inc": 0, "dec": 1, "random": 2}
+
+# One entry of a plan (set_plan): what the lcore polls, in which engine, and where the
+# results go. ``out_port``/``out_queue``: an io or forward engine's output; ``generator``:
+# a generator engine's; ``poll_row``: the row of poll_stats it counts in; ``flow_table``:
+# the measured-flow table of an rx engine, or None.
+PlanEntry = namedtuple("PlanEntry", ["engine", "port", "queue", "out_port", "out_queue",
+                                     "generator", "poll_row", "flow_table"])
 
 
 def worker_lcores():
@@ -423,8 +431,7 @@ cdef class PmdThread:
         return self._epoch
 
     def set_plan(self, list assignments, double timeout_s=5.0):
-        """Replace what the lcore polls. ``assignments``: list of
-        (engine, port, queue, out_port, out_queue, generator, poll_row, flow_table or None).
+        """Replace what the lcore polls. ``assignments``: list of PlanEntry.
         Returns after
         the lcore has picked the new plan up (when running), so ports and generators no
         longer in it may be closed."""
