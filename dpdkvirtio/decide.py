@@ -24,8 +24,9 @@ Mpps is the metric, base Mpps over candidate Mpps). Above 1 the candidate is dea
   the band, else ``inconclusive``.
 - **Minimum detectable effect**: tol plus the interval's half-width. A true change at least
   this large moves an interval of this width clear of the band.
-- **Stopping.** ``MIN_PAIRS`` pairs always; then pairs are added until the verdict is not
-  inconclusive or the budget is spent. Looking after every round inflates the false-alarm
+- **Stopping.** ``MIN_PAIRS`` pairs (unless every pair keeps being screened: see
+  should_stop); then pairs are added until the verdict is not inconclusive or the budget
+  is spent. Looking after every round inflates the false-alarm
   rate of a fixed-n interval; the calibration study (``perf calibrate``) measures the rate
   that this rule gives, A/A.
 """
@@ -111,11 +112,14 @@ def mde(est: Estimate | None, tolerance: float) -> float | None:
 
 def should_stop(est: Estimate | None, tolerance: float, pairs: int, spent_s: float,
                 budget_s: float, pair_s: float) -> bool:
-    """Never before MIN_PAIRS (the fewest an interval needs: the budget does not cut a run
-    short of a verdict); then stop when the verdict is decided or another pair would not
-    fit in the budget (``pair_s``: what one pair has taken so far)."""
+    """Before MIN_PAIRS (the fewest an interval needs) the budget does not cut a run short
+    of a verdict, up to a deadline: the budget plus three times what MIN_PAIRS pairs take
+    (``pair_s``: the longest pair so far, screened ones included), so a run whose screen
+    rejects two pairs in three still gets its interval, and one on a host that stalls
+    every pair ends (inconclusive, no interval). Then stop when the verdict is decided or
+    another pair would not fit in the budget."""
     if pairs < MIN_PAIRS:
-        return False
+        return spent_s > budget_s + 3 * MIN_PAIRS * pair_s and pair_s > 0
     if verdict(est, tolerance) != "inconclusive":
         return True
     return spent_s + pair_s > budget_s

@@ -100,9 +100,13 @@ def test_stopping_rule():
     # undecided, budget left: go on; the next pair would overrun the budget: stop
     assert not decide.should_stop(open_, 0.05, 6, spent_s=10, budget_s=100, pair_s=5)
     assert decide.should_stop(open_, 0.05, 6, spent_s=96, budget_s=100, pair_s=5)
-    # the budget never stops a run short of the pairs an interval needs
+    # the budget does not stop a run short of the pairs an interval needs...
     assert not decide.should_stop(None, 0.05, 5, spent_s=96, budget_s=100, pair_s=5)
     assert not decide.should_stop(None, 0.05, 0, spent_s=0, budget_s=0, pair_s=0)
+    assert not decide.should_stop(None, 0.05, 2, spent_s=190, budget_s=100, pair_s=5)
+    # ...until three times their time past it: a host that stalls every pair ends the run
+    assert decide.should_stop(None, 0.05, 2, spent_s=191, budget_s=100, pair_s=5)
+    assert decide.should_stop(None, 0.05, 0, spent_s=91, budget_s=0, pair_s=5)
 
 
 def test_pairs_alternate_their_order_and_ratios_are_cost_over_cost():
