@@ -49,12 +49,13 @@ def _steal_ms() -> dict[int, float]:
 def _measure(side: str, cycles, counterpart, read, seconds: float, screen_share: float) -> dict:
     """One window of ``seconds`` on a running side: busy cycles per packet (the stalls'
     busy cycles taken out, and raw), busy share, Mpps and every poller's and the host's
-    stalls (the steal of the CPU that lost most: each poller has a CPU of its own)."""
+    stalls (the steal of the CPU that lost most: each poller has a CPU of its own).
+    ``read``: the packet count where it is measured; None: the measured poller's own."""
     c0, k0, s0 = cycles(), counterpart() if counterpart else 0, _steal_ms()
-    n0, t0 = read(), time.monotonic()
+    n0, t0 = read() if read else c0["packets"], time.monotonic()
     time.sleep(seconds)
     c1, k1, s1 = cycles(), counterpart() if counterpart else 0, _steal_ms()
-    n1, t1 = read(), time.monotonic()
+    n1, t1 = read() if read else c1["packets"], time.monotonic()
     window_ns = (t1 - t0) * 1e9
     raw = capacity.window(c0, c1, t1 - t0)
     if raw["cycles_per_packet"] is None:
@@ -119,8 +120,7 @@ def interleaved_trial(name: str, packages: dict, o: Options, screen_share: float
                     il.activate(side)
                     time.sleep(INTERLEAVE_SETTLE_S)
                     windows.append(_measure(side, lambda s=side: il.reading(s),
-                                            il.counterpart_stalled_ns,
-                                            lambda s=side: il.reading(s)["packets"],
+                                            il.counterpart_stalled_ns, None,
                                             window_s, screen_share))
     except (RuntimeError, OSError, TimeoutError, KeyError) as e:
         raise SideFailed(f"interleaved: {type(e).__name__}: {str(e).splitlines()[0][:300]}") \
@@ -314,15 +314,15 @@ def cmd_ab(args) -> int:
             print(f"perf ab: scenario {n!r} cannot run another build; choose from "
                   f"{', '.join(AB_SCENARIOS)}", file=sys.stderr)
             return decide.EXIT_FAILED
+    if not 0 < args.screen_share <= 1:
+        print(f"perf ab: --screen-share must be in (0, 1], got {args.screen_share:g}",
+              file=sys.stderr)
+        return decide.EXIT_FAILED
     try:
         sides = [builds.parse_side(args.base), builds.parse_side(args.candidate)]
         base, cand = (builds.build(s) for s in sides)
     except builds.BuildError as e:
         print(f"perf ab: {e}", file=sys.stderr)
-        return decide.EXIT_FAILED
-    if not 0 < args.screen_share <= 1:
-        print(f"perf ab: --screen-share must be in (0, 1], got {args.screen_share:g}",
-              file=sys.stderr)
         return decide.EXIT_FAILED
     memory_mode = host.memory_mode_for(args.memory_mode)
     print(f"perf ab: base {base.side.spec} ({base.sha[:12]}), candidate {cand.side.spec} "
